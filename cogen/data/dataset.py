@@ -1,0 +1,243 @@
+"""Scenes of co-registered GeoTIFFs as `{modality: Tensor}` items.
+
+Layout: `<root>/<MODALITY>/<scene_id>.tif`, or an explicit manifest `{scene_id: {modality: path}}` (JSON or
+YAML) for files that live elsewhere. A scene may lack modalities. Every scene is checked for co-registration
+and band counts when the dataset is built, so bad files fail before training starts.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+import yaml
+from rasterio.windows import Window
+from torch.utils.data import Dataset
+
+from ..errors import ConfigError, DatasetError
+from ..io import Grid, check_same_grid, open_raster, read_raster
+from ..registry import Modality, Registry, default_registry
+
+
+@dataclass(frozen=True)
+class Region:
+    """Half-open pixel ranges [r0, r1) x [c0, c1) of a scene; None means the whole extent."""
+
+    rows: tuple[int, int] | None = None
+    cols: tuple[int, int] | None = None
+
+    def window(self, height: int, width: int) -> Window:
+        r0, r1 = self.rows or (0, height)
+        c0, c1 = self.cols or (0, width)
+        r1, c1 = min(r1, height), min(c1, width)
+        if r1 <= r0 or c1 <= c0:
+            raise ConfigError(f"region rows={self.rows} cols={self.cols} is empty for a {height}x{width} scene")
+        return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def load_split(path: str | Path, name: str) -> tuple[Region, dict[str, Region]]:
+    """Read a split file -> (default region, {scene_id: region}) for split `name`."""
+    d = yaml.safe_load(Path(path).read_text()) or {}
+    splits = d.get("splits") or {}
+    if name not in splits:
+        raise ConfigError(f"{path}: no split {name!r}; splits are {', '.join(splits) or 'none'}")
+    s = splits[name] or {}
+
+    def region(r: Mapping[str, Any] | None) -> Region:
+        r = r or {}
+        return Region(tuple(r["rows"]) if r.get("rows") else None, tuple(r["cols"]) if r.get("cols") else None)
+
+    return region(s.get("default")), {k: region(v) for k, v in (s.get("scenes") or {}).items()}
+
+
+def discover(root: str | Path, registry: Registry, modalities: Iterable[str] | None = None) -> dict[str, dict[str, Path]]:
+    """`<root>/<MODALITY>/<scene>.tif` -> {scene_id: {modality: path}}; unregistered folders are ignored."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found; expected <root>/<MODALITY>/<scene_id>.tif")
+    wanted = None if modalities is None else set(registry.check(modalities))
+    scenes: dict[str, dict[str, Path]] = {}
+    for mdir in sorted(p for p in root.iterdir() if p.is_dir()):
+        if mdir.name not in registry or (wanted is not None and mdir.name not in wanted):
+            continue
+        for f in sorted(mdir.glob("*.tif")) + sorted(mdir.glob("*.tiff")):
+            scenes.setdefault(f.stem, {})[mdir.name] = f
+    if not scenes:
+        raise DatasetError(
+            f"{root}: no scenes found; expected <root>/<MODALITY>/<scene_id>.tif with MODALITY among "
+            f"{', '.join(registry)}"
+        )
+    return scenes
+
+
+def read_manifest(path: str | Path, registry: Registry) -> dict[str, dict[str, Path]]:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: manifest not found")
+    d = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+    d = d.get("scenes", d) if isinstance(d, dict) else d
+    if not isinstance(d, dict):
+        raise DatasetError(f"{path}: a manifest maps scene id -> {{modality: path}}")
+    out = {}
+    for sid, mods in d.items():
+        registry.check(mods)
+        out[str(sid)] = {m: (path.parent / p if not Path(p).is_absolute() else Path(p)) for m, p in mods.items()}
+    return out
+
+
+class SceneDataset(Dataset):
+    """Aligned crops of co-registered scenes.
+
+    Item: `{"scene": id, "window": (row, col, h, w), "values": {m: Tensor}, "valid": {m: Tensor(H,W) bool}}`.
+    Continuous values are in model space `(C,H,W)` float32, invalid pixels set to 0; categorical maps are
+    0-based class indices `(H,W)` long with -1 where invalid.
+
+    mode="random": `length` crops at seeded random positions (`set_epoch` changes them reproducibly).
+    mode="grid": every non-overlapping crop of the regions, in order (validation, evaluation).
+    """
+
+    def __init__(self, root: str | Path | None = None, manifest: str | Path | None = None,
+                 registry: Registry | None = None, modalities: Sequence[str] | None = None,
+                 crop: int | None = None, region: Region | None = None, regions: Mapping[str, Region] | None = None,
+                 mode: str = "random", length: int = 1000, seed: int = 0, augment: bool = False,
+                 cache: bool = True):
+        self.registry = registry or default_registry()
+        if (root is None) == (manifest is None):
+            raise DatasetError("give either a dataset root folder or a manifest")
+        files = discover(root, self.registry, modalities) if root is not None else read_manifest(manifest, self.registry)
+        if modalities is not None:
+            files = {s: {m: p for m, p in mods.items() if m in modalities} for s, mods in files.items()}
+            files = {s: mods for s, mods in files.items() if mods}
+        self.modalities = list(modalities) if modalities is not None else sorted({m for v in files.values() for m in v})
+        self.files = files
+        self.scene_ids = sorted(files)
+        self.grids: dict[str, Grid] = {}
+        for sid in self.scene_ids:
+            self.grids[sid] = self._check_scene(sid)
+        region = region or Region()
+        regions = regions or {}
+        self.windows = {sid: regions.get(sid, region).window(g.height, g.width) for sid, g in self.grids.items()}
+        self.crop = crop
+        for sid, w in self.windows.items():
+            if crop is not None and (w.height < crop or w.width < crop):
+                raise DatasetError(f"scene {sid}: region {int(w.height)}x{int(w.width)} is smaller than crop {crop}")
+        if mode not in ("random", "grid"):
+            raise ConfigError(f"mode must be 'random' or 'grid', got {mode!r}")
+        self.mode, self.length, self.seed, self.augment, self.cache = mode, length, seed, augment, cache
+        self.epoch = 0
+        self._cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._grid_items = self._grid_positions() if mode == "grid" else []
+
+    # ---- checks ---------------------------------------------------------------------------------------
+    def _check_scene(self, sid: str) -> Grid:
+        ref_path, ref = None, None
+        for m, p in self.files[sid].items():
+            mod = self.registry[m]
+            with open_raster(p) as src:
+                mod.check_bands(src.count, str(p))
+                g = Grid(src.crs, src.transform, src.height, src.width)
+            if ref is None:
+                ref_path, ref = p, g
+            else:
+                check_same_grid(ref_path, ref, p, g)
+        assert ref is not None
+        return ref
+
+    def _grid_positions(self) -> list[tuple[str, int, int]]:
+        out = []
+        for sid in self.scene_ids:
+            w = self.windows[sid]
+            c = self.crop or int(min(w.height, w.width))
+            for r in range(0, int(w.height) - c + 1, c):
+                for q in range(0, int(w.width) - c + 1, c):
+                    out.append((sid, int(w.row_off) + r, int(w.col_off) + q))
+        return out
+
+    # ---- reading --------------------------------------------------------------------------------------
+    def _region_arrays(self, sid: str, m: str) -> tuple[np.ndarray, np.ndarray]:
+        key = (sid, m)
+        if key not in self._cache:
+            raw, _ = read_raster(self.files[sid][m], window=self.windows[sid])
+            arr = (raw, self.registry[m].valid_mask(raw))
+            if not self.cache:
+                return arr
+            self._cache[key] = arr
+        return self._cache[key]
+
+    def load(self, sid: str, m: str, row: int, col: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model-space values and valid mask of modality `m` of scene `sid` at absolute pixel (row, col)."""
+        win = self.windows[sid]
+        raw, ok = self._region_arrays(sid, m)
+        r, c = row - int(win.row_off), col - int(win.col_off)
+        raw, ok = raw[:, r : r + h, c : c + w], ok[r : r + h, c : c + w]
+        return to_model_space(self.registry[m], raw, ok)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self._grid_items) if self.mode == "grid" else self.length
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        if self.mode == "grid":
+            sid, row, col = self._grid_items[i]
+            win = self.windows[sid]
+            c = self.crop or int(min(win.height, win.width))
+            h = w = c
+        else:
+            sid = self.scene_ids[int(rng.integers(len(self.scene_ids)))]
+            win = self.windows[sid]
+            h = w = self.crop or int(min(win.height, win.width))
+            row = int(win.row_off) + int(rng.integers(int(win.height) - h + 1))
+            col = int(win.col_off) + int(rng.integers(int(win.width) - w + 1))
+        values, valid = {}, {}
+        for m in self.files[sid]:
+            values[m], valid[m] = self.load(sid, m, row, col, h, w)
+        if self.augment:
+            k, flip = int(rng.integers(4)), bool(rng.integers(2))
+            for d in (values, valid):
+                for m in d:
+                    d[m] = _dihedral(d[m], k, flip)
+        return {"scene": sid, "window": (row, col, h, w), "values": values, "valid": valid}
+
+
+def to_model_space(mod: Modality, raw: np.ndarray, ok: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw (C,H,W) array + valid mask -> (model-space tensor, bool mask); invalid pixels never carry values."""
+    valid = torch.from_numpy(np.ascontiguousarray(ok))
+    if mod.is_categorical:
+        idx = mod.class_index(torch.from_numpy(np.where(ok, raw[0], 0).astype(np.int64)))
+        return torch.where(valid, idx, torch.full_like(idx, -1)), valid
+    x = torch.from_numpy(np.where(ok[None], raw, 0).astype(np.float32))
+    x = mod.normalize(x)
+    return torch.where(valid[None], x, torch.zeros_like(x)), valid
+
+
+def _dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    x = torch.rot90(x, k, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if flip else x
+
+
+def collate_scenes(items: list[dict[str, Any]], modalities: Sequence[str] | None = None,
+                   registry: Registry | None = None) -> dict[str, Any]:
+    """Stack items whose modality sets differ: a modality missing from a sample is zeros with present=False."""
+    registry = registry or default_registry()
+    mods = list(modalities) if modalities is not None else sorted({m for it in items for m in it["values"]})
+    values, valid, present = {}, {}, {}
+    for m in mods:
+        ref = next((it for it in items if m in it["values"]), None)
+        if ref is None:
+            continue
+        vals, oks, pres = [], [], []
+        for it in items:
+            if m in it["values"]:
+                vals.append(it["values"][m]); oks.append(it["valid"][m]); pres.append(True)
+            else:
+                filler = torch.full_like(ref["values"][m], -1) if registry[m].is_categorical else torch.zeros_like(ref["values"][m])
+                vals.append(filler); oks.append(torch.zeros_like(ref["valid"][m])); pres.append(False)
+        values[m], valid[m], present[m] = torch.stack(vals), torch.stack(oks), torch.tensor(pres)
+    return {"scene": [it["scene"] for it in items], "window": [it["window"] for it in items],
+            "values": values, "valid": valid, "present": present}

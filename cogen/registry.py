@@ -1,0 +1,268 @@
+"""The modality registry: what each modality is, declared in YAML, frozen at run time.
+
+A :class:`Modality` knows its bands, units, the exact value transform between raw raster values and the
+model's space, nodata and valid range, class list (categorical maps) and tokenizer choice. Nothing else in
+cogen hard-codes bands, statistics or classes.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import torch
+import yaml
+
+from .errors import ConfigError, RasterError, UnknownModalityError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_REGISTRY = CONFIG_DIR / "modalities.yaml"
+DEFAULT_STATS = CONFIG_DIR / "stats.yaml"
+
+_ENTRY_KEYS = {
+    "kind", "description", "bands", "units", "transform", "nodata", "valid_range", "dtype", "rgb",
+    "display_range", "spectral", "tokenizer", "classes", "mean", "std",
+}
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    id: int
+    name: str
+    color: str
+
+    @property
+    def rgb(self) -> tuple[float, float, float]:
+        h = self.color.lstrip("#")
+        return tuple(int(h[i : i + 2], 16) / 255.0 for i in (0, 2, 4))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Modality:
+    """One registry entry. Frozen: build a new registry to change it."""
+
+    name: str
+    kind: str  # "continuous" | "categorical"
+    bands: tuple[str, ...]
+    units: str = ""
+    description: str = ""
+    scale: float = 1.0
+    offset: float = 0.0
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    nodata: float | None = None
+    valid_range: tuple[float, float] | None = None
+    dtype: str = "float32"
+    rgb: tuple[str, ...] = ()
+    display_range: tuple[float, float] | None = None
+    spectral: bool = False
+    tokenizer: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({"type": "patch"}))
+    classes: tuple[ClassInfo, ...] = ()
+
+    # ---- facts ---------------------------------------------------------------------------------------
+    @property
+    def is_categorical(self) -> bool:
+        return self.kind == "categorical"
+
+    @property
+    def num_bands(self) -> int:
+        return len(self.bands)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def channels(self) -> int:
+        """Channels in the model's pixel space: bands, or one channel per class for class maps."""
+        return self.num_classes if self.is_categorical else self.num_bands
+
+    @property
+    def class_ids(self) -> tuple[int, ...]:
+        return tuple(c.id for c in self.classes)
+
+    def band_index(self, band: str) -> int:
+        if band not in self.bands:
+            raise ConfigError(f"{self.name}: unknown band {band!r}; bands are {', '.join(self.bands)}")
+        return self.bands.index(band)
+
+    # ---- values --------------------------------------------------------------------------------------
+    def valid_mask(self, raw: np.ndarray) -> np.ndarray:
+        """(C,H,W) raw values -> (H,W) bool, False where any band is NaN, nodata or out of range."""
+        raw = np.asarray(raw)
+        ok = np.ones(raw.shape[-2:], dtype=bool)
+        if np.issubdtype(raw.dtype, np.floating):
+            ok &= np.isfinite(raw).all(axis=0)
+        if self.nodata is not None:
+            if np.isnan(self.nodata):
+                pass
+            else:
+                ok &= ~(raw == self.nodata).any(axis=0)
+        if self.is_categorical:
+            ok &= np.isin(raw[0], np.asarray(self.class_ids))
+        elif self.valid_range is not None:
+            lo, hi = self.valid_range
+            with np.errstate(invalid="ignore"):
+                ok &= ((raw >= lo) & (raw <= hi)).all(axis=0)
+        return ok
+
+    def to_physical(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw * self.scale + self.offset
+
+    def from_physical(self, phys: torch.Tensor) -> torch.Tensor:
+        return (phys - self.offset) / self.scale
+
+    def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (-1,) + (1,) * 2
+        if len(self.mean) != self.num_bands or len(self.std) != self.num_bands:
+            raise ConfigError(
+                f"{self.name}: no per-band mean/std in the registry; run `python -m cogen.stats --data DIR "
+                f"--out configs/stats.yaml` over your training data"
+            )
+        m = torch.tensor(self.mean, dtype=like.dtype, device=like.device).view(shape)
+        s = torch.tensor(self.std, dtype=like.dtype, device=like.device).view(shape)
+        return m, s
+
+    def normalize(self, raw: torch.Tensor) -> torch.Tensor:
+        """Continuous (..., C, H, W) raw values -> model space (float32)."""
+        raw = raw.float()
+        m, s = self._stats(raw)
+        return (self.to_physical(raw) - m) / s
+
+    def denormalize(self, x: torch.Tensor, physical: bool = True) -> torch.Tensor:
+        """Model space -> physical units (default) or raw units; the exact inverse of :meth:`normalize`."""
+        m, s = self._stats(x)
+        phys = x * s + m
+        return phys if physical else self.from_physical(phys)
+
+    def class_index(self, ids: torch.Tensor) -> torch.Tensor:
+        """(..., H, W) class ids -> 0-based class index (-1 where not a class)."""
+        lut = torch.full((max(max(self.class_ids), int(ids.max().item()) if ids.numel() else 0) + 1,), -1,
+                         dtype=torch.long)
+        for i, cid in enumerate(self.class_ids):
+            lut[cid] = i
+        return lut[ids.long().clamp(min=0)]
+
+    def class_id(self, index: torch.Tensor) -> torch.Tensor:
+        """0-based class index -> class id."""
+        return torch.tensor(self.class_ids, dtype=torch.long, device=index.device)[index.long()]
+
+    def check_bands(self, count: int, source: str) -> None:
+        if count != self.num_bands:
+            raise RasterError(
+                f"{source}: has {count} band(s) but {self.name} needs {self.num_bands} "
+                f"({', '.join(self.bands)}); pass the right file or declare a new modality in configs/modalities.yaml"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "kind": self.kind, "description": self.description, "bands": list(self.bands), "units": self.units,
+            "nodata": self.nodata, "dtype": self.dtype, "tokenizer": dict(self.tokenizer),
+        }
+        if self.is_categorical:
+            d["classes"] = [{"id": c.id, "name": c.name, "color": c.color} for c in self.classes]
+        else:
+            d["transform"] = {"scale": self.scale, "offset": self.offset}
+            d["mean"], d["std"] = list(self.mean), list(self.std)
+            d["valid_range"] = list(self.valid_range) if self.valid_range else None
+            d["spectral"] = self.spectral
+        if self.rgb:
+            d["rgb"] = list(self.rgb)
+        if self.display_range:
+            d["display_range"] = list(self.display_range)
+        return d
+
+
+def _entry(name: str, d: Mapping[str, Any]) -> Modality:
+    unknown = set(d) - _ENTRY_KEYS
+    if unknown:
+        raise ConfigError(f"modality {name}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_ENTRY_KEYS)}")
+    kind = d.get("kind")
+    if kind not in ("continuous", "categorical"):
+        raise ConfigError(f"modality {name}: kind must be 'continuous' or 'categorical', got {kind!r}")
+    bands = tuple(d.get("bands") or ())
+    if not bands:
+        raise ConfigError(f"modality {name}: needs a non-empty 'bands' list")
+    tr = d.get("transform") or {}
+    classes = tuple(ClassInfo(int(c["id"]), str(c["name"]), str(c.get("color", "#808080"))) for c in d.get("classes") or ())
+    if kind == "categorical" and not classes:
+        raise ConfigError(f"modality {name}: a categorical modality needs a 'classes' list")
+    if tr.get("scale", 1.0) == 0:
+        raise ConfigError(f"modality {name}: transform.scale must not be 0 (the transform must be invertible)")
+    mean, std = tuple(float(v) for v in d.get("mean") or ()), tuple(float(v) for v in d.get("std") or ())
+    if std and min(std) <= 0:
+        raise ConfigError(f"modality {name}: std must be positive, got {std}")
+    rgb = tuple(d.get("rgb") or ())
+    for b in rgb:
+        if b not in bands:
+            raise ConfigError(f"modality {name}: rgb band {b!r} is not one of its bands {bands}")
+    vr = d.get("valid_range")
+    dr = d.get("display_range")
+    return Modality(
+        name=name, kind=kind, bands=bands, units=str(d.get("units", "")), description=str(d.get("description", "")),
+        scale=float(tr.get("scale", 1.0)), offset=float(tr.get("offset", 0.0)), mean=mean, std=std,
+        nodata=None if d.get("nodata") is None else float(d["nodata"]),
+        valid_range=None if vr is None else (float(vr[0]), float(vr[1])), dtype=str(d.get("dtype", "float32")),
+        rgb=rgb, display_range=None if dr is None else (float(dr[0]), float(dr[1])),
+        spectral=bool(d.get("spectral", False)),
+        tokenizer=MappingProxyType(dict(d.get("tokenizer") or {"type": "patch"})), classes=classes,
+    )
+
+
+class Registry(Mapping[str, Modality]):
+    """Read-only mapping name -> :class:`Modality`; unknown names raise an error listing the known ones."""
+
+    def __init__(self, entries: Mapping[str, Mapping[str, Any]]):
+        self._m = {name: _entry(name, d) for name, d in entries.items()}
+
+    def __getitem__(self, name: str) -> Modality:
+        try:
+            return self._m[name]
+        except KeyError:
+            raise UnknownModalityError(
+                f"unknown modality {name!r}; known modalities: {', '.join(self._m)} "
+                f"(add an entry to configs/modalities.yaml for a new sensor)"
+            ) from None
+
+    def __iter__(self):
+        return iter(self._m)
+
+    def __len__(self) -> int:
+        return len(self._m)
+
+    def check(self, names: Iterable[str]) -> list[str]:
+        """Return `names` as a list after checking every one is registered."""
+        return [self[n].name for n in names]
+
+    def subset(self, names: Iterable[str]) -> "Registry":
+        return Registry({n: self[n].to_dict() for n in names})
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {n: m.to_dict() for n, m in self._m.items()}
+
+    @classmethod
+    def from_yaml(cls, path: str | Path = DEFAULT_REGISTRY, stats: str | Path | None = DEFAULT_STATS) -> "Registry":
+        """Load a registry file, overlaying per-band mean/std from a stats file (as written by cogen.stats)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: registry file not found; pass an existing modalities YAML")
+        entries = copy.deepcopy((yaml.safe_load(path.read_text()) or {}).get("modalities") or {})
+        if stats is not None and Path(stats).is_file():
+            for name, st in ((yaml.safe_load(Path(stats).read_text()) or {}).get("modalities") or {}).items():
+                if name in entries:
+                    entries[name].update({k: st[k] for k in ("mean", "std") if k in st})
+        return cls(entries)
+
+
+_DEFAULT: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The registry shipped in configs/ (modalities.yaml + stats.yaml), loaded once."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = Registry.from_yaml()
+    return _DEFAULT
