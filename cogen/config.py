@@ -1,0 +1,194 @@
+"""Typed configs built from YAML plus `key=value` overrides. Unknown keys are an error."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .diffusion.roles import RoleConfig
+from .errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/terramind-examples"
+    manifest: str | None = None
+    split_file: str = "configs/split.yaml"
+    train_split: str = "train"
+    val_split: str | None = "test"
+    modalities: list[str] = field(default_factory=lambda: ["S2L2A", "S2L1C", "S1RTC", "DEM", "NDVI", "LULC"])
+    crop: int = 32
+    augment: bool = True
+    registry: str = "configs/modalities.yaml"
+    stats: str = "configs/stats.yaml"
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    size: str = "small"
+    patch_size: int = 4
+    patch_sizes: dict[str, int] = field(default_factory=dict)  # per-modality override
+    hidden_size: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    mlp_ratio: float = 4.0
+    attention: str = "auto"  # auto | sdpa | xformers
+
+
+@dataclass
+class DiffusionConfig:
+    prediction: str = "v_prediction"  # epsilon | v_prediction | flow
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    flow_time: str = "logit_normal"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.99
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    batch_size: int = 16
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    max_minutes: float | None = None  # stop (with a checkpoint) after this wall-clock budget
+    seed: int = 0
+    mixed_precision: str = "auto"  # auto | no | bf16 | fp16
+    ema_decay: float = 0.999
+    eval_every: int = 200
+    val_batches: int = 8
+    sample_every: int = 0  # quicklook PNG of samples every N steps (0: off)
+    ckpt_every: int = 100
+    keep_last: int = 3
+    out_dir: str = "runs/demo"
+    log: str = "wandb-offline"  # wandb-offline | wandb | tensorboard | none
+    log_every: int = 10
+    on_nonfinite: str = "stop"  # stop | skip
+    threads: int | None = None
+
+
+@dataclass
+class SampleConfig:
+    steps: int = 20
+    sampler: str = "ddim"
+    guidance: float = 1.0
+    tile: int = 32
+    overlap: int = 8
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    roles: RoleConfig = field(default_factory=RoleConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_type(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        errs = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_type(value, a, where)
+            except ConfigError as e:
+                errs.append(str(e))
+        raise ConfigError(errs[0] if errs else f"{where}: bad value {value!r}")
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool):
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_check_type(v, args[0], f"{where}[]") for v in value] if args else value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {k: _check_type(v, args[1], f"{where}.{k}") for k, v in value.items()} if args else value
+    return value
+
+
+def _build(cls: type, d: dict[str, Any] | None, where: str) -> Any:
+    d = d or {}
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {d!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kw = {}
+    for k, v in d.items():
+        if k not in fields:
+            raise ConfigError(f"unknown config key {where + '.' if where else ''}{k}; "
+                              f"valid keys here: {', '.join(fields)}")
+        tp = hints[k]
+        if dataclasses.is_dataclass(tp):
+            kw[k] = _build(tp, v, f"{where + '.' if where else ''}{k}")
+        else:
+            kw[k] = _check_type(v, tp, f"{where + '.' if where else ''}{k}")
+    return cls(**kw)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """['train.steps=10', 'model.size=tiny'] -> nested dict; values parsed as YAML scalars/lists."""
+    out: dict[str, Any] = {}
+    for o in overrides:
+        if "=" not in o:
+            raise ConfigError(f"override {o!r} is not key=value (e.g. train.steps=100)")
+        key, val = o.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(val) if val != "" else None
+    return out
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    d: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            d = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    d = _merge(d, parse_overrides(overrides or []))
+    return config_from_dict(d)
+
+
+def config_from_dict(d: dict[str, Any]) -> Config:
+    return _build(Config, d, "")

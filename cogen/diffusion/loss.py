@@ -1,0 +1,64 @@
+"""The training step's math: encode, draw roles and times, noise the targets, masked loss on targets only."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from .roles import ABSENT, CONDITION, TARGET, RoleConfig, sample_roles, sample_times
+from .schedule import Diffusion
+
+
+def encode_batch(batch: Mapping[str, Any], tokenizers: Mapping[str, Any]) -> tuple[dict, dict, dict]:
+    """Batch from `collate_scenes` -> ({m: latent}, {m: (B,h,w) latent valid}, {m: (B,) present})."""
+    z, ok, present = {}, {}, {}
+    for m, x in batch["values"].items():
+        if m not in tokenizers:
+            continue
+        tok = tokenizers[m]
+        with torch.no_grad():
+            z[m] = tok.encode(x)
+        ok[m] = tok.latent_valid(batch["valid"][m]) & batch["present"][m][:, None, None]
+        present[m] = batch["present"][m]
+    return z, ok, present
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean squared error over valid cells (B,); (B,C,h,w) tensors, (B,h,w) mask."""
+    err = ((pred.float() - target.float()) ** 2).mean(dim=1)  # (B, h, w)
+    w = valid.float()
+    return (err * w).sum(dim=(1, 2)) / w.sum(dim=(1, 2)).clamp(min=1.0)
+
+
+def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, torch.Tensor],
+                   present: Mapping[str, torch.Tensor], diffusion: Diffusion, roles_cfg: RoleConfig,
+                   generator: torch.Generator, roles: Mapping[str, torch.Tensor] | None = None
+                   ) -> tuple[torch.Tensor, dict[str, Any]]:
+    """One batch's loss: mean over (sample, target modality) pairs of the masked MSE of the prediction.
+
+    Conditions enter clean at t = 0 and never get loss; absent modalities are masked out of attention (or
+    left out of the sequence when absent for the whole batch)."""
+    roles = dict(roles) if roles is not None else sample_roles(present, roles_cfg, generator)
+    t = sample_times(roles, diffusion.sample_t, roles_cfg, generator)
+    x_in, tgt, inputs_present = {}, {}, {}
+    for m, z0 in z.items():
+        keep = roles[m] != ABSENT
+        if not bool(keep.any()):
+            continue  # absent for every sample: not in the sequence at all
+        noise = torch.randn(z0.shape, generator=generator).to(z0.device, z0.dtype)
+        is_t = (roles[m] == TARGET).to(z0.device)
+        xt = diffusion.add_noise(z0, noise, t[m].to(z0.device))
+        x_in[m] = torch.where(is_t.view(-1, 1, 1, 1), xt, z0)
+        tgt[m] = diffusion.target(z0, noise, t[m].to(z0.device))
+        inputs_present[m] = keep.to(z0.device)
+    out = model(x_in, {m: t[m].to(x_in[m].device) for m in x_in}, inputs_present)
+    total, count, per_mod = 0.0, 0.0, {}
+    for m in x_in:
+        is_t = (roles[m] == TARGET).to(out[m].device).float()
+        per_sample = masked_mse(out[m], tgt[m], valid[m])
+        total = total + (per_sample * is_t).sum()
+        count = count + is_t.sum()
+        if is_t.sum() > 0:
+            per_mod[m] = float((per_sample.detach() * is_t).sum() / is_t.sum())
+    loss = total / max(float(count), 1.0)
+    return loss, {"per_modality": per_mod, "roles": roles, "t": t}

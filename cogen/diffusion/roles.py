@@ -1,0 +1,64 @@
+"""Per-sample roles of the modalities during training: condition, target or absent.
+
+A modality missing from a sample's data is always absent. Among the present ones, a sample is either a
+*joint* sample (every present modality is a target at one shared time) or a *conditional* one (each present
+modality draws condition / target / absent with the configured weights, at least one target). With
+probability `p_uncond` the conditions of a sample are dropped (made absent) so the model also learns the
+unconditional prediction that classifier-free guidance contrasts with.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+
+CONDITION, TARGET, ABSENT = 0, 1, 2
+
+
+@dataclass
+class RoleConfig:
+    p_joint: float = 0.1
+    w_condition: float = 0.45
+    w_target: float = 0.35
+    w_absent: float = 0.2
+    p_uncond: float = 0.1
+    p_shared_t: float = 0.5  # conditional samples: all targets share one time with this probability
+
+
+def sample_roles(present: Mapping[str, torch.Tensor], cfg: RoleConfig,
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """present: {m: (B,) bool} -> {m: (B,) long in {CONDITION, TARGET, ABSENT}}."""
+    names = list(present)
+    P = torch.stack([present[m].bool() for m in names], dim=1)  # (B, M)
+    B, M = P.shape
+    w = torch.tensor([cfg.w_condition, cfg.w_target, cfg.w_absent], dtype=torch.float)
+    roles = torch.multinomial(w.expand(B * M, 3), 1, generator=generator).view(B, M)
+    joint = torch.rand(B, generator=generator) < cfg.p_joint
+    roles[joint] = TARGET
+    roles[~P] = ABSENT
+    # at least one target per sample with data: promote a random present modality
+    no_target = ~(roles == TARGET).any(dim=1) & P.any(dim=1)
+    if no_target.any():
+        score = torch.rand(B, M, generator=generator) + P.float() * 2  # present ones first
+        pick = score.argmax(dim=1)
+        roles[no_target, pick[no_target]] = TARGET
+    uncond = torch.rand(B, generator=generator) < cfg.p_uncond
+    roles[uncond[:, None] & (roles == CONDITION)] = ABSENT
+    return {m: roles[:, i] for i, m in enumerate(names)}
+
+
+def sample_times(roles: Mapping[str, torch.Tensor], draw, cfg: RoleConfig,
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Times per modality (B,): 0 for conditions and absents; targets drawn by `draw(n, generator)`,
+    shared across the targets of a sample for joint samples or with probability `p_shared_t`."""
+    names = list(roles)
+    R = torch.stack([roles[m] for m in names], dim=1)  # (B, M)
+    B, M = R.shape
+    own = torch.stack([draw(B, generator) for _ in names], dim=1)  # (B, M)
+    shared = draw(B, generator)[:, None].expand(B, M)
+    all_target = (R != CONDITION).all(dim=1)  # joint samples (or no conditions): one shared time
+    use_shared = (torch.rand(B, generator=generator) < cfg.p_shared_t) | all_target
+    t = torch.where(use_shared[:, None], shared, own)
+    t = torch.where(R == TARGET, t, torch.zeros_like(t))
+    return {m: t[:, i] for i, m in enumerate(names)}

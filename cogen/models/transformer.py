@@ -1,0 +1,202 @@
+"""One diffusion transformer over the tokens of every modality of a scene, a diffusion time per modality.
+
+Tokens of modality m: its latent (B, c_m, h, w) cut into p_m x p_m patches, projected to width D, plus a
+learned modality embedding and a fixed 2D sin-cos position embedding (any grid size works). The time t_m of
+modality m is embedded and added to the modality embedding; each block turns that vector into adaLN-Zero
+shift/scale/gate for *every token of that modality*. Modalities that are absent are not in the sequence;
+within a batch where a modality is present for some samples only, the others' tokens are masked out of
+attention, so they have no influence.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from einops import rearrange
+from torch import nn
+
+from ..errors import ConfigError
+
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(hidden_size=32, depth=2, num_heads=2),
+    "mini": dict(hidden_size=128, depth=4, num_heads=4),
+    "small": dict(hidden_size=256, depth=8, num_heads=4),
+    "base": dict(hidden_size=512, depth=12, num_heads=8),
+    "large": dict(hidden_size=768, depth=24, num_heads=12),
+}
+
+try:  # optional memory-efficient attention on CUDA
+    import xformers.ops as xops  # type: ignore
+except Exception:  # pragma: no cover - CPU machines
+    xops = None
+
+
+def sincos_2d(h: int, w: int, dim: int, device=None) -> torch.Tensor:
+    """Fixed 2D sin-cos position embedding (h*w, dim), half for rows and half for columns."""
+    quarter = dim // 4
+    omega = 1.0 / (10000 ** (torch.arange(quarter, device=device, dtype=torch.float32) / max(quarter, 1)))
+    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
+                            torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
+    out = [torch.sin(ys.reshape(-1, 1) * omega), torch.cos(ys.reshape(-1, 1) * omega),
+           torch.sin(xs.reshape(-1, 1) * omega), torch.cos(xs.reshape(-1, 1) * omega)]
+    emb = torch.cat(out, dim=1)
+    return F.pad(emb, (0, dim - emb.shape[1]))
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """t in [0, 1] (B,) -> (B, dim) sinusoidal features (t is scaled by 1000 like integer timesteps)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = (t.float() * 1000.0)[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, backend: str = "auto"):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.backend = backend
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        B, N, D = x.shape
+        qkv = self.qkv(x).view(B, N, 3, self.heads, D // self.heads)
+        use_xf = xops is not None and x.is_cuda and keep is None and self.backend in ("auto", "xformers")
+        if use_xf:  # (B, N, H, d) layout
+            q, k, v = qkv.unbind(2)
+            out = xops.memory_efficient_attention(q, k, v).reshape(B, N, D)
+        else:
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, N, d)
+            mask = None if keep is None else keep[:, None, None, :]  # (B, 1, 1, N): True = attend
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            out = out.transpose(1, 2).reshape(B, N, D)
+        return self.proj(out)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with adaLN-Zero modulation given per token."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, backend: str):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(dim, heads, backend)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, seg: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        # c: (B, M, D) one vector per modality; seg: (N,) modality slot of each token
+        mod = self.ada(c)[:, seg]  # (B, N, 6D): every token gets its modality's modulation
+        s1, g1, a1, s2, g2, a2 = mod.chunk(6, dim=-1)
+        x = x + a1 * self.attn(modulate(self.norm1(x), s1, g1), keep)
+        x = x + a2 * self.mlp(modulate(self.norm2(x), s2, g2))
+        return x
+
+
+class CogenTransformer(ModelMixin, ConfigMixin):
+    """Per-modality-time diffusion transformer.
+
+    Args:
+        modalities: {name: {"channels": latent channels, "patch_size": p}} for every modality it knows.
+        hidden_size, depth, num_heads, mlp_ratio: the backbone (see :data:`MODEL_SIZES`).
+    """
+
+    @register_to_config
+    def __init__(self, modalities: Mapping[str, Mapping[str, int]], hidden_size: int = 256, depth: int = 8,
+                 num_heads: int = 4, mlp_ratio: float = 4.0, attention: str = "auto"):
+        super().__init__()
+        if hidden_size % num_heads or hidden_size % 4:
+            raise ConfigError(f"hidden_size {hidden_size} must be divisible by num_heads {num_heads} and by 4")
+        self.names = list(modalities)
+        D = hidden_size
+        self.embed = nn.ModuleDict({m: nn.Linear(s["channels"] * s["patch_size"] ** 2, D) for m, s in modalities.items()})
+        self.unembed = nn.ModuleDict({m: nn.Linear(D, s["channels"] * s["patch_size"] ** 2) for m, s in modalities.items()})
+        self.modality_emb = nn.ParameterDict({m: nn.Parameter(torch.randn(D) * 0.02) for m in modalities})
+        self.t_mlp = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, D))
+        self.blocks = nn.ModuleList([Block(D, num_heads, mlp_ratio, attention) for _ in range(depth)])
+        self.final_norm = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
+        self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(D, 2 * D))
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        for mod in self.modules():
+            if isinstance(mod, nn.Linear):
+                nn.init.xavier_uniform_(mod.weight)
+                nn.init.zeros_(mod.bias)
+        for blk in self.blocks:  # adaLN-Zero: every block starts as the identity
+            nn.init.zeros_(blk.ada[-1].weight); nn.init.zeros_(blk.ada[-1].bias)
+        nn.init.zeros_(self.final_ada[-1].weight); nn.init.zeros_(self.final_ada[-1].bias)
+        for lin in self.unembed.values():
+            nn.init.zeros_(lin.weight); nn.init.zeros_(lin.bias)
+        nn.init.normal_(self.t_mlp[0].weight, std=0.02); nn.init.normal_(self.t_mlp[2].weight, std=0.02)
+
+    def patch_size(self, m: str) -> int:
+        return int(self.config.modalities[m]["patch_size"])
+
+    def forward(self, x: Mapping[str, torch.Tensor], t: Mapping[str, torch.Tensor],
+                present: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """x: {m: (B, c_m, h, w) latents}, t: {m: (B,) time in [0, 1], 0 = clean condition},
+        present: optional {m: (B,) bool}; False masks that modality's tokens out for that sample.
+        Returns {m: (B, c_m, h, w)} predictions for every modality in x."""
+        names = [m for m in self.names if m in x]
+        unknown = set(x) - set(self.names)
+        if unknown:
+            raise ConfigError(f"the model does not know modalities {sorted(unknown)}; it knows {self.names}")
+        D = self.config.hidden_size
+        toks, conds, segs, keeps, grids = [], [], [], [], {}
+        for i, m in enumerate(names):
+            p = self.patch_size(m)
+            B, C, H, W = x[m].shape
+            if H % p or W % p:
+                raise ConfigError(f"{m}: latent size {H}x{W} is not a multiple of its patch size {p}; pad the tile")
+            grids[m] = (H // p, W // p)
+            tok = rearrange(x[m], "b c (h p) (w q) -> b (h w) (c p q)", p=p, q=p)
+            tok = self.embed[m](tok) + sincos_2d(H // p, W // p, D, x[m].device).to(tok.dtype) + self.modality_emb[m]
+            toks.append(tok)  # (B, N_m, D)
+            conds.append(self.t_mlp(timestep_embedding(t[m], D).to(tok.dtype)) + self.modality_emb[m])  # (B, D)
+            segs.append(torch.full((tok.shape[1],), i, dtype=torch.long, device=tok.device))
+            if present is not None and m in present:
+                keeps.append(present[m].to(torch.bool)[:, None].expand(-1, tok.shape[1]))
+            else:
+                keeps.append(torch.ones(tok.shape[:2], dtype=torch.bool, device=tok.device))
+        h = torch.cat(toks, dim=1)  # (B, N, D), N = sum of tokens of the present modalities
+        c = torch.stack(conds, dim=1)  # (B, M, D)
+        seg = torch.cat(segs)  # (N,)
+        keep = torch.cat(keeps, dim=1)  # (B, N)
+        keep = None if bool(keep.all()) else keep | ~keep.any(dim=1, keepdim=True)
+        for blk in self.blocks:
+            h = blk(h, c, seg, keep)
+        shift, scale = self.final_ada(c)[:, seg].chunk(2, dim=-1)
+        h = modulate(self.final_norm(h), shift, scale)
+        out, start = {}, 0
+        for m in names:
+            gh, gw = grids[m]
+            n = gh * gw
+            p = self.patch_size(m)
+            y = self.unembed[m](h[:, start : start + n])
+            out[m] = rearrange(y, "b (h w) (c p q) -> b c (h p) (w q)", h=gh, w=gw, p=p, q=p)
+            start += n
+        return out
+
+    def flops_per_sample(self, tokens: int, in_out_dims: int) -> float:
+        """Forward matmul FLOPs for one sample of `tokens` tokens (2 * MACs), for MFU figures."""
+        D, L, r = self.config.hidden_size, self.config.depth, self.config.mlp_ratio
+        per_block = 2 * tokens * (3 * D * D + D * D + 2 * r * D * D) + 2 * 2 * tokens * tokens * D
+        return L * per_block + 2 * tokens * D * in_out_dims * 2
+
+
+def build_model(size: str, modalities: Mapping[str, Mapping[str, int]], **overrides) -> CogenTransformer:
+    if size not in MODEL_SIZES:
+        raise ConfigError(f"unknown model size {size!r}; sizes are {', '.join(MODEL_SIZES)}")
+    kw = {**MODEL_SIZES[size], **{k: v for k, v in overrides.items() if v is not None}}
+    return CogenTransformer(modalities=dict(modalities), **kw)

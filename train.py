@@ -1,0 +1,299 @@
+"""Train cogen's per-modality-time diffusion transformer.
+
+    python train.py --config configs/demo.yaml [key=value ...]
+    accelerate launch --num_processes 2 train.py --config configs/demo.yaml train.out_dir=runs/ddp
+
+Runs the same on a laptop CPU and on many GPUs. Re-running the same command resumes from the newest complete
+checkpoint in `train.out_dir` (pass --no-resume to refuse a folder that already holds checkpoints).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers.training_utils import EMAModel
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from cogen.checkpoint import verify, write_bundle_files, write_manifest
+from cogen.config import Config, load_config
+from cogen.data import SceneDataset, collate_scenes, load_split
+from cogen.diffusion.loss import diffusion_loss, encode_batch
+from cogen.diffusion.schedule import Diffusion
+from cogen.errors import CheckpointError, CogenError
+from cogen.models.transformer import CogenTransformer, build_model
+from cogen.registry import Registry
+from cogen.tokenizers import tokenizer_for
+
+
+def get_lr(step: int, cfg: Config) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio * lr at the last step (a multiplier of lr)."""
+    o = cfg.optim
+    if step < o.warmup_steps:
+        return (step + 1) / o.warmup_steps
+    progress = min(1.0, (step - o.warmup_steps) / max(1, cfg.train.steps - o.warmup_steps))
+    return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
+    """Roles, times and noise of a step depend on (seed, step, micro-batch, rank) only: resume is exact."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 97 + micro) * 131 + rank)
+
+
+def build_everything(cfg: Config):
+    registry = Registry.from_yaml(cfg.data.registry, cfg.data.stats)
+    mods = registry.check(cfg.data.modalities)
+    tokenizers = {m: tokenizer_for(registry[m]) for m in mods}
+    spec = {m: {"channels": tokenizers[m].latent_channels,
+                "patch_size": cfg.model.patch_sizes.get(m, cfg.model.patch_size)} for m in mods}
+    model = build_model(cfg.model.size, spec, hidden_size=cfg.model.hidden_size, depth=cfg.model.depth,
+                        num_heads=cfg.model.num_heads, mlp_ratio=cfg.model.mlp_ratio, attention=cfg.model.attention)
+    return registry, tokenizers, model
+
+
+def datasets(cfg: Config, registry: Registry, total_samples: int):
+    d = cfg.data
+    region, regions = load_split(d.split_file, d.train_split)
+    common = dict(root=d.root if not d.manifest else None, manifest=d.manifest, registry=registry,
+                  modalities=d.modalities, crop=d.crop)
+    train = SceneDataset(**common, region=region, regions=regions, mode="random", length=total_samples,
+                         seed=cfg.train.seed, augment=d.augment)
+    val = None
+    if d.val_split:
+        vr, vrs = load_split(d.split_file, d.val_split)
+        val = SceneDataset(**common, region=vr, regions=vrs, mode="grid")
+    return train, val
+
+
+def find_checkpoints(out_dir: Path) -> list[Path]:
+    return sorted((out_dir / "checkpoints").glob("step-*"), key=lambda p: p.name)
+
+
+def latest_valid_checkpoint(out_dir: Path, log) -> Path | None:
+    for ck in reversed(find_checkpoints(out_dir)):
+        try:
+            verify(ck)
+            return ck
+        except CheckpointError as e:
+            log(f"skipping checkpoint {ck.name}: {e}")
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="configs/demo.yaml")
+    ap.add_argument("--no-resume", action="store_true", help="error out if out_dir already holds checkpoints")
+    ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100 model.size=tiny")
+    args = ap.parse_args()
+    try:
+        cfg = load_config(args.config, args.overrides)
+        train(cfg, resume=not args.no_resume)
+    except CogenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def train(cfg: Config, resume: bool = True) -> dict:
+    t_cfg, o = cfg.train, cfg.optim
+    if t_cfg.threads:
+        torch.set_num_threads(t_cfg.threads)
+    mp = t_cfg.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=o.grad_accum)
+    rank, world = acc.process_index, acc.num_processes
+    out_dir = Path(t_cfg.out_dir)
+    log = (lambda s: tqdm.write(s)) if acc.is_main_process else (lambda s: None)
+    set_seed(t_cfg.seed)
+
+    registry, tokenizers, model = build_everything(cfg)
+    diffusion = Diffusion(**cfg.diffusion.__dict__)
+    samples_per_step = o.batch_size * o.grad_accum * world
+    train_ds, val_ds = datasets(cfg, registry, t_cfg.steps * samples_per_step)
+    opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: get_lr(s, cfg))
+    model, opt, sched = acc.prepare(model, opt, sched)
+    for tok in tokenizers.values():
+        tok.to(acc.device)
+    ema = EMAModel(acc.unwrap_model(model).parameters(), decay=t_cfg.ema_decay, use_ema_warmup=True,
+                   power=2 / 3, model_cls=CogenTransformer, model_config=acc.unwrap_model(model).config)
+    ema.to(acc.device)
+
+    start = 0
+    ckpts = find_checkpoints(out_dir)
+    if ckpts and not resume:
+        raise CheckpointError(f"{out_dir}: holds checkpoints; remove the folder, pick another train.out_dir, or resume")
+    if ckpts:
+        ck = latest_valid_checkpoint(out_dir, log)
+        if ck is not None:
+            state = json.loads((ck / "state.json").read_text())
+            acc.load_state(str(ck / "state"))
+            ema.load_state_dict(torch.load(ck / "ema_state.pt", weights_only=False))
+            start = int(state["step"])
+            log(f"resumed from {ck} at step {start}")
+    if acc.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    # data: sample index i of the run is always the same crop, so resuming skips exactly the seen samples
+    per_rank = o.batch_size * o.grad_accum
+    remaining = Subset(train_ds, range(start * samples_per_step + rank * per_rank * 0, len(train_ds)))
+    collate = partial(collate_scenes, modalities=cfg.data.modalities, registry=registry)
+    loader = DataLoader(remaining, batch_size=o.batch_size, shuffle=False, collate_fn=collate,
+                        num_workers=cfg.data.num_workers, drop_last=True)
+    loader = acc.prepare_data_loader(loader, device_placement=True)
+
+    logger = make_logger(t_cfg, out_dir, cfg, acc.is_main_process)
+    metrics_path = out_dir / "metrics.jsonl"
+    t0, t_last, seen_last = time.time(), time.time(), 0
+    step = start
+    bar = tqdm(total=t_cfg.steps, initial=start, desc="train", disable=not acc.is_main_process, dynamic_ncols=True)
+    it = iter(loader)
+    last = {}
+    stop_reason = None
+    while step < t_cfg.steps:
+        model.train()
+        losses = []
+        for micro in range(o.grad_accum):
+            batch = next(it)
+            gen = step_generator(t_cfg.seed, step, micro, rank)
+            with acc.accumulate(model):
+                z, ok, present = encode_batch(batch, tokenizers)
+                with acc.autocast():
+                    loss, info = diffusion_loss(model, z, ok, present, diffusion, cfg.roles, gen)
+                if not torch.isfinite(loss):
+                    if t_cfg.on_nonfinite == "skip":
+                        log(f"step {step}: non-finite loss ({loss.item()}), step skipped")
+                        opt.zero_grad(set_to_none=True)
+                        losses.append(float("nan"))
+                        continue
+                    acc.wait_for_everyone()
+                    raise CogenError(
+                        f"step {step}: loss is {loss.item()} (non-finite); stopped without saving, the last good "
+                        f"checkpoint in {out_dir}/checkpoints is kept; lower optim.lr or set train.on_nonfinite=skip"
+                    )
+                acc.backward(loss)
+                if acc.sync_gradients and o.grad_clip > 0:
+                    acc.clip_grad_norm_(model.parameters(), o.grad_clip)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                losses.append(loss.item())
+        ema.step(acc.unwrap_model(model).parameters())
+        step += 1
+        bar.update(1)
+        finite = [v for v in losses if math.isfinite(v)]
+        loss_v = sum(finite) / len(finite) if finite else float("nan")
+        bar.set_postfix(loss=f"{loss_v:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+        last = {"step": step, "loss": loss_v, "lr": sched.get_last_lr()[0], "ema_decay": ema.cur_decay_value}
+        if step % t_cfg.log_every == 0 or step == t_cfg.steps:
+            now = time.time()
+            last["samples_per_s"] = (step - start - seen_last) * samples_per_step / max(now - t_last, 1e-9)
+            t_last, seen_last = now, step - start
+            last["elapsed_min"] = (now - t0) / 60
+            logger(last)
+            if acc.is_main_process:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(last) + "\n")
+        if val_ds is not None and t_cfg.eval_every and (step % t_cfg.eval_every == 0 or step == t_cfg.steps):
+            vl = validate(acc, model, ema, tokenizers, val_ds, cfg, diffusion, collate)
+            rec = {"step": step, "val_loss": vl, "elapsed_min": (time.time() - t0) / 60}
+            logger(rec)
+            log(f"step {step}: val loss (EMA) {vl:.4f}")
+            if acc.is_main_process:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+        if t_cfg.max_minutes and (time.time() - t0) / 60 >= t_cfg.max_minutes:
+            stop_reason = f"time budget of {t_cfg.max_minutes} min reached at step {step}"
+        if step % t_cfg.ckpt_every == 0 or step == t_cfg.steps or stop_reason:
+            save_checkpoint(acc, model, ema, tokenizers, registry, cfg, step, out_dir)
+        if stop_reason:
+            log(stop_reason)
+            break
+    bar.close()
+    acc.end_training()
+    return last
+
+
+def validate(acc, model, ema, tokenizers, val_ds, cfg: Config, diffusion, collate) -> float:
+    """Mean diffusion loss of the EMA weights on the held-out split, with fixed roles/times/noise."""
+    raw = acc.unwrap_model(model)
+    ema.store(raw.parameters())
+    ema.copy_to(raw.parameters())
+    raw.eval()
+    total, n = 0.0, 0
+    loader = DataLoader(val_ds, batch_size=cfg.optim.batch_size, shuffle=False, collate_fn=collate)
+    with torch.no_grad():
+        for i, batch in enumerate(loader):
+            if i >= cfg.train.val_batches:
+                break
+            batch = {k: ({m: v.to(acc.device) for m, v in b.items()} if isinstance(b, dict) else b)
+                     for k, b in batch.items()}
+            z, ok, present = encode_batch(batch, tokenizers)
+            loss, _ = diffusion_loss(raw, z, ok, present, diffusion, cfg.roles, torch.Generator().manual_seed(1234 + i))
+            total, n = total + loss.item(), n + 1
+    ema.restore(raw.parameters())
+    return total / max(n, 1)
+
+
+def save_checkpoint(acc, model, ema, tokenizers, registry, cfg: Config, step: int, out_dir: Path) -> None:
+    """Atomic: everything goes into a temporary folder, the manifest is written last, then one rename."""
+    ck_root = out_dir / "checkpoints"
+    final = ck_root / f"step-{step:06d}"
+    tmp = ck_root / f".step-{step:06d}.tmp"
+    if acc.is_main_process:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp / "state"))  # model, optimizer, LR scheduler, RNG states of every process
+    if acc.is_main_process:
+        torch.save(ema.state_dict(), tmp / "ema_state.pt")
+        raw = acc.unwrap_model(model)
+        ema_model = CogenTransformer.from_config(raw.config)
+        ema.copy_to(ema_model.parameters())
+        write_bundle_files(tmp / "ema", ema_model, tokenizers, registry, cfg, {"step": step})
+        write_manifest(tmp / "ema")
+        (tmp / "state.json").write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=2))
+        write_manifest(tmp, {"step": step})
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in find_checkpoints(out_dir)[: -cfg.train.keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
+
+
+def make_logger(t_cfg, out_dir: Path, cfg: Config, main: bool):
+    """Console + wandb (offline by default) or tensorboard or nothing."""
+    if not main or t_cfg.log == "none":
+        return lambda rec: None
+    if t_cfg.log in ("wandb", "wandb-offline"):
+        try:
+            import wandb
+        except ImportError:
+            raise CogenError("train.log=wandb needs wandb: pip install 'cogen[wandb]', or set train.log=none") from None
+        mode = "offline" if t_cfg.log == "wandb-offline" else "online"
+        run = wandb.init(project="cogen", dir=str(out_dir), mode=mode, config=cfg.to_dict(), resume="allow",
+                         id=out_dir.resolve().name + "-" + str(abs(hash(str(out_dir.resolve()))) % 10**8))
+        return lambda rec: run.log({k: v for k, v in rec.items() if k != "step"}, step=rec["step"])
+    if t_cfg.log == "tensorboard":
+        from torch.utils.tensorboard import SummaryWriter
+
+        w = SummaryWriter(str(out_dir / "tb"))
+        return lambda rec: [w.add_scalar(k, v, rec["step"]) for k, v in rec.items() if k != "step"]
+    raise CogenError(f"train.log={t_cfg.log!r}: use wandb-offline, wandb, tensorboard or none")
+
+
+if __name__ == "__main__":
+    main()
