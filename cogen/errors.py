@@ -50,9 +50,9 @@ class OutputExistsError(CogenError):
 def cli_exit(fn: Callable[[], object]) -> Callable[[], object]:
     """Wrap a `main()` so a :class:`CogenError` prints one line and exits with code 2."""
 
-    def wrapped() -> object:
+    def wrapped(*args, **kwargs) -> object:
         try:
-            return fn()
+            return fn(*args, **kwargs)
         except CogenError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)

@@ -97,9 +97,17 @@ def read_raster(path: str | Path, window: Window | None = None, boundless: bool 
     return arr, prof
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _tmp_name(path: Path) -> Path:
+    """A fresh hidden temporary file beside `path`, with the permissions a plain new file would get."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
     return Path(tmp)
 
 

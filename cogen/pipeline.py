@@ -1,0 +1,543 @@
+"""The user-facing pipeline: conditions in, targets out, any scene size, georeferenced.
+
+    from cogen.pipeline import CogenPipeline
+    pipe = CogenPipeline.from_checkpoint()              # the shipped demo model
+    out = pipe({"S1RTC": "s1.tif", "DEM": "dem.tif"}, targets=["S2L2A"], samples=4, seed=0)
+    out["S2L2A"].mean                                   # (C, H, W) physical units (reflectance)
+
+Scenes larger than the model's tile are cut into overlapping tiles processed in batches, row band by row
+band: inputs are read and outputs written window by window, so memory follows the tile batch and one band
+of tiles, not the scene. Tiles are blended with weights that sum to one; every tile draws its initial noise
+from one noise field fixed by (seed, sample, pixel position), so overlapping tiles agree and seams vanish.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.windows import Window
+from tqdm.auto import tqdm
+
+from .checkpoint import Bundle, load_bundle
+from .data.dataset import to_model_space
+from .diffusion.sampling import denoise
+from .errors import GridMismatchError, RasterError, UsageError
+from .io import Grid, WindowedWriter, check_same_grid, open_raster
+from .registry import Modality
+from .tiling import blend_weight, tile_starts
+
+NOISE_BLOCK = 32  # latent cells per side of one block of the global noise field
+
+
+# ---- inputs ----------------------------------------------------------------------------------------------
+class Source:
+    """A modality's values on the scene grid; `read` is boundless (outside the scene = invalid)."""
+
+    modality: Modality
+    height: int
+    width: int
+
+    def read(self, row: int, col: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class ArraySource(Source):
+    def __init__(self, modality: Modality, raw: np.ndarray, valid: np.ndarray | None = None):
+        raw = np.asarray(raw)
+        if raw.ndim == 2:
+            raw = raw[None]
+        modality.check_bands(raw.shape[0], f"array for {modality.name}")
+        self.modality, self.raw = modality, raw
+        self.valid = modality.valid_mask(raw) if valid is None else (np.asarray(valid, bool) & modality.valid_mask(raw))
+        self.height, self.width = raw.shape[1:]
+
+    def read(self, row, col, h, w):
+        raw = np.zeros((self.raw.shape[0], h, w), self.raw.dtype)
+        ok = np.zeros((h, w), bool)
+        r0, c0 = max(row, 0), max(col, 0)
+        r1, c1 = min(row + h, self.height), min(col + w, self.width)
+        if r1 > r0 and c1 > c0:
+            raw[:, r0 - row : r1 - row, c0 - col : c1 - col] = self.raw[:, r0:r1, c0:c1]
+            ok[r0 - row : r1 - row, c0 - col : c1 - col] = self.valid[r0:r1, c0:c1]
+        return raw, ok
+
+
+class RasterSource(Source):
+    """A GeoTIFF read window by window; its nodata (and the registry's valid range) mark invalid pixels."""
+
+    def __init__(self, modality: Modality, path: str | Path):
+        self.modality, self.path = modality, Path(path)
+        with open_raster(path) as src:
+            modality.check_bands(src.count, str(path))
+            self.grid = Grid(src.crs, src.transform, src.height, src.width)
+            self.nodata, self.dtype = src.nodata, src.dtypes[0]
+        _check_dtype(modality, self.dtype, self.path)
+        self.height, self.width = self.grid.height, self.grid.width
+        self._src = rasterio.open(self.path)
+
+    def read(self, row, col, h, w):
+        fill = self.nodata if self.nodata is not None else 0
+        raw = self._src.read(window=Window(col, row, w, h), boundless=True, fill_value=fill)
+        inside = np.zeros((h, w), bool)
+        r0, c0 = max(row, 0), max(col, 0)
+        r1, c1 = min(row + h, self.height), min(col + w, self.width)
+        inside[r0 - row : r1 - row, c0 - col : c1 - col] = True
+        ok = inside & self.modality.valid_mask(raw)
+        if self.nodata is not None and not (isinstance(self.nodata, float) and math.isnan(self.nodata)):
+            ok &= ~(raw == self.nodata).any(axis=0)
+        return raw, ok
+
+    def close(self):
+        self._src.close()
+
+
+class MaskSource:
+    """A binary mask raster (non-zero = masked) or a class layer whose `values` are masked."""
+
+    def __init__(self, path: str | Path, values: Sequence[int] | None = None):
+        self.path = Path(path)
+        with open_raster(path) as src:
+            if src.count != 1:
+                raise RasterError(f"{path}: a mask has 1 band, this has {src.count}; pass a single-band mask")
+            self.grid = Grid(src.crs, src.transform, src.height, src.width)
+        self.values = None if values is None else np.asarray(list(values))
+        self._src = rasterio.open(self.path)
+
+    def read(self, row, col, h, w) -> np.ndarray:
+        a = self._src.read(1, window=Window(col, row, w, h), boundless=True, fill_value=0)
+        return np.isin(a, self.values) if self.values is not None else (a != 0)
+
+
+def _check_dtype(mod: Modality, dtype: str, path: Path) -> None:
+    dt = np.dtype(dtype)
+    if mod.is_categorical and not np.issubdtype(dt, np.integer):
+        raise RasterError(f"{path}: {mod.name} is a class map and needs integer class ids, not {dtype}; "
+                          f"convert the file to an integer type")
+    if dt.kind in "cSUOVb":
+        raise RasterError(f"{path}: dtype {dtype} cannot be read as {mod.name} values; convert to int or float")
+
+
+# ---- outputs ---------------------------------------------------------------------------------------------
+@dataclass
+class TargetResult:
+    """What the pipeline produces for one target, in physical units (continuous) or class ids."""
+
+    modality: str
+    sample: np.ndarray | None = None  # (C,H,W) first sample (continuous) / class ids (1,H,W)
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+    classes: np.ndarray | None = None  # (H,W) majority class ids
+    confidence: np.ndarray | None = None  # (H,W) fraction of samples agreeing
+    files: dict[str, str] = field(default_factory=dict)
+
+
+class _MemorySink:
+    def __init__(self, count: int, height: int, width: int, dtype: str):
+        self.arr = np.zeros((count, height, width), dtype)
+        self.dtype = dtype
+
+    def write(self, arr: np.ndarray, window: Window) -> None:
+        r, c, h, w = int(window.row_off), int(window.col_off), int(window.height), int(window.width)
+        self.arr[:, r : r + h, c : c + w] = arr
+
+    def commit(self):
+        return self.arr
+
+    def abort(self):
+        pass
+
+
+def _raw_out(mod: Modality, phys: np.ndarray, dtype: str, nodata: float | None, info: np.ndarray) -> np.ndarray:
+    raw = (phys - mod.offset) / mod.scale
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.integer):
+        lim = np.iinfo(dt)
+        raw = np.clip(np.round(raw), lim.min, lim.max)
+        if nodata is not None and not math.isnan(nodata):
+            raw = np.where(raw == nodata, nodata + (1 if nodata < lim.max else -1), raw)  # never fake nodata
+    if nodata is not None:
+        raw = np.where(info[None], raw, nodata)
+    return raw.astype(dt)
+
+
+def output_nodata(mod: Modality) -> float | None:
+    if mod.nodata is not None:
+        return mod.nodata
+    return float("nan") if np.issubdtype(np.dtype(mod.dtype), np.floating) else None
+
+
+# ---- the pipeline ----------------------------------------------------------------------------------------
+class CogenPipeline:
+    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu"):
+        self.bundle = bundle.to(device)
+        self.device = torch.device(device)
+        self.model = bundle.model.eval()
+        self.registry = bundle.registry
+        self.diffusion = bundle.diffusion
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None, device: str = "cpu", modalities=None) -> "CogenPipeline":
+        return cls(load_bundle(path, modalities, device), device)
+
+    @property
+    def unit(self) -> int:
+        """Tiles and overlaps are multiples of this (tokenizer downsampling x patch size)."""
+        u = 1
+        for m in self.model.names:
+            u = math.lcm(u, self.bundle.tokenizers[m].downsample * self.model.patch_size(m))
+        return u
+
+    # ---- API ---------------------------------------------------------------------------------------------
+    def __call__(self, conditions: Mapping[str, Any], targets: Sequence[str], *, steps: int | None = None,
+                 sampler: str | None = None, guidance: float | None = None, samples: int = 1, seed: int = 0,
+                 tile: int | None = None, overlap: int | None = None, regenerate: Mapping[str, Any] | None = None,
+                 batch: int = 16, progress: bool = True, outputs: Mapping[str, Mapping[str, Any]] | None = None,
+                 ) -> dict[str, TargetResult]:
+        """Generate `targets` from `conditions` ({modality: GeoTIFF path or (C,H,W) raw array}).
+
+        regenerate: {modality: mask} for a target that is also given (cloud removal): masked pixels are
+            generated, the others kept exactly. A mask is a bool array or a :class:`MaskSource`.
+        outputs: optional {target: {"sample"|"mean"|"std"|"classes"|"confidence": path}} to stream GeoTIFFs
+            to instead of returning arrays.
+        """
+        sources = self.make_sources(conditions)
+        return self.run(sources, targets, steps=steps, sampler=sampler, guidance=guidance, samples=samples,
+                        seed=seed, tile=tile, overlap=overlap, regenerate=regenerate, batch=batch,
+                        progress=progress, outputs=outputs)
+
+    def make_sources(self, conditions: Mapping[str, Any]) -> dict[str, Source]:
+        sources: dict[str, Source] = {}
+        first_path, first_grid = None, None
+        for m, v in conditions.items():
+            mod = self.registry[m] if m in self.registry else self._unknown(m)
+            if isinstance(v, (str, Path)):
+                s = RasterSource(mod, v)
+                if first_grid is None:
+                    first_path, first_grid = v, s.grid
+                else:
+                    check_same_grid(first_path, first_grid, v, s.grid)
+            elif isinstance(v, Source):
+                s = v
+            else:
+                arr = v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
+                s = ArraySource(mod, arr)
+            sources[m] = s
+        sizes = {(s.height, s.width) for s in sources.values()}
+        if len(sizes) > 1:
+            raise GridMismatchError(f"conditions have different sizes {sorted(sizes)}; resample them onto one grid "
+                                    f"with `cogen-reproject`")
+        return sources
+
+    def _unknown(self, m: str):
+        raise UsageError(f"this checkpoint knows {', '.join(self.model.names)}; it cannot use {m!r}")
+
+    def run(self, sources: Mapping[str, Source], targets: Sequence[str], *, steps=None, sampler=None, guidance=None,
+            samples: int = 1, seed: int = 0, tile=None, overlap=None, regenerate=None, batch: int = 16,
+            progress: bool = True, outputs=None, size: tuple[int, int] | None = None) -> dict[str, TargetResult]:
+        sc = self.bundle.config.sample
+        steps, sampler = steps or sc.steps, sampler or sc.sampler
+        guidance = sc.guidance if guidance is None else guidance
+        tile, overlap = tile or sc.tile, sc.overlap if overlap is None else overlap
+        targets = list(targets)
+        regenerate = dict(regenerate or {})
+        self._check_request(sources, targets, regenerate, tile, overlap, samples)
+        if sources:
+            H, W = next(iter(sources.values())).height, next(iter(sources.values())).width
+        elif size is not None:
+            H, W = size
+        else:
+            raise UsageError("no conditions and no size: give inputs, or a size for unconditional generation")
+        for m, mk in regenerate.items():
+            if isinstance(mk, MaskSource):
+                src = sources[m]
+                if isinstance(src, RasterSource):
+                    check_same_grid(src.path, src.grid, mk.path, mk.grid)
+            elif np.asarray(mk).shape != (H, W):
+                raise GridMismatchError(f"mask for {m} has shape {np.asarray(mk).shape}, the scene is {H}x{W}")
+        writers = self._make_writers(targets, H, W, samples, outputs, sources)
+        try:
+            self._stream(sources, targets, regenerate, writers, H, W, steps, sampler, guidance, samples, seed, tile,
+                         overlap, batch, progress)
+        except BaseException:
+            for ws in writers.values():
+                for w in ws.values():
+                    w.abort()
+            raise
+        results = {}
+        for m in targets:
+            r = TargetResult(m)
+            for kind, w in writers[m].items():
+                val = w.commit()
+                if isinstance(val, Path):
+                    r.files[kind] = str(val)
+                else:
+                    setattr(r, kind, self._to_physical(m, kind, val))
+            results[m] = r
+        return results
+
+    def _to_physical(self, m: str, kind: str, raw: np.ndarray) -> np.ndarray:
+        mod = self.registry[m]
+        if mod.is_categorical or kind in ("classes", "confidence"):
+            return raw[0] if kind in ("classes", "confidence") else raw
+        out = raw.astype(np.float64) * mod.scale + (0 if kind == "std" else mod.offset)
+        return out.astype(np.float32)
+
+    def _check_request(self, sources, targets, regenerate, tile, overlap, samples) -> None:
+        if not targets:
+            raise UsageError("no targets: name at least one modality to generate (--target MOD)")
+        for m in list(targets) + list(sources):
+            if m not in self.model.names:
+                raise UsageError(f"this checkpoint knows {', '.join(self.model.names)}; it cannot use {m!r}")
+        both = [m for m in targets if m in sources and m not in regenerate]
+        if both:
+            raise UsageError(f"{', '.join(both)} is both an input and a target; drop it from one side "
+                             f"(use cloud-removal to fill only masked pixels)")
+        if len(set(targets)) != len(targets):
+            raise UsageError(f"targets repeat a modality: {targets}")
+        u = self.unit
+        if tile < u or tile % u or overlap % u:
+            raise UsageError(f"tile {tile} / overlap {overlap}: both must be multiples of {u} (the model's patch) "
+                             f"and the tile at least {u}; e.g. --tile {max(u, (tile // u) * u or u)}")
+        if overlap >= tile:
+            raise UsageError(f"overlap {overlap} must be smaller than tile {tile}")
+        if samples < 1:
+            raise UsageError(f"samples must be >= 1, got {samples}")
+        for m, s in sources.items():
+            _, ok = s.read(0, 0, min(s.height, 512), min(s.width, 512))
+            if not ok.any() and not self._any_valid(s):
+                where = getattr(s, "path", m)
+                raise RasterError(f"{where}: no valid pixel in {m} (all nodata, NaN or out of range "
+                                  f"{s.modality.valid_range}); check the file and its nodata value")
+
+    @staticmethod
+    def _any_valid(s: Source, block: int = 1024) -> bool:
+        for r in range(0, s.height, block):
+            for c in range(0, s.width, block):
+                if s.read(r, c, min(block, s.height - r), min(block, s.width - c))[1].any():
+                    return True
+        return False
+
+    def _make_writers(self, targets, H, W, samples, outputs, sources):
+        ref = next((s for s in sources.values() if isinstance(s, RasterSource)), None)
+        writers: dict[str, dict[str, Any]] = {}
+        for m in targets:
+            mod = self.registry[m]
+            kinds = ["classes", "confidence"] if mod.is_categorical else (["sample", "mean", "std"] if samples > 1 else ["sample"])
+            writers[m] = {}
+            for k in kinds:
+                dtype, count = self._out_type(m, k, sources)
+                path = (outputs or {}).get(m, {}).get(k)
+                if path is not None:
+                    nod = self._out_nodata(m, k, sources)
+                    writers[m][k] = WindowedWriter(
+                        path, ref.grid.crs if ref else None, ref.grid.transform if ref else rasterio.transform.Affine.identity(),
+                        H, W, count, dtype, nod, descriptions=list(mod.bands) if k in ("sample", "mean", "std") else None)
+                else:
+                    writers[m][k] = _MemorySink(count, H, W, dtype)
+        return writers
+
+    def _out_type(self, m, kind, sources) -> tuple[str, int]:
+        mod = self.registry[m]
+        if kind == "confidence":
+            return "float32", 1
+        if kind == "classes":
+            return mod.dtype, 1
+        if kind == "sample":
+            src = sources.get(m)
+            return (src.dtype if isinstance(src, RasterSource) else mod.dtype), mod.num_bands
+        return "float32", mod.num_bands
+
+    def _out_nodata(self, m, kind, sources):
+        src = sources.get(m)
+        if isinstance(src, RasterSource) and kind == "sample":
+            return src.nodata  # cloud removal: the input's own nodata
+        mod = self.registry[m]
+        if kind == "confidence":
+            return float("nan")
+        if kind in ("mean", "std"):
+            return float("nan")
+        return output_nodata(mod)
+
+    # ---- tiles -------------------------------------------------------------------------------------------
+    def _stream(self, sources, targets, regenerate, writers, H, W, steps, sampler, guidance, samples, seed, tile,
+                overlap, batch, progress):
+        rows, cols = tile_starts(H, tile, overlap), tile_starts(W, tile, overlap)
+        Wp = max(W, tile)
+        wt = blend_weight(tile, overlap).astype(np.float32)
+        chans = {m: self._acc_channels(m, samples) for m in targets}
+        acc = {m: np.zeros((c, tile, Wp), np.float32) for m, c in chans.items()}
+        wsum = np.zeros((tile, Wp), np.float32)
+        info = np.zeros((tile, Wp), np.float32)
+        top = 0
+        per_fwd = max(1, batch // samples)
+        bar = tqdm(total=len(rows) * len(cols), desc="tiles", disable=not progress, dynamic_ncols=True)
+        for ri, r in enumerate(rows):
+            for i in range(0, len(cols), per_fwd):
+                cs = cols[i : i + per_fwd]
+                res, inf = self._sample_tiles(sources, targets, regenerate, [(r, c) for c in cs], tile, steps, sampler,
+                                              guidance, samples, seed)
+                for j, c in enumerate(cs):
+                    rr = r - top
+                    wsum[rr : rr + tile, c : c + tile] += wt
+                    info[rr : rr + tile, c : c + tile] += wt * inf[j]
+                    for m in targets:
+                        acc[m][:, rr : rr + tile, c : c + tile] += res[m][j] * wt
+                bar.update(len(cs))
+            nxt = rows[ri + 1] if ri + 1 < len(rows) else H
+            n = min(nxt, H) - top  # rows [top, nxt) are final
+            if n > 0:
+                self._flush(sources, targets, regenerate, writers, acc, wsum, info, top, n, W, samples)
+            shift = nxt - top
+            for a in list(acc.values()) + [wsum, info]:
+                a[..., : tile - shift, :] = a[..., shift:, :] if shift < tile else 0
+                a[..., max(tile - shift, 0) :, :] = 0
+            top = nxt
+        bar.close()
+
+    def _acc_channels(self, m: str, samples: int) -> int:
+        mod = self.registry[m]
+        return mod.num_classes if mod.is_categorical else 3 * mod.num_bands  # sample0, sum, sum of squares
+
+    def _flush(self, sources, targets, regenerate, writers, acc, wsum, info, top, n, W, samples):
+        win = Window(0, top, W, n)
+        w = wsum[:n, :W]
+        has_info = (info[:n, :W] / w) > 1e-6 if sources else np.ones((n, W), bool)
+        for m in targets:
+            mod = self.registry[m]
+            a = acc[m][:, :n, :W] / w[None]
+            ws = writers[m]
+            if mod.is_categorical:
+                idx = a.argmax(axis=0)
+                ids = np.asarray(mod.class_ids)[idx]
+                nod = mod.nodata if mod.nodata is not None else 0
+                ids = np.where(has_info, ids, nod)
+                ws["classes"].write(ids[None].astype(ws["classes"].dtype), win)
+                conf = np.where(has_info, a.max(axis=0), np.nan).astype(np.float32)
+                ws["confidence"].write(conf[None], win)
+                continue
+            C = mod.num_bands
+            s0, mean, sq = a[:C], a[C : 2 * C], a[2 * C :]
+            std = np.sqrt(np.maximum(sq - mean**2, 0.0))
+            src = sources.get(m)
+            dtype = ws["sample"].dtype
+            nod = self._out_nodata(m, "sample", sources)
+            if m in regenerate and src is not None:
+                raw_in, ok = src.read(top, 0, n, W)
+                keep = ok & ~self._mask_rows(regenerate[m], top, n, W)
+                out = _raw_out(mod, s0, dtype, nod, has_info)
+                out = np.where(keep[None], raw_in.astype(out.dtype), out)  # clear pixels: the input, bit for bit
+                ws["sample"].write(out, win)
+            else:
+                ws["sample"].write(_raw_out(mod, s0, dtype, nod, has_info), win)
+            if "mean" in ws:
+                ws["mean"].write(np.where(has_info[None], (mean - mod.offset) / mod.scale, np.nan).astype(np.float32), win)
+                ws["std"].write(np.where(has_info[None], std / abs(mod.scale), np.nan).astype(np.float32), win)
+
+    @staticmethod
+    def _mask_rows(mask, top, n, W) -> np.ndarray:
+        if isinstance(mask, MaskSource):
+            return mask.read(top, 0, n, W)
+        return np.asarray(mask, bool)[top : top + n, :W]
+
+    # ---- one batch of tiles ----------------------------------------------------------------------------
+    def _sample_tiles(self, sources, targets, regenerate, positions, tile, steps, sampler, guidance, samples, seed):
+        """-> ({m: (n_tiles, acc_channels, tile, tile) physical}, (n_tiles, tile, tile) info)"""
+        nt = len(positions)
+        toks = self.bundle.tokenizers
+        vals: dict[str, torch.Tensor] = {}
+        oks: dict[str, torch.Tensor] = {}
+        info = np.zeros((nt, tile, tile), np.float32)
+        for m, s in sources.items():
+            xs, ms = [], []
+            for (r, c) in positions:
+                raw, ok = s.read(r, c, tile, tile)
+                if m in regenerate:
+                    ok = ok & ~self._mask_rows_window(regenerate[m], r, c, tile)
+                x, v = to_model_space(s.modality, raw, ok)
+                xs.append(x); ms.append(v)
+            vals[m], oks[m] = torch.stack(xs), torch.stack(ms)
+            info += oks[m].numpy().astype(np.float32)
+        info = (info > 0).astype(np.float32)
+        # roles per group of tiles sharing which conditions are complete / partial / empty
+        sig = []
+        for j in range(nt):
+            sig.append(tuple((m, int(oks[m][j].all()) + int(oks[m][j].any())) for m in sources if m not in targets))
+        out = {m: np.zeros((nt, self._acc_channels(m, samples), tile, tile), np.float32) for m in targets}
+        for g in sorted(set(sig)):
+            idx = [j for j in range(nt) if sig[j] == g]
+            status = dict(g)
+            self._sample_group(idx, positions, vals, oks, status, targets, regenerate, tile, steps, sampler, guidance,
+                               samples, seed, out)
+        return out, info
+
+    @staticmethod
+    def _mask_rows_window(mask, r, c, tile) -> np.ndarray:
+        if isinstance(mask, MaskSource):
+            return mask.read(r, c, tile, tile)
+        m = np.asarray(mask, bool)
+        outm = np.zeros((tile, tile), bool)
+        h, w = m.shape
+        r1, c1 = min(r + tile, h), min(c + tile, w)
+        outm[: r1 - r, : c1 - c] = m[r:r1, c:c1]
+        return outm
+
+    def _sample_group(self, idx, positions, vals, oks, status, targets, regenerate, tile, steps, sampler, guidance,
+                      samples, seed, out):
+        toks = self.bundle.tokenizers
+        dev = self.device
+        S = samples
+        rep = lambda t: t[idx].repeat_interleave(S, dim=0)  # (n*S, ...): sample s of tile j at j*S + s
+        conditions, tspec, noise = {}, {}, {}
+        order = {m: i for i, m in enumerate(self.model.names)}
+        for m, st in status.items():
+            if st == 2:  # complete: a clean condition
+                conditions[m] = toks[m].encode(rep(vals[m]).to(dev))
+            elif st == 1:  # partly valid: generated where invalid, its valid pixels known
+                z = toks[m].encode(rep(vals[m]).to(dev))
+                tspec[m] = (tuple(z.shape), z, toks[m].latent_valid(rep(oks[m]).to(dev)))
+            # st == 0: nothing valid in these tiles: absent
+        for m in targets:
+            c, h, w = toks[m].latent_shape(tile, tile)
+            shape = (len(idx) * S, c, h, w)
+            if m in regenerate and m in vals:
+                z = toks[m].encode(rep(vals[m]).to(dev))
+                tspec[m] = (shape, z, toks[m].latent_valid(rep(oks[m]).to(dev)))
+            else:
+                tspec[m] = (shape, None, None)
+        for m, (shape, _, _) in tspec.items():
+            d = toks[m].downsample
+            noise[m] = torch.stack([
+                global_noise(seed, s, order[m], positions[j][0] // d, positions[j][1] // d, shape[1], shape[2], shape[3])
+                for j in idx for s in range(S)])
+        gen = torch.Generator().manual_seed(seed * 7919 + positions[idx[0]][0] * 104729 + positions[idx[0]][1])
+        z = denoise(self.model, self.diffusion, conditions, tspec, steps, sampler, guidance, noise, gen)
+        for m in targets:
+            mod = self.registry[m]
+            x = toks[m].decode(z[m]).cpu()
+            if mod.is_categorical:  # votes: fraction of samples per class
+                onehot = torch.nn.functional.one_hot(x.long(), mod.num_classes).permute(0, 3, 1, 2).float()
+                votes = onehot.view(len(idx), S, mod.num_classes, tile, tile).mean(dim=1)
+                out[m][idx] = votes.numpy()
+            else:
+                phys = mod.denormalize(x).view(len(idx), S, mod.num_bands, tile, tile)
+                out[m][idx] = torch.cat([phys[:, 0], phys.mean(dim=1), (phys**2).mean(dim=1)], dim=1).numpy()
+
+
+def global_noise(seed: int, sample: int, mod_index: int, row: int, col: int, c: int, h: int, w: int) -> torch.Tensor:
+    """(c, h, w) cut at latent (row, col) from a noise field fixed by (seed, sample, modality): built from
+    NOISE_BLOCK-sized blocks, each drawn from its own seeded generator, so any tiling sees the same noise."""
+    B = NOISE_BLOCK
+    out = torch.empty(c, h, w)
+    for by in range(row // B, (row + h - 1) // B + 1):
+        for bx in range(col // B, (col + w - 1) // B + 1):
+            g = torch.Generator().manual_seed(hash((seed, sample, mod_index, by, bx)) & 0x7FFFFFFFFFFFFFFF)
+            blk = torch.randn(c, B, B, generator=g)
+            r0, r1 = max(row, by * B), min(row + h, (by + 1) * B)
+            c0, c1 = max(col, bx * B), min(col + w, (bx + 1) * B)
+            out[:, r0 - row : r1 - row, c0 - col : c1 - col] = blk[:, r0 - by * B : r1 - by * B, c0 - bx * B : c1 - bx * B]
+    return out

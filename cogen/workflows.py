@@ -1,0 +1,268 @@
+"""The four user workflows behind sample.py (impute, cloud-removal, segment, synth) and the demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .checkpoint import REPO_ROOT, load_bundle
+from .errors import UsageError
+from .io import Grid, read_raster, write_json, write_raster
+from .pipeline import CogenPipeline, MaskSource, RasterSource
+from .quicklook import read_preview, render, save_grid
+from .runs import OutputDir, write_run_json
+
+SHIPPED_DATA = REPO_ROOT / "data" / "terramind-examples"
+
+
+def _pipeline(args, modalities) -> CogenPipeline:
+    return CogenPipeline.from_checkpoint(args.checkpoint, args.device, modalities)
+
+
+def _sample_kw(args, **over) -> dict[str, Any]:
+    kw = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, samples=args.samples or 1,
+              seed=args.seed, tile=args.tile, overlap=args.overlap, batch=args.batch, progress=not args.quiet)
+    kw.update({k: v for k, v in over.items()})
+    return kw
+
+
+def _parse_inputs(items) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for it in items or []:
+        if "=" not in it:
+            raise UsageError(f"--input {it!r}: expected MOD=path, e.g. --input S1RTC=s1.tif")
+        m, p = it.split("=", 1)
+        if m.strip() in out:
+            raise UsageError(f"--input {m} given twice; give each modality once")
+        out[m.strip()] = p.strip()
+    return out
+
+
+def _check_targets(inputs: dict[str, str], targets: list[str], registry) -> None:
+    if not targets:
+        raise UsageError("no --target given: name at least one modality to generate")
+    for m in list(inputs) + list(targets):
+        registry[m]  # unknown names raise, listing the known ones
+    both = sorted(set(inputs) & set(targets))
+    if both:
+        raise UsageError(f"{', '.join(both)} is both an --input and a --target; drop it from one side "
+                         f"(cloud-removal fills only masked pixels)")
+
+
+def _quicklook(path: Path, registry, panels_in: dict[str, Any], panels_out: dict[str, Any], extra_row=None) -> Path:
+    """panels: {title: (modality name, raw array or path)}."""
+    def row(panels):
+        out = []
+        for title, (m, v) in panels.items():
+            arr = read_preview(v) if isinstance(v, (str, Path)) else np.asarray(v)
+            if title.endswith("confidence") or title.endswith("std"):
+                a = arr[0] if arr.ndim == 3 else arr
+                finite = a[np.isfinite(a)]
+                hi = float(np.percentile(finite, 98)) if finite.size and title.endswith("std") else 1.0
+                out.append((title, np.clip(np.nan_to_num(a / max(hi, 1e-12)), 0, 1)))
+            else:
+                out.append((title, render(registry[m], arr)))
+        return out
+    rows = [row(panels_in), row(panels_out)]
+    if extra_row:
+        rows.append(row(extra_row))
+    return save_grid(path, [r for r in rows if r])
+
+
+def _write_outputs(pipe: CogenPipeline, sources, targets, d: Path, args, regenerate=None, names=None):
+    outputs = {}
+    for m in targets:
+        base = (names or {}).get(m, m)
+        outputs[m] = {"sample": d / f"{base}.tif", "mean": d / f"{base}_mean.tif", "std": d / f"{base}_std.tif",
+                      "classes": d / f"{base}.tif", "confidence": d / f"{base}_confidence.tif"}
+    return pipe.run(sources, targets, outputs=outputs, regenerate=regenerate, **_sample_kw(args))
+
+
+# ---- impute ------------------------------------------------------------------------------------------------
+def impute(args: argparse.Namespace) -> dict:
+    t0 = time.time()
+    inputs = _parse_inputs(args.input)
+    pipe = _pipeline(args, None)
+    _check_targets(inputs, args.target, pipe.registry)
+    with OutputDir(args.out, args.overwrite) as od:
+        sources = pipe.make_sources(inputs)
+        res = _write_outputs(pipe, sources, args.target, od.path, args)
+        files = {m: r.files for m, r in res.items()}
+        _quicklook(od.path / "quicklook.png", pipe.registry,
+                   {f"input {m}": (m, p) for m, p in inputs.items()},
+                   {**{f"{m} (sample)" if "sample" in f else m: (m, f.get("sample") or f.get("classes")) for m, f in files.items()},
+                    **{f"{m} std": (m, f["std"]) for m, f in files.items() if "std" in f},
+                    **{f"{m} confidence": (m, f["confidence"]) for m, f in files.items() if "confidence" in f}})
+        write_run_json(od.path, vars(args), pipe.bundle, args.seed, t0, {"outputs": _rel(files, od.path)})
+    print(f"wrote {', '.join(args.target)} to {args.out} (quicklook: {Path(args.out) / 'quicklook.png'})")
+    return files
+
+
+def _rel(files: dict, base: Path) -> dict:
+    return {m: {k: Path(v).name for k, v in f.items()} for m, f in files.items()}
+
+
+# ---- cloud removal -----------------------------------------------------------------------------------------
+def cloud_removal(args: argparse.Namespace) -> dict:
+    t0 = time.time()
+    inputs = _parse_inputs(args.input)
+    optical = [m for m in inputs if m in ("S2L2A", "S2L1C")]
+    if len(optical) != 1:
+        raise UsageError("cloud-removal needs exactly one Sentinel-2 input: --input S2L2A=path (or S2L1C=path)")
+    target = optical[0]
+    pipe = _pipeline(args, list(inputs))
+    values = None
+    if args.mask_values:
+        try:
+            values = [int(v) for v in args.mask_values.split(",") if v.strip()]
+        except ValueError:
+            raise UsageError(f"--mask-values {args.mask_values!r}: expected integers like 8,9,10,3") from None
+    mask = MaskSource(args.mask, values)
+    with OutputDir(args.out, args.overwrite) as od:
+        sources = pipe.make_sources(inputs)
+        res = _write_outputs(pipe, sources, [target], od.path, args, regenerate={target: mask})
+        files = {m: r.files for m, r in res.items()}
+        _quicklook(od.path / "quicklook.png", pipe.registry, {f"input {m}": (m, p) for m, p in inputs.items()},
+                   {f"{target} filled": (target, files[target]["sample"])})
+        write_run_json(od.path, vars(args), pipe.bundle, args.seed, t0, {"outputs": _rel(files, od.path)})
+    print(f"wrote {target} with masked pixels filled to {args.out} (quicklook: {Path(args.out) / 'quicklook.png'})")
+    return files
+
+
+# ---- segment -----------------------------------------------------------------------------------------------
+def segment(args: argparse.Namespace) -> dict:
+    t0 = time.time()
+    inputs = _parse_inputs(args.input)
+    pipe = _pipeline(args, None)
+    _check_targets(inputs, [args.target], pipe.registry)
+    if not pipe.registry[args.target].is_categorical:
+        raise UsageError(f"segment makes class maps; {args.target} is continuous (use impute)")
+    args.samples = args.samples or 8
+    with OutputDir(args.out, args.overwrite) as od:
+        sources = pipe.make_sources(inputs)
+        res = _write_outputs(pipe, sources, [args.target], od.path, args)
+        files = {m: r.files for m, r in res.items()}
+        _quicklook(od.path / "quicklook.png", pipe.registry, {f"input {m}": (m, p) for m, p in inputs.items()},
+                   {f"{args.target} (majority of {args.samples})": (args.target, files[args.target]["classes"]),
+                    f"{args.target} confidence": (args.target, files[args.target]["confidence"])})
+        write_run_json(od.path, vars(args), pipe.bundle, args.seed, t0, {"outputs": _rel(files, od.path)})
+    print(f"wrote {args.target}.tif and {args.target}_confidence.tif to {args.out}")
+    return files
+
+
+# ---- synth -------------------------------------------------------------------------------------------------
+def synth(args: argparse.Namespace) -> dict:
+    t0 = time.time()
+    inputs = _parse_inputs(args.input)
+    pipe = _pipeline(args, None)
+    _check_targets(inputs, args.target, pipe.registry)
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}")
+    size = args.size or 64
+    manifest: dict[str, dict[str, str]] = {}
+    with OutputDir(args.out, args.overwrite) as od:
+        sources = pipe.make_sources(inputs)
+        if sources:
+            ref = next(s for s in sources.values())
+            H, W = ref.height, ref.width
+            grid = getattr(ref, "grid", None)
+        else:
+            H = W = size
+            grid = None
+        panels_in, panels_out = {}, {}
+        for i in range(args.n):
+            sid = f"synth_{args.seed + i:04d}"
+            outs = {m: {"sample": od.path / m / f"{sid}.tif", "classes": od.path / m / f"{sid}.tif",
+                        "confidence": od.path / f".{m}_{sid}_confidence.tif"} for m in args.target}
+            kw = _sample_kw(args, seed=args.seed + i, samples=1)
+            res = pipe.run(sources, args.target, outputs=outs, size=(H, W), **kw)
+            manifest[sid] = {m: f"{m}/{sid}.tif" for m in args.target}
+            for m, p in inputs.items():  # the layout belongs to the scene: copy it so the scene is complete
+                arr, prof = read_raster(p)
+                write_raster(od.path / m / f"{sid}.tif", arr, prof["crs"], prof["transform"], prof["nodata"])
+                manifest[sid][m] = f"{m}/{sid}.tif"
+            for f in od.path.glob(".*_confidence.tif"):
+                f.unlink()
+            if grid is None:  # unconditional scenes lie nowhere: give them a plain 1 m pixel grid, no CRS
+                pass
+            if i < 4:
+                for m in args.target:
+                    panels_out[f"{sid} {m}"] = (m, od.path / m / f"{sid}.tif")
+        for m, p in inputs.items():
+            panels_in[f"input {m}"] = (m, p)
+        write_json(od.path / "manifest.json", {"scenes": manifest})
+        _quicklook(od.path / "quicklook.png", pipe.registry, panels_in, panels_out)
+        write_run_json(od.path, vars(args), pipe.bundle, args.seed, t0, {"scenes": list(manifest)})
+    print(f"wrote {args.n} scene(s) in the dataset layout to {args.out} (manifest.json, quicklook.png)")
+    return manifest
+
+
+# ---- demo --------------------------------------------------------------------------------------------------
+def demo(args: argparse.Namespace) -> dict:
+    """impute S2L2A from S1RTC+DEM, segment LULC from S2L2A, remove synthetic clouds from S2L2A."""
+    from .data.synthetic import smooth_field
+
+    t0 = time.time()
+    data = Path(args.data) if args.data else SHIPPED_DATA
+    sid = args.scene
+    paths = {m: data / m / f"{sid}.tif" for m in ("S2L2A", "S1RTC", "DEM", "LULC")}
+    for m, p in paths.items():
+        if not p.is_file():
+            raise UsageError(f"{p}: not found; --scene must be a shipped scene id (see {data / m})")
+    pipe = _pipeline(args, ["S2L2A", "S1RTC", "DEM", "LULC"])
+    steps = args.steps or 10
+    results: dict[str, Any] = {}
+    with OutputDir(args.out, args.overwrite) as od:
+        inp = od.path / "inputs"
+        # a synthetic cloud mask (smooth random field, ~35% cover) and the cloudy scene it makes
+        s2, prof = read_raster(paths["S2L2A"])
+        rng = np.random.default_rng(args.seed)
+        field = smooth_field(rng, s2.shape[1], s2.shape[2], 14)
+        cloud = field > np.quantile(field, 0.65)
+        write_raster(inp / "cloud_mask.tif", cloud[None].astype(np.uint8), prof["crs"], prof["transform"], nodata=None)
+        cloudy = np.where(cloud[None], np.int16(7500), s2).astype(s2.dtype)
+        write_raster(inp / "S2L2A_cloudy.tif", cloudy, prof["crs"], prof["transform"], prof["nodata"])
+        jobs = [
+            ("impute", impute, dict(input=[f"S1RTC={paths['S1RTC']}", f"DEM={paths['DEM']}"], target=["S2L2A"],
+                                    samples=args.samples or 1)),
+            ("segment", segment, dict(input=[f"S2L2A={paths['S2L2A']}"], target="LULC", samples=args.samples or 4)),
+            ("cloud-removal", cloud_removal, dict(input=[f"S2L2A={inp / 'S2L2A_cloudy.tif'}", f"S1RTC={paths['S1RTC']}",
+                                                         f"DEM={paths['DEM']}"], mask=str(inp / "cloud_mask.tif"),
+                                                  mask_values=None, samples=1)),
+        ]
+        for name, fn, kw in jobs:
+            a = argparse.Namespace(**{**vars(args), **kw, "out": str(od.path / name), "overwrite": False, "steps": steps})
+            t = time.time()
+            fn(a)
+            results[name] = {"seconds": round(time.time() - t, 1)}
+        # scores against the real data (the demo scene is shipped with every modality)
+        from .metrics import psnr_np, miou_np
+
+        s2_true = s2.astype(np.float64) * 1e-4
+        imp, _ = read_raster(od.path / "impute" / "S2L2A.tif")
+        results["impute"]["psnr_db"] = round(psnr_np(imp * 1e-4, s2_true, 1.0), 2)
+        seg, _ = read_raster(od.path / "segment" / "LULC.tif")
+        lulc, _ = read_raster(paths["LULC"])
+        reg = pipe.registry["LULC"]
+        results["segment"]["miou"] = round(miou_np(seg[0], lulc[0], reg.class_ids), 3)
+        results["segment"]["pixel_accuracy"] = round(float((seg[0] == lulc[0]).mean()), 3)
+        filled, _ = read_raster(od.path / "cloud-removal" / "S2L2A.tif")
+        m = cloud
+        results["cloud-removal"]["psnr_in_mask_db"] = round(psnr_np(filled[:, m] * 1e-4, s2_true[:, m], 1.0), 2)
+        results["cloud-removal"]["clear_pixels_identical"] = bool((filled[:, ~m] == s2[:, ~m]).all())
+        results["cloud-removal"]["mask_cover"] = round(float(m.mean()), 3)
+        _quicklook(od.path / "quicklook.png", pipe.registry,
+                   {"S1RTC": ("S1RTC", paths["S1RTC"]), "DEM": ("DEM", paths["DEM"]), "S2L2A (truth)": ("S2L2A", paths["S2L2A"]),
+                    "LULC (truth)": ("LULC", paths["LULC"]), "S2L2A cloudy": ("S2L2A", inp / "S2L2A_cloudy.tif")},
+                   {"S2L2A from S1RTC+DEM": ("S2L2A", od.path / "impute" / "S2L2A.tif"),
+                    "LULC from S2L2A": ("LULC", od.path / "segment" / "LULC.tif"),
+                    "LULC confidence": ("LULC", od.path / "segment" / "LULC_confidence.tif"),
+                    "S2L2A clouds removed": ("S2L2A", od.path / "cloud-removal" / "S2L2A.tif")})
+        write_run_json(od.path, vars(args), pipe.bundle, args.seed, t0, {"jobs": results, "scene": sid})
+    print(json.dumps(results, indent=2))
+    print(f"outputs in {args.out}/ (impute/, segment/, cloud-removal/); overview: {Path(args.out) / 'quicklook.png'}")
+    return results
