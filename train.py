@@ -1,7 +1,8 @@
 """Train cogen's per-modality-time diffusion transformer.
 
     python train.py --config configs/demo.yaml [key=value ...]
-    accelerate launch --num_processes 2 train.py --config configs/demo.yaml train.out_dir=runs/ddp
+    accelerate launch --multi_gpu --num_processes 2 train.py --config configs/demo.yaml train.out_dir=runs/ddp
+    (on a CPU-only machine `--multi_gpu` starts the processes through torchrun; they train with gloo DDP)
 
 Runs the same on a laptop CPU and on many GPUs. Re-running the same command resumes from the newest complete
 checkpoint in `train.out_dir` (pass --no-resume to refuse a folder that already holds checkpoints).
@@ -110,7 +111,8 @@ def train(cfg: Config, resume: bool = True) -> dict:
     mp = t_cfg.mixed_precision
     if mp == "auto":
         mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=o.grad_accum)
+    # cpu=True on machines without CUDA so that a torchrun/accelerate multi-process launch uses gloo DDP
+    acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=o.grad_accum, cpu=not torch.cuda.is_available())
     rank, world = acc.process_index, acc.num_processes
     out_dir = Path(t_cfg.out_dir)
     log = (lambda s: tqdm.write(s)) if acc.is_main_process else (lambda s: None)

@@ -1,0 +1,181 @@
+import pytest
+import torch
+
+from cogen.diffusion import ABSENT, CONDITION, TARGET, Diffusion, RoleConfig, sample_roles
+from cogen.diffusion.loss import diffusion_loss
+from cogen.diffusion.roles import sample_times
+from cogen.models.transformer import build_model
+
+SPEC = {"A": {"channels": 3, "patch_size": 2}, "B": {"channels": 2, "patch_size": 2}, "C": {"channels": 4, "patch_size": 4}}
+
+
+def tiny(seed=0):
+    torch.manual_seed(seed)
+    m = build_model("tiny", SPEC)
+    with torch.no_grad():  # leave the zero-initialised start so outputs depend on inputs
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return m.eval()
+
+
+def inputs(B=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"A": torch.randn(B, 3, 8, 8, generator=g), "B": torch.randn(B, 2, 8, 8, generator=g),
+            "C": torch.randn(B, 4, 8, 8, generator=g)}
+
+
+def test_changing_one_time_changes_that_modality_and_the_others():
+    m, x = tiny(), inputs()
+    t = {"A": torch.zeros(2), "B": torch.full((2,), 0.5), "C": torch.full((2,), 0.5)}
+    o1 = m(x, t)
+    o2 = m(x, {**t, "B": torch.full((2,), 0.9)})
+    assert (o1["B"] - o2["B"]).abs().max() > 1e-3  # its own output
+    assert (o1["A"] - o2["A"]).abs().max() > 1e-5  # the others', through attention
+    assert (o1["C"] - o2["C"]).abs().max() > 1e-5
+
+
+def test_absent_modality_has_no_influence():
+    m, x = tiny(), inputs()
+    t = {k: torch.full((2,), 0.3) for k in x}
+    dropped = m({"A": x["A"], "C": x["C"]}, {"A": t["A"], "C": t["C"]})
+    assert "B" not in dropped
+    present = {"A": torch.ones(2, dtype=torch.bool), "B": torch.zeros(2, dtype=torch.bool), "C": torch.ones(2, dtype=torch.bool)}
+    masked = m(x, t, present)
+    x2 = {**x, "B": x["B"] * 100 + 7}
+    masked2 = m(x2, {**t, "B": torch.full((2,), 0.9)}, present)
+    for k in ("A", "C"):
+        torch.testing.assert_close(masked[k], dropped[k], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(masked2[k], dropped[k], atol=1e-5, rtol=1e-5)
+
+
+def test_per_sample_absence_in_a_batch():
+    m, x = tiny(), inputs()
+    t = {k: torch.full((2,), 0.3) for k in x}
+    present = {"A": torch.tensor([True, True]), "B": torch.tensor([True, False]), "C": torch.tensor([True, True])}
+    out = m(x, t, present)
+    alone = m({"A": x["A"][1:], "C": x["C"][1:]}, {"A": t["A"][1:], "C": t["C"][1:]})
+    torch.testing.assert_close(out["A"][1:], alone["A"], atol=1e-5, rtol=1e-5)
+    with_b = m({k: v[:1] for k, v in x.items()}, {k: v[:1] for k, v in t.items()})
+    torch.testing.assert_close(out["A"][:1], with_b["A"], atol=1e-5, rtol=1e-5)
+
+
+def test_odd_sizes_and_unknown_modalities_are_errors():
+    from cogen.errors import ConfigError
+
+    m = tiny()
+    with pytest.raises(ConfigError, match="multiple of its patch"):
+        m({"A": torch.randn(1, 3, 7, 8)}, {"A": torch.zeros(1)})
+    with pytest.raises(ConfigError, match="does not know"):
+        m({"Z": torch.randn(1, 3, 8, 8)}, {"Z": torch.zeros(1)})
+
+
+def test_save_and_load_pretrained(tmp_path):
+    from cogen.models import CogenTransformer
+
+    m, x = tiny(), inputs()
+    t = {k: torch.full((2,), 0.3) for k in x}
+    m.save_pretrained(tmp_path / "m")
+    m2 = CogenTransformer.from_pretrained(tmp_path / "m").eval()
+    torch.testing.assert_close(m(x, t)["A"], m2(x, t)["A"])
+
+
+def test_missing_modality_is_never_condition_or_target():
+    g = torch.Generator().manual_seed(0)
+    present = {"A": torch.rand(4000, generator=g) < 0.7, "B": torch.rand(4000, generator=g) < 0.5,
+               "C": torch.ones(4000, dtype=torch.bool)}
+    roles = sample_roles(present, RoleConfig(), g)
+    for m in present:
+        assert (roles[m][~present[m]] == ABSENT).all()
+        assert (roles[m][present[m]] == CONDITION).any() and (roles[m][present[m]] == TARGET).any()
+    R = torch.stack(list(roles.values()), 1)
+    assert ((R == TARGET).sum(1) >= 1).all()  # every sample learns something
+    joint = (R[present["A"] & present["B"]] == TARGET).all(1).float().mean()
+    assert joint > 0.08  # joint generation samples are drawn (p_joint = 0.1 plus chance)
+    uncond = ((R == CONDITION).sum(1) == 0).float().mean()
+    assert uncond > 0.1  # unconditional samples for guidance
+
+
+def test_times_are_zero_for_conditions_and_shared_in_joint_samples():
+    d = Diffusion()
+    g = torch.Generator().manual_seed(1)
+    roles = {"A": torch.tensor([CONDITION, TARGET, TARGET]), "B": torch.tensor([TARGET, TARGET, ABSENT])}
+    t = sample_times(roles, d.sample_t, RoleConfig(p_shared_t=0.0), g)
+    assert t["A"][0] == 0 and t["B"][2] == 0 and t["B"][0] > 0
+    assert t["A"][1] == t["B"][1]  # no condition: joint generation at one shared time
+
+
+def test_conditions_never_receive_loss():
+    m, x = tiny(), inputs(B=3)
+    d, g = Diffusion(), torch.Generator()
+    roles = {"A": torch.tensor([CONDITION] * 3), "B": torch.tensor([TARGET] * 3), "C": torch.tensor([ABSENT] * 3)}
+    valid = {k: torch.ones(3, 8, 8, dtype=torch.bool) for k in x}
+    present = {k: torch.ones(3, dtype=torch.bool) for k in x}
+    loss1, _ = diffusion_loss(m, x, valid, present, d, RoleConfig(), g.manual_seed(0), roles)
+
+    class Spoil(torch.nn.Module):  # wreck the predictions of the condition and the absent modality
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, xx, tt, pp=None):
+            out = self.inner(xx, tt, pp)
+            return {k: (v + 1e3 if k in ("A", "C") else v) for k, v in out.items()}
+
+    loss2, _ = diffusion_loss(Spoil(m), x, valid, present, d, RoleConfig(), g.manual_seed(0), roles)
+    torch.testing.assert_close(loss1, loss2)
+    # and the condition's own gradient path: the loss has no gradient w.r.t. the condition's output layer
+    m.zero_grad()
+    loss1, _ = diffusion_loss(m, x, valid, present, d, RoleConfig(), g.manual_seed(0), roles)
+    loss1.backward()
+    assert m.unembed["A"].weight.grad is None or m.unembed["A"].weight.grad.abs().max() == 0
+    assert m.unembed["B"].weight.grad.abs().max() > 0
+
+
+@pytest.mark.parametrize("prediction", ["v_prediction", "epsilon", "flow"])
+def test_schedule_closed_forms(prediction):
+    d = Diffusion(prediction=prediction)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(4, 3, 5, 5, generator=g), torch.randn(4, 3, 5, 5, generator=g)
+    t = torch.tensor([0.0, 0.1, 0.5, 0.9])  # epsilon cannot recover x0 at t = 1 (no signal left)
+    xt = d.add_noise(x0, eps, t)
+    torch.testing.assert_close(xt[0], x0[0])  # t = 0 is clean
+    # the exact target gives back x0 exactly
+    torch.testing.assert_close(d.predict_x0(xt[1:], d.target(x0, eps, t)[1:], t[1:]), x0[1:], atol=1e-4, rtol=1e-4)
+
+
+def test_euler_loop_fed_exact_velocity_returns_the_data():
+    """Flow matching: an Euler loop (diffusers scheduler) fed the exact velocity lands on x0."""
+    d = Diffusion(prediction="flow")
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    s = d.scheduler("euler")
+    s.set_timesteps(7)
+    x = eps.clone()
+    for ts in s.timesteps:
+        x = s.step(eps - x0, ts, x).prev_sample
+    torch.testing.assert_close(x, x0, atol=1e-5, rtol=1e-5)
+
+
+def test_tiny_model_overfits_a_single_synthetic_scene(synth_root):
+    from cogen.data import SceneDataset, collate_scenes
+    from cogen.diffusion.loss import encode_batch
+    from cogen.registry import default_registry
+    from cogen.tokenizers import tokenizer_for
+
+    reg = default_registry()
+    mods = ["S2L2A", "S1RTC", "LULC"]
+    ds = SceneDataset(synth_root, modalities=mods, crop=16, length=4, seed=0)
+    batch = collate_scenes([ds[i] for i in range(4)], mods)
+    toks = {m: tokenizer_for(reg[m]) for m in mods}
+    torch.manual_seed(0)
+    model = build_model("tiny", {m: {"channels": toks[m].latent_channels, "patch_size": 4} for m in mods},
+                        hidden_size=64)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    z, ok, present = encode_batch(batch, toks)
+    d = Diffusion()
+    losses = []
+    for step in range(300):
+        loss, _ = diffusion_loss(model, z, ok, present, d, RoleConfig(), torch.Generator().manual_seed(7))
+        opt.zero_grad(); loss.backward(); opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])

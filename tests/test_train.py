@@ -1,0 +1,106 @@
+"""train.py end to end with the tiny config: resume after SIGKILL, 2-process accelerate, NaN handling."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+PY = sys.executable
+ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def run_train(out, *over, check=True, timeout=300):
+    cmd = [PY, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "tiny.yaml"), f"train.out_dir={out}",
+           "train.log_every=1", "train.eval_every=0", *over]
+    return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def losses(out) -> dict[int, float]:
+    d = {}
+    for line in (Path(out) / "metrics.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if "loss" in r:
+            d[r["step"]] = r["loss"]  # the last record of a step wins (a resumed run rewrites it)
+    return d
+
+
+def test_sigkill_then_resume_continues_exactly(tmp_path):
+    steps = ["train.steps=60", "train.ckpt_every=4", "train.keep_last=2"]
+    ref = tmp_path / "ref"
+    run_train(ref, *steps)
+    ref_losses = losses(ref)
+
+    out = tmp_path / "killed"
+    cmd = [PY, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "tiny.yaml"), f"train.out_dir={out}",
+           "train.log_every=1", "train.eval_every=0", *steps]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while not list((out / "checkpoints").glob("step-*")) and time.time() - t0 < 120:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    cks = sorted((out / "checkpoints").glob("step-*"))
+    assert cks, "no checkpoint before the kill"
+    from cogen.checkpoint import verify
+
+    for ck in cks:  # every checkpoint that looks finished is complete
+        verify(ck)
+    r = run_train(out, *steps)
+    assert "resumed from" in r.stderr + r.stdout
+    resumed_at = int(json.loads((out / "checkpoints" / sorted(p.name for p in (out / "checkpoints").glob("step-*"))[-1]
+                                 / "state.json").read_text())["step"])
+    assert resumed_at == 60
+    got = losses(out)
+    assert set(got) == set(ref_losses)
+    for s in ref_losses:
+        assert got[s] == pytest.approx(ref_losses[s], rel=1e-5, abs=1e-7), s
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    out = tmp_path / "nan"
+    # an absurd learning rate: the first update makes the weights huge, the next loss overflows
+    r = run_train(out, "train.steps=8", "optim.lr=1.0e+30", "optim.warmup_steps=0", "optim.grad_clip=0",
+                  "train.ckpt_every=1", check=False)
+    assert r.returncode == 2 and "non-finite" in r.stderr and "last good checkpoint" in r.stderr
+    good = sorted((out / "checkpoints").glob("step-*"))
+    from cogen.checkpoint import load_bundle
+
+    for ck in sorted((out / "checkpoints").glob("step-*")):
+        b = load_bundle(ck / "ema")
+        import torch
+
+        assert all(torch.isfinite(p).all() for p in b.model.parameters())
+    assert good and int(good[-1].name.split("-")[1]) < 8  # stopped early, earlier checkpoints kept
+
+    r = run_train(tmp_path / "skip", "train.steps=6", "optim.lr=1.0e+30", "optim.warmup_steps=0",
+                  "optim.grad_clip=0", "train.on_nonfinite=skip", check=False)
+    assert r.returncode == 0 and "step skipped" in r.stderr + r.stdout
+
+
+def test_unknown_config_key_is_an_error(tmp_path):
+    r = run_train(tmp_path / "x", "train.stepz=3", check=False)
+    assert r.returncode == 2 and "unknown config key train.stepz" in r.stderr
+
+
+def test_accelerate_two_processes_on_cpu(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [PY, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "train.py"), "--config",
+           str(ROOT / "configs" / "tiny.yaml"), f"train.out_dir={out}", "train.steps=4", "train.ckpt_every=2",
+           "train.eval_every=2", "train.log_every=1"]
+    r = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ck = sorted((out / "checkpoints").glob("step-*"))[-1]
+    assert ck.name == "step-000004"
+    assert (ck / "state" / "random_states_1.pkl").is_file()  # both processes' RNG states are kept
+    recs = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs if "loss" in r] == [1, 2, 3, 4]  # one writer: the main process
+    from cogen.checkpoint import load_bundle
+
+    load_bundle(ck / "ema")
