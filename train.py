@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from cogen.checkpoint import verify, write_bundle_files, write_manifest
 from cogen.config import Config, load_config
 from cogen.data import SceneDataset, collate_scenes, load_split
-from cogen.diffusion.loss import diffusion_loss, encode_batch
+from cogen.diffusion.loss import diffusion_loss, encode_batch, regression_loss
 from cogen.diffusion.schedule import Diffusion
 from cogen.errors import CheckpointError, CogenError
 from cogen.models.transformer import CogenTransformer, build_model
@@ -120,6 +120,15 @@ def train(cfg: Config, resume: bool = True) -> dict:
 
     registry, tokenizers, model = build_everything(cfg)
     diffusion = Diffusion(**cfg.diffusion.__dict__)
+    if t_cfg.objective not in ("diffusion", "regression"):
+        raise CogenError(f"train.objective={t_cfg.objective!r}: use diffusion or regression")
+    categorical = {m: registry[m].is_categorical for m in cfg.data.modalities}
+
+    def loss_fn(net, z, ok, present, gen):
+        if t_cfg.objective == "regression":
+            return regression_loss(net, z, ok, present, cfg.roles, gen, categorical)
+        return diffusion_loss(net, z, ok, present, diffusion, cfg.roles, gen)
+
     samples_per_step = o.batch_size * o.grad_accum * world
     train_ds, val_ds = datasets(cfg, registry, t_cfg.steps * samples_per_step)
     opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
@@ -172,7 +181,7 @@ def train(cfg: Config, resume: bool = True) -> dict:
             with acc.accumulate(model):
                 z, ok, present = encode_batch(batch, tokenizers)
                 with acc.autocast():
-                    loss, info = diffusion_loss(model, z, ok, present, diffusion, cfg.roles, gen)
+                    loss, info = loss_fn(model, z, ok, present, gen)
                 if not torch.isfinite(loss):
                     if t_cfg.on_nonfinite == "skip":
                         log(f"step {step}: non-finite loss ({loss.item()}), step skipped")
@@ -208,7 +217,7 @@ def train(cfg: Config, resume: bool = True) -> dict:
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps(last) + "\n")
         if val_ds is not None and t_cfg.eval_every and (step % t_cfg.eval_every == 0 or step == t_cfg.steps):
-            vl = validate(acc, model, ema, tokenizers, val_ds, cfg, diffusion, collate)
+            vl = validate(acc, model, ema, tokenizers, val_ds, cfg, loss_fn, collate)
             rec = {"step": step, "val_loss": vl, "elapsed_min": (time.time() - t0) / 60}
             logger(rec)
             log(f"step {step}: val loss (EMA) {vl:.4f}")
@@ -227,7 +236,7 @@ def train(cfg: Config, resume: bool = True) -> dict:
     return last
 
 
-def validate(acc, model, ema, tokenizers, val_ds, cfg: Config, diffusion, collate) -> float:
+def validate(acc, model, ema, tokenizers, val_ds, cfg: Config, loss_fn, collate) -> float:
     """Mean diffusion loss of the EMA weights on the held-out split, with fixed roles/times/noise."""
     raw = acc.unwrap_model(model)
     ema.store(raw.parameters())
@@ -242,7 +251,7 @@ def validate(acc, model, ema, tokenizers, val_ds, cfg: Config, diffusion, collat
             batch = {k: ({m: v.to(acc.device) for m, v in b.items()} if isinstance(b, dict) else b)
                      for k, b in batch.items()}
             z, ok, present = encode_batch(batch, tokenizers)
-            loss, _ = diffusion_loss(raw, z, ok, present, diffusion, cfg.roles, torch.Generator().manual_seed(1234 + i))
+            loss, _ = loss_fn(raw, z, ok, present, torch.Generator().manual_seed(1234 + i))
             total, n = total + loss.item(), n + 1
     ema.restore(raw.parameters())
     return total / max(n, 1)

@@ -63,6 +63,7 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
+    objective: str = "diffusion"  # diffusion | regression (the deterministic same-backbone baseline)
     steps: int = 1000
     max_minutes: float | None = None  # stop (with a checkpoint) after this wall-clock budget
     seed: int = 0

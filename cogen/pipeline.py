@@ -515,17 +515,37 @@ class CogenPipeline:
                 global_noise(seed, s, order[m], positions[j][0] // d, positions[j][1] // d, shape[1], shape[2], shape[3])
                 for j in idx for s in range(S)])
         gen = torch.Generator().manual_seed(seed * 7919 + positions[idx[0]][0] * 104729 + positions[idx[0]][1])
-        z = denoise(self.model, self.diffusion, conditions, tspec, steps, sampler, guidance, noise, gen)
+        if self.bundle.config.train.objective == "regression":
+            z = self._regress(conditions, tspec)
+        else:
+            z = denoise(self.model, self.diffusion, conditions, tspec, steps, sampler, guidance, noise, gen)
         for m in targets:
             mod = self.registry[m]
             x = toks[m].decode(z[m]).cpu()
-            if mod.is_categorical:  # votes: fraction of samples per class
+            if mod.is_categorical and self.bundle.config.train.objective == "regression":
+                probs = torch.softmax(z[m].float(), dim=1).cpu()  # one pass: class probabilities as votes
+                out[m][idx] = probs.view(len(idx), S, mod.num_classes, tile, tile).mean(dim=1).numpy()
+            elif mod.is_categorical:  # votes: fraction of samples per class
                 onehot = torch.nn.functional.one_hot(x.long(), mod.num_classes).permute(0, 3, 1, 2).float()
                 votes = onehot.view(len(idx), S, mod.num_classes, tile, tile).mean(dim=1)
                 out[m][idx] = votes.numpy()
             else:
                 phys = mod.denormalize(x).view(len(idx), S, mod.num_bands, tile, tile)
                 out[m][idx] = torch.cat([phys[:, 0], phys.mean(dim=1), (phys**2).mean(dim=1)], dim=1).numpy()
+
+
+    @torch.no_grad()
+    def _regress(self, conditions, tspec):
+        """The deterministic baseline: targets as zeros at t = 1, one forward pass, known cells kept."""
+        dev = self.device
+        x = {m: torch.zeros(shape, device=dev) for m, (shape, _, _) in tspec.items()}
+        B = next(iter(x.values())).shape[0]
+        t = {**{m: torch.zeros(B, device=dev) for m in conditions}, **{m: torch.ones(B, device=dev) for m in x}}
+        out = self.model({**conditions, **x}, t)
+        res = {}
+        for m, (shape, known, km) in tspec.items():
+            res[m] = out[m] if known is None else torch.where(km[:, None], known, out[m])
+        return res
 
 
 def global_noise(seed: int, sample: int, mod_index: int, row: int, col: int, c: int, h: int, w: int) -> torch.Tensor:

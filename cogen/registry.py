@@ -24,7 +24,7 @@ DEFAULT_STATS = CONFIG_DIR / "stats.yaml"
 
 _ENTRY_KEYS = {
     "kind", "description", "bands", "units", "transform", "nodata", "valid_range", "dtype", "rgb",
-    "display_range", "spectral", "tokenizer", "classes", "mean", "std",
+    "display_range", "spectral", "tokenizer", "classes", "mean", "std", "data_range",
 }
 
 
@@ -59,6 +59,7 @@ class Modality:
     rgb: tuple[str, ...] = ()
     display_range: tuple[float, float] | None = None
     spectral: bool = False
+    data_range: float | None = None  # PSNR's data range in physical units (None: the truth's range)
     tokenizer: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({"type": "patch"}))
     classes: tuple[ClassInfo, ...] = ()
 
@@ -169,6 +170,7 @@ class Modality:
             d["mean"], d["std"] = list(self.mean), list(self.std)
             d["valid_range"] = list(self.valid_range) if self.valid_range else None
             d["spectral"] = self.spectral
+            d["data_range"] = self.data_range
         if self.rgb:
             d["rgb"] = list(self.rgb)
         if self.display_range:
@@ -208,6 +210,7 @@ def _entry(name: str, d: Mapping[str, Any]) -> Modality:
         valid_range=None if vr is None else (float(vr[0]), float(vr[1])), dtype=str(d.get("dtype", "float32")),
         rgb=rgb, display_range=None if dr is None else (float(dr[0]), float(dr[1])),
         spectral=bool(d.get("spectral", False)),
+        data_range=None if d.get("data_range") is None else float(d["data_range"]),
         tokenizer=MappingProxyType(dict(d.get("tokenizer") or {"type": "patch"})), classes=classes,
     )
 

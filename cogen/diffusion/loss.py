@@ -62,3 +62,38 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
             per_mod[m] = float((per_sample.detach() * is_t).sum() / is_t.sum())
     loss = total / max(float(count), 1.0)
     return loss, {"per_modality": per_mod, "roles": roles, "t": t}
+
+
+def regression_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, torch.Tensor],
+                    present: Mapping[str, torch.Tensor], roles_cfg: RoleConfig, generator: torch.Generator,
+                    categorical: Mapping[str, bool], roles: Mapping[str, torch.Tensor] | None = None
+                    ) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The deterministic baseline on the same backbone: targets enter as zeros at t = 1 and the network
+    predicts them in one pass; MSE for continuous targets, cross-entropy (logits = output channels) for
+    class maps. Roles are drawn exactly as for diffusion training."""
+    roles = dict(roles) if roles is not None else sample_roles(present, roles_cfg, generator)
+    x_in, times, keep_d = {}, {}, {}
+    for m, z0 in z.items():
+        keep = roles[m] != ABSENT
+        if not bool(keep.any()):
+            continue
+        is_t = (roles[m] == TARGET).to(z0.device)
+        x_in[m] = torch.where(is_t.view(-1, 1, 1, 1), torch.zeros_like(z0), z0)
+        times[m] = is_t.float()
+        keep_d[m] = keep.to(z0.device)
+    out = model(x_in, times, keep_d)
+    total, count, per_mod = 0.0, 0.0, {}
+    for m in x_in:
+        is_t = (roles[m] == TARGET).to(out[m].device).float()
+        if categorical.get(m):
+            target_idx = z[m].argmax(dim=1)  # the one-hot code back to class indices
+            ce = torch.nn.functional.cross_entropy(out[m].float(), target_idx, reduction="none")  # (B,h,w)
+            w = valid[m].float()
+            per_sample = (ce * w).sum(dim=(1, 2)) / w.sum(dim=(1, 2)).clamp(min=1.0)
+        else:
+            per_sample = masked_mse(out[m], z[m], valid[m])
+        total = total + (per_sample * is_t).sum()
+        count = count + is_t.sum()
+        if is_t.sum() > 0:
+            per_mod[m] = float((per_sample.detach() * is_t).sum() / is_t.sum())
+    return total / max(float(count), 1.0), {"per_modality": per_mod, "roles": roles}

@@ -1,0 +1,194 @@
+"""Sampling and the sample.py workflows with a tiny random model on generated rasters."""
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+import sample
+from cogen.io import write_raster
+from cogen.tiling import coverage_weights, tile_grid
+
+
+def scene(tmp, h, w, crs="EPSG:32633", seed=0, nodata_s1=None):
+    from cogen.data.synthetic import make_scene
+
+    sc = make_scene(h, w, seed=seed)
+    if crs == "EPSG:4326":
+        tr = from_origin(12.0, 45.0, 1e-4, 1e-4)
+    else:
+        tr = from_origin(500000.0, 5000000.0, 10, 10)
+    paths = {}
+    for m in ("S2L2A", "S1RTC", "DEM", "LULC"):
+        arr = sc["rasters"][m]
+        nod = {"LULC": 0}.get(m)
+        if m == "S1RTC" and nodata_s1 is not None:
+            arr = arr.copy()
+            arr[:, nodata_s1] = -9999.0
+            nod = -9999.0
+        paths[m] = write_raster(tmp / f"{m}.tif", arr, crs, tr, nodata=nod)
+    return paths, sc
+
+
+def run(*args) -> int:
+    return sample.main([str(a) for a in args])
+
+
+def common(bundle, out, *extra):
+    return ["--checkpoint", bundle, "--out", out, "--steps", "3", "--tile", "16", "--overlap", "4", "--quiet", *extra]
+
+
+@pytest.mark.parametrize("h,w,crs", [(229, 301, "EPSG:32633"), (40, 52, "EPSG:4326"), (9, 11, "EPSG:32633")])
+def test_impute_keeps_grid_exactly(tmp_path, tiny_bundle, h, w, crs):
+    paths, _ = scene(tmp_path, h, w, crs)
+    out = tmp_path / "out"
+    assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--input", f"DEM={paths['DEM']}", "--target", "S2L2A",
+               "--target", "LULC", *common(tiny_bundle, out)) == 0
+    with rasterio.open(paths["S1RTC"]) as ref:
+        for f in ("S2L2A.tif", "LULC.tif", "LULC_confidence.tif"):
+            with rasterio.open(out / f) as o:
+                assert o.crs == ref.crs and o.transform == ref.transform and o.shape == ref.shape, f
+        with rasterio.open(out / "S2L2A.tif") as o:
+            assert o.count == 12 and o.dtypes[0] == "int16" and o.descriptions[0] == "B01"
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["checkpoint"]["sha256"] and run_json["seed"] == 0 and "torch" in run_json["versions"]
+    assert (out / "quicklook.png").stat().st_size > 1000
+    assert not list(out.glob(".*"))  # no temporary left
+
+
+def test_samples_write_mean_and_std(tmp_path, tiny_bundle):
+    paths, _ = scene(tmp_path, 32, 32)
+    out = tmp_path / "o"
+    assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "S2L2A", *common(tiny_bundle, out),
+               "--samples", "3") == 0
+    with rasterio.open(out / "S2L2A_std.tif") as s, rasterio.open(out / "S2L2A_mean.tif") as m:
+        assert s.read().mean() > 0 and m.count == 12
+
+
+def test_same_seed_same_files_other_seed_different(tmp_path, tiny_bundle):
+    paths, _ = scene(tmp_path, 40, 40)
+    outs = []
+    for i, seed in enumerate((3, 3, 4)):
+        out = tmp_path / f"o{i}"
+        assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "S2L2A", *common(tiny_bundle, out),
+                   "--seed", seed) == 0
+        with rasterio.open(out / "S2L2A.tif") as o:
+            outs.append(o.read())
+    assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
+
+
+def test_cloud_removal_keeps_every_clear_pixel(tmp_path, tiny_bundle):
+    paths, sc = scene(tmp_path, 45, 37)
+    cloud = sc["rasters"]["CLOUD"][0]
+    scl = np.where(cloud == 1, 9, np.where(cloud == 3, 3, 4)).astype(np.uint8)  # an SCL-like layer
+    with rasterio.open(paths["S2L2A"]) as r:
+        write_raster(tmp_path / "scl.tif", scl, r.crs, r.transform)
+        s2 = r.read()
+    out = tmp_path / "cr"
+    assert run("cloud-removal", "--input", f"S2L2A={paths['S2L2A']}", "--input", f"S1RTC={paths['S1RTC']}",
+               "--mask", tmp_path / "scl.tif", "--mask-values", "8,9,10,3", *common(tiny_bundle, out)) == 0
+    with rasterio.open(out / "S2L2A.tif") as o:
+        filled = o.read()
+        assert o.dtypes[0] == "int16"
+    masked = np.isin(scl, [8, 9, 10, 3])
+    assert masked.any() and (~masked).any()
+    assert np.array_equal(filled[:, ~masked], s2[:, ~masked])
+    assert not np.array_equal(filled[:, masked], s2[:, masked])
+
+
+def test_segment_majority_and_confidence(tmp_path, tiny_bundle):
+    paths, _ = scene(tmp_path, 32, 32)
+    out = tmp_path / "seg"
+    # without overlap each pixel's confidence is an exact fraction of the 4 samples (overlaps blend them)
+    assert run("segment", "--input", f"S2L2A={paths['S2L2A']}", *common(tiny_bundle, out), "--samples", "4",
+               "--overlap", "0") == 0
+    with rasterio.open(out / "LULC.tif") as c, rasterio.open(out / "LULC_confidence.tif") as f:
+        cls, conf = c.read(1), f.read(1)
+    assert set(np.unique(cls)) <= set(range(1, 10))
+    assert ((conf >= 0.25 - 1e-6) & (conf <= 1 + 1e-6)).all()  # fractions of 4 samples, at least one agrees
+    assert np.allclose(conf * 4, np.round(conf * 4), atol=1e-4)
+
+
+def test_synth_writes_a_dataset(tmp_path, tiny_bundle):
+    paths, _ = scene(tmp_path, 20, 20)
+    out = tmp_path / "syn"
+    assert run("synth", "--n", "2", "--input", f"LULC={paths['LULC']}", "--target", "S2L2A", "--target", "S1RTC",
+               *common(tiny_bundle, out)) == 0
+    from cogen.data import SceneDataset
+
+    ds = SceneDataset(out, mode="grid")
+    assert len(ds.scene_ids) == 2 and {"S2L2A", "S1RTC", "LULC"} <= set(ds.modalities)
+    man = json.loads((out / "manifest.json").read_text())
+    assert set(man["scenes"]) == set(ds.scene_ids)
+    a, b = (rasterio.open(out / "S2L2A" / f"{s}.tif").read() for s in ds.scene_ids)
+    assert not np.array_equal(a, b)
+    out2 = tmp_path / "uncond"
+    assert run("synth", "--n", "1", "--target", "DEM", "--size", "16", *common(tiny_bundle, out2)) == 0
+    assert SceneDataset(out2, mode="grid")[0]["values"]["DEM"].shape == (1, 16, 16)
+
+
+def test_condition_nodata_is_generated_and_unknown_pixels_stay_nodata(tmp_path, tiny_bundle):
+    hole = np.zeros((32, 32), bool)
+    hole[4:12, 4:12] = True
+    paths, _ = scene(tmp_path, 32, 32, nodata_s1=hole)
+    out = tmp_path / "o"
+    assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "DEM", *common(tiny_bundle, out)) == 0
+    with rasterio.open(out / "DEM.tif") as o:
+        dem = o.read(1)
+        nod = o.nodata
+    assert np.isnan(nod) and np.isnan(dem[hole]).all() and np.isfinite(dem[~hole]).all()
+    out2 = tmp_path / "o2"
+    assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--input", f"S2L2A={paths['S2L2A']}", "--target",
+               "DEM", *common(tiny_bundle, out2)) == 0
+    with rasterio.open(out2 / "DEM.tif") as o:
+        assert np.isfinite(o.read(1)).all()  # S2 says something where S1 has a hole
+
+
+def test_existing_output_needs_overwrite(tmp_path, tiny_bundle, capsys):
+    paths, _ = scene(tmp_path, 16, 16)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("user file")
+    assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "DEM", *common(tiny_bundle, out)) == 2
+    assert "exists" in capsys.readouterr().err and (out / "keep.txt").exists()
+    assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "DEM", *common(tiny_bundle, out),
+               "--overwrite") == 0
+    assert (out / "DEM.tif").exists()
+
+
+@pytest.mark.parametrize("h,w,tile,ov", [(512, 512, 64, 16), (229, 301, 32, 8), (10, 7, 16, 4), (100, 33, 32, 0)])
+def test_blend_weights_sum_to_one(h, w, tile, ov):
+    np.testing.assert_allclose(coverage_weights(h, w, tile, ov), 1.0, rtol=1e-12)
+    cov = np.zeros((max(h, tile), max(w, tile)), int)
+    for r, c in tile_grid(h, w, tile, ov):
+        cov[r : r + tile, c : c + tile] += 1
+    assert (cov[:h, :w] >= 1).all()
+
+
+def test_api_arrays_in_physical_units_out(tiny_bundle):
+    from cogen.data.synthetic import make_scene
+    from cogen.pipeline import CogenPipeline
+
+    sc = make_scene(24, 24, seed=1)["rasters"]
+    pipe = CogenPipeline.from_checkpoint(tiny_bundle)
+    out = pipe({"S1RTC": sc["S1RTC"]}, ["S2L2A", "LULC"], steps=2, samples=2, seed=0, tile=16, overlap=4, progress=False)
+    assert out["S2L2A"].sample.shape == (12, 24, 24) and out["S2L2A"].mean.shape == (12, 24, 24)
+    assert out["LULC"].classes.shape == (24, 24)
+    same = pipe({"S1RTC": sc["S1RTC"]}, ["S2L2A"], steps=2, seed=0, tile=16, overlap=4, progress=False)
+    other = pipe({"S1RTC": sc["S1RTC"]}, ["S2L2A"], steps=2, seed=1, tile=16, overlap=4, progress=False)
+    again = pipe({"S1RTC": sc["S1RTC"]}, ["S2L2A"], steps=2, seed=0, tile=16, overlap=4, progress=False)
+    assert np.array_equal(same["S2L2A"].sample, again["S2L2A"].sample)
+    assert not np.array_equal(same["S2L2A"].sample, other["S2L2A"].sample)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm++", "ddpm", "euler"])
+def test_every_sampler_runs(tiny_bundle, sampler):
+    from cogen.data.synthetic import make_scene
+    from cogen.pipeline import CogenPipeline
+
+    sc = make_scene(16, 16, seed=1)["rasters"]
+    pipe = CogenPipeline.from_checkpoint(tiny_bundle)
+    out = pipe({"S1RTC": sc["S1RTC"]}, ["DEM"], steps=3, sampler=sampler, tile=16, overlap=0, progress=False,
+               guidance=2.0)
+    assert np.isfinite(out["DEM"].sample).all()
