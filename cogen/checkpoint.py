@@ -143,7 +143,7 @@ def load_bundle(path: str | Path | None = None, modalities: Iterable[str] | None
         doc = json.loads((path / "cogen.json").read_text())
         cfg = config_from_dict(doc["config"])
         registry = Registry(doc["registry"])
-        model = CogenTransformer.from_pretrained(str(path / "model"))
+        model = CogenTransformer.from_pretrained(str(path / "model"), torch_dtype=torch.float32)
         tokenizers = {m: Tokenizer.load(path / "tokenizers", m) for m in doc["tokenizers"]}
     except CheckpointError:
         raise

@@ -119,8 +119,10 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
             except ConfigError as e:
                 errs.append(str(e))
         raise ConfigError(errs[0] if errs else f"{where}: bad value {value!r}")
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected float, got {value!r}")
     if tp in (int, str, bool):
         if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
             raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")

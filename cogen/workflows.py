@@ -20,6 +20,12 @@ SHIPPED_DATA = REPO_ROOT / "data" / "terramind-examples"
 
 
 def _pipeline(args, modalities) -> CogenPipeline:
+    """Check every name against the registry first (unknown names list the known ones), then load the
+    checkpoint, which must know every modality asked for."""
+    from .registry import default_registry
+
+    if modalities:
+        default_registry().check(modalities)
     return CogenPipeline.from_checkpoint(args.checkpoint, args.device, modalities)
 
 
@@ -42,11 +48,12 @@ def _parse_inputs(items) -> dict[str, str]:
     return out
 
 
-def _check_targets(inputs: dict[str, str], targets: list[str], registry) -> None:
+def _check_targets(inputs: dict[str, str], targets: list[str]) -> None:
+    from .registry import default_registry
+
     if not targets:
         raise UsageError("no --target given: name at least one modality to generate")
-    for m in list(inputs) + list(targets):
-        registry[m]  # unknown names raise, listing the known ones
+    default_registry().check(list(inputs) + list(targets))  # unknown names raise, listing the known ones
     both = sorted(set(inputs) & set(targets))
     if both:
         raise UsageError(f"{', '.join(both)} is both an --input and a --target; drop it from one side "
@@ -86,8 +93,8 @@ def _write_outputs(pipe: CogenPipeline, sources, targets, d: Path, args, regener
 def impute(args: argparse.Namespace) -> dict:
     t0 = time.time()
     inputs = _parse_inputs(args.input)
-    pipe = _pipeline(args, None)
-    _check_targets(inputs, args.target, pipe.registry)
+    _check_targets(inputs, args.target)
+    pipe = _pipeline(args, list(inputs) + list(args.target))
     with OutputDir(args.out, args.overwrite) as od:
         sources = pipe.make_sources(inputs)
         res = _write_outputs(pipe, sources, args.target, od.path, args)
@@ -114,6 +121,7 @@ def cloud_removal(args: argparse.Namespace) -> dict:
     if len(optical) != 1:
         raise UsageError("cloud-removal needs exactly one Sentinel-2 input: --input S2L2A=path (or S2L1C=path)")
     target = optical[0]
+    _check_targets({m: p for m, p in inputs.items() if m != target}, [target])
     pipe = _pipeline(args, list(inputs))
     values = None
     if args.mask_values:
@@ -137,8 +145,8 @@ def cloud_removal(args: argparse.Namespace) -> dict:
 def segment(args: argparse.Namespace) -> dict:
     t0 = time.time()
     inputs = _parse_inputs(args.input)
-    pipe = _pipeline(args, None)
-    _check_targets(inputs, [args.target], pipe.registry)
+    _check_targets(inputs, [args.target])
+    pipe = _pipeline(args, list(inputs) + [args.target])
     if not pipe.registry[args.target].is_categorical:
         raise UsageError(f"segment makes class maps; {args.target} is continuous (use impute)")
     args.samples = args.samples or 8
@@ -158,8 +166,8 @@ def segment(args: argparse.Namespace) -> dict:
 def synth(args: argparse.Namespace) -> dict:
     t0 = time.time()
     inputs = _parse_inputs(args.input)
-    pipe = _pipeline(args, None)
-    _check_targets(inputs, args.target, pipe.registry)
+    _check_targets(inputs, args.target)
+    pipe = _pipeline(args, list(inputs) + list(args.target))
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}")
     size = args.size or 64
