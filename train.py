@@ -105,6 +105,10 @@ def main() -> None:
 
 
 def train(cfg: Config, resume: bool = True) -> dict:
+    if cfg.train.stage == "tokenizer":
+        return train_tokenizer(cfg, resume)
+    if cfg.train.stage != "model":
+        raise CogenError(f"train.stage={cfg.train.stage!r}: use model or tokenizer")
     t_cfg, o = cfg.train, cfg.optim
     if t_cfg.threads:
         torch.set_num_threads(t_cfg.threads)
@@ -275,6 +279,107 @@ def save_checkpoint(acc, model, ema, tokenizers, registry, cfg: Config, step: in
         ema.copy_to(ema_model.parameters())
         write_bundle_files(tmp / "ema", ema_model, tokenizers, registry, cfg, {"step": step})
         write_manifest(tmp / "ema")
+        (tmp / "state.json").write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=2))
+        write_manifest(tmp, {"step": step})
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in find_checkpoints(out_dir)[: -cfg.train.keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
+
+
+def train_tokenizer(cfg: Config, resume: bool = True) -> dict:
+    """The tokenizer stage: a VAE for one modality, reconstruction (L1 + MSE) + a small KL term. Checkpoints
+    are atomic and resumable like the model's; at the end the latent scale factor is measured on the
+    training crops and the tokenizer is saved to `<out_dir>/tokenizer/`."""
+    from cogen.tokenizers.vae import VAETokenizer
+
+    t_cfg, o, k = cfg.train, cfg.optim, cfg.tokenizer
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    if acc.num_processes > 1:
+        raise CogenError("the tokenizer stage runs in one process; launch it without --num_processes")
+    set_seed(t_cfg.seed)
+    log = (lambda s: tqdm.write(s)) if acc.is_main_process else (lambda s: None)
+    registry = Registry.from_yaml(cfg.data.registry, cfg.data.stats)
+    mod = registry[k.modality]
+    if mod.is_categorical:
+        raise CogenError(f"{k.modality} is a class map: it uses the categorical tokenizer, not a VAE")
+    tok = VAETokenizer(mod.name, mod.channels, k.latent_channels, tuple(k.block_out_channels), k.layers_per_block,
+                       k.norm_num_groups)
+    cfg.data.modalities = [mod.name]
+    out_dir = Path(t_cfg.out_dir)
+    train_ds, _ = datasets(cfg, registry, t_cfg.steps * o.batch_size * acc.num_processes)
+    opt = torch.optim.AdamW(tok.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: get_lr(s, cfg))
+    tok, opt, sched = acc.prepare(tok, opt, sched)
+    start = 0
+    ck = latest_valid_checkpoint(out_dir, log) if find_checkpoints(out_dir) and resume else None
+    if ck is not None:
+        acc.load_state(str(ck / "state"))
+        start = int(json.loads((ck / "state.json").read_text())["step"])
+        log(f"resumed from {ck} at step {start}")
+    collate = partial(collate_scenes, modalities=[mod.name], registry=registry)
+    loader = acc.prepare_data_loader(DataLoader(Subset(train_ds, range(start * o.batch_size * acc.num_processes, len(train_ds))),
+                                                batch_size=o.batch_size, collate_fn=collate, drop_last=True))
+    if acc.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    t0, step, last = time.time(), start, {}
+    bar = tqdm(total=t_cfg.steps, initial=start, desc=f"vae {mod.name}", disable=not acc.is_main_process)
+    it = iter(loader)
+    raw = lambda: acc.unwrap_model(tok)
+    while step < t_cfg.steps:
+        batch = next(it)
+        x, ok = batch["values"][mod.name], batch["valid"][mod.name][:, None].float()
+        post = raw().posterior(x)
+        rec = raw().vae.decode(post.sample(generator=step_generator(t_cfg.seed, step, 0, 0))).sample
+        err = ((rec - x).abs() + (rec - x) ** 2) * ok
+        loss = err.sum() / (ok.sum() * x.shape[1]).clamp(min=1) + k.kl_weight * post.kl().mean()
+        if not torch.isfinite(loss):
+            raise CogenError(f"step {step}: non-finite tokenizer loss; lower optim.lr (the last good checkpoint is kept)")
+        acc.backward(loss)
+        if o.grad_clip > 0:
+            acc.clip_grad_norm_(tok.parameters(), o.grad_clip)
+        opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        last = {"step": step, "loss": loss.item(), "elapsed_min": (time.time() - t0) / 60}
+        if acc.is_main_process and step % t_cfg.log_every == 0:
+            with open(out_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(last) + "\n")
+        stop = t_cfg.max_minutes and (time.time() - t0) / 60 >= t_cfg.max_minutes
+        if step % t_cfg.ckpt_every == 0 or step == t_cfg.steps or stop:
+            _save_tokenizer_checkpoint(acc, raw(), cfg, step, out_dir)
+        if stop:
+            log(f"time budget of {t_cfg.max_minutes} min reached at step {step}")
+            break
+    bar.close()
+    if acc.is_main_process:  # measure the latent scale on training crops, then save the tokenizer
+        scale_ds = SceneDataset(root=cfg.data.root, registry=registry, modalities=[mod.name], crop=cfg.data.crop,
+                                region=load_split(cfg.data.split_file, cfg.data.train_split)[0], mode="random",
+                                length=k.scale_batches * o.batch_size, seed=t_cfg.seed + 1)
+        dl = DataLoader(scale_ds, batch_size=o.batch_size, collate_fn=collate)
+        tk = raw().eval()
+        scale = tk.measure_scale(b["values"][mod.name] for b in dl)
+        from cogen.checkpoint import atomic_dir
+
+        atomic_dir(out_dir / "tokenizer", lambda d: tk.save(d))
+        log(f"latent scale factor {scale:.4f}; tokenizer saved to {out_dir / 'tokenizer'}")
+        last["scale_factor"] = scale
+    return last
+
+
+def _save_tokenizer_checkpoint(acc, tok, cfg: Config, step: int, out_dir: Path) -> None:
+    ck_root = out_dir / "checkpoints"
+    final, tmp = ck_root / f"step-{step:06d}", ck_root / f".step-{step:06d}.tmp"
+    if acc.is_main_process:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp / "state"))
+    if acc.is_main_process:
         (tmp / "state.json").write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=2))
         write_manifest(tmp, {"step": step})
         if final.exists():

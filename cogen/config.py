@@ -63,6 +63,7 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
+    stage: str = "model"  # model | tokenizer (trains the VAE of `tokenizer.modality`)
     objective: str = "diffusion"  # diffusion | regression (the deterministic same-backbone baseline)
     steps: int = 1000
     max_minutes: float | None = None  # stop (with a checkpoint) after this wall-clock budget
@@ -91,6 +92,19 @@ class SampleConfig:
 
 
 @dataclass
+class TokenizerConfig:
+    """The tokenizer stage of train.py (train.stage=tokenizer): a VAE for one modality."""
+
+    modality: str = "S2L2A"
+    latent_channels: int = 8
+    block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
+    layers_per_block: int = 1
+    norm_num_groups: int = 16
+    kl_weight: float = 1.0e-6
+    scale_batches: int = 16  # batches of training crops the latent scale factor is measured on
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -99,6 +113,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

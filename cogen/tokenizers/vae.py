@@ -1,0 +1,76 @@
+"""A learned, compressing tokenizer: diffusers' AutoencoderKL sized by config, with a latent scale measured
+on data so that scaled latents have unit variance."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL
+
+from .base import Tokenizer
+
+
+class VAETokenizer(Tokenizer):
+    """encode: (B,C,H,W) model space -> (B,c,ceil(H/d),ceil(W/d)) scaled posterior means; decode: back.
+
+    Inputs whose size is not a multiple of d are padded (reflect) before encoding; `decode(z, size)` crops."""
+
+    kind = "vae"
+
+    def __init__(self, modality: str, channels: int, latent_channels: int = 8, block_out_channels=(32, 64, 64),
+                 layers_per_block: int = 1, norm_num_groups: int = 16, scale_factor: float = 1.0,
+                 shift: float = 0.0):
+        n = len(block_out_channels)
+        super().__init__(modality, channels, latent_channels, 2 ** (n - 1))
+        self.block_out_channels = tuple(block_out_channels)
+        self.layers_per_block = layers_per_block
+        self.norm_num_groups = norm_num_groups
+        self.vae = AutoencoderKL(in_channels=channels, out_channels=channels, latent_channels=latent_channels,
+                                 down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+                                 block_out_channels=self.block_out_channels, layers_per_block=layers_per_block,
+                                 norm_num_groups=norm_num_groups)
+        self.register_buffer("scale_factor", torch.tensor(float(scale_factor)))
+        self.register_buffer("shift", torch.tensor(float(shift)))
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> "VAETokenizer":
+        keys = ("latent_channels", "block_out_channels", "layers_per_block", "norm_num_groups", "scale_factor", "shift")
+        return cls(cfg["modality"], cfg["channels"], **{k: cfg[k] for k in keys if k in cfg})
+
+    def config(self) -> dict[str, Any]:
+        return {"type": self.kind, "modality": self.modality, "channels": self.channels,
+                "latent_channels": self.latent_channels, "block_out_channels": list(self.block_out_channels),
+                "layers_per_block": self.layers_per_block, "norm_num_groups": self.norm_num_groups,
+                "scale_factor": float(self.scale_factor), "shift": float(self.shift), "downsample": self.downsample}
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.downsample
+        ph, pw = (-x.shape[-2]) % d, (-x.shape[-1]) % d
+        if ph or pw:
+            mode = "reflect" if min(x.shape[-2:]) > max(ph, pw) else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        return x
+
+    def posterior(self, x: torch.Tensor):
+        return self.vae.encode(self._pad(x)).latent_dist
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.posterior(x).mean - self.shift) * self.scale_factor
+
+    def decode(self, z: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        x = self.vae.decode(z / self.scale_factor + self.shift).sample
+        return x if size is None else x[..., : size[0], : size[1]]
+
+    @torch.no_grad()
+    def measure_scale(self, batches) -> float:
+        """Set shift/scale from the unscaled posterior means of `batches` (iterable of (B,C,H,W)): unit variance."""
+        s, s2, n = 0.0, 0.0, 0
+        for x in batches:
+            m = self.posterior(x).mean.double()
+            s, s2, n = s + m.sum().item(), s2 + (m**2).sum().item(), n + m.numel()
+        mean = s / n
+        std = max((s2 / n - mean**2) ** 0.5, 1e-8)
+        self.shift.fill_(mean)
+        self.scale_factor.fill_(1.0 / std)
+        return 1.0 / std

@@ -1,0 +1,89 @@
+import pytest
+import torch
+
+from cogen.tokenizers import CategoricalTokenizer, PatchTokenizer, Tokenizer, tokenizer_for
+from cogen.tokenizers.vae import VAETokenizer
+
+
+def test_patch_round_trip_is_exact(registry):
+    tok = tokenizer_for(registry["S2L2A"])
+    assert isinstance(tok, PatchTokenizer)
+    x = torch.randn(2, 12, 9, 13, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(tok.decode(tok.encode(x)), x) and tok.latent_shape(9, 13) == (12, 9, 13)
+
+
+def test_categorical_round_trip_is_exact_and_nodata_is_masked(registry):
+    tok = tokenizer_for(registry["LULC"])
+    assert isinstance(tok, CategoricalTokenizer)
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, 9, (3, 11, 7), generator=g)
+    idx[0, 0, 0] = -1  # nodata
+    z = tok.encode(idx)
+    assert z.shape == (3, 9, 11, 7) and set(z.unique().tolist()) <= {-1.0, 0.0, 1.0}
+    assert (z[0, :, 0, 0] == 0).all()  # nodata is no class
+    back = tok.decode(z)
+    ok = idx >= 0
+    assert torch.equal(back[ok], idx[ok])
+    p = tok.probabilities(z)
+    assert torch.allclose(p.sum(1), torch.ones(3, 11, 7)) and (p.argmax(1)[ok] == idx[ok]).all()
+    assert tok.latent_valid(ok).equal(ok)
+
+
+@pytest.mark.parametrize("h,w", [(16, 16), (17, 23), (9, 8)])
+def test_vae_shapes_follow_the_downsampling(h, w):
+    tok = VAETokenizer("S2L2A", 12, latent_channels=3, block_out_channels=(16, 16, 16), norm_num_groups=8).eval()
+    assert tok.downsample == 4
+    x = torch.randn(2, 12, h, w)
+    z = tok.encode(x)
+    assert tuple(z.shape[1:]) == tok.latent_shape(h, w) == (3, -(-h // 4), -(-w // 4))
+    assert tok.decode(z, (h, w)).shape == x.shape
+    valid = torch.ones(2, h, w, dtype=torch.bool)
+    valid[0, 0, 0] = False
+    lv = tok.latent_valid(valid)
+    assert lv.shape == (2, -(-h // 4), -(-w // 4)) and not lv[0, 0, 0] and lv[1].all()
+
+
+def test_save_load_identical_outputs(tmp_path):
+    tok = VAETokenizer("S1RTC", 2, latent_channels=2, block_out_channels=(8, 8), norm_num_groups=4).eval()
+    tok.scale_factor.fill_(0.7)
+    tok.save(tmp_path)
+    back = Tokenizer.load(tmp_path, "S1RTC").eval()
+    x = torch.randn(1, 2, 12, 12)
+    assert torch.equal(back.encode(x), tok.encode(x)) and torch.equal(back.decode(tok.encode(x)), tok.decode(tok.encode(x)))
+    cat = CategoricalTokenizer("LULC", 9)
+    cat.save(tmp_path)
+    assert isinstance(Tokenizer.load(tmp_path, "LULC"), CategoricalTokenizer)
+
+
+def test_measured_scale_gives_unit_variance_latents(synth_root, registry):
+    from cogen.data import SceneDataset, collate_scenes
+
+    ds = SceneDataset(synth_root, modalities=["S2L2A"], crop=16, length=32, seed=0)
+    batches = [collate_scenes([ds[i] for i in range(j, j + 8)], ["S2L2A"])["values"]["S2L2A"] for j in range(0, 32, 8)]
+    torch.manual_seed(0)
+    tok = VAETokenizer("S2L2A", 12, latent_channels=4, block_out_channels=(16, 16), norm_num_groups=8).eval()
+    with torch.no_grad():
+        for p in tok.parameters():  # make the raw latents far from unit scale
+            p.mul_(3.0)
+    tok.measure_scale(batches)
+    with torch.no_grad():
+        z = torch.cat([tok.encode(b) for b in batches])
+    assert 0.8 <= float(z.std()) <= 1.2 and abs(float(z.mean())) < 0.2
+
+
+def test_vae_tokenizer_stage_trains_and_resumes(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    cmd = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "vae_s2l2a.yaml"),
+           f"train.out_dir={tmp_path}", "train.steps=4", "train.ckpt_every=2", "tokenizer.scale_batches=1",
+           "optim.batch_size=2", "data.crop=16", "tokenizer.block_out_channels=[8,8]", "tokenizer.norm_num_groups=4"]
+    env = {**__import__("os").environ, "WANDB_MODE": "disabled"}
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    r = subprocess.run([*cmd[:-5], "train.steps=6", *cmd[-4:]], cwd=ROOT, env=env, check=True, capture_output=True,
+                       text=True, timeout=300)
+    assert "resumed from" in r.stderr + r.stdout
+    tok = Tokenizer.load(tmp_path / "tokenizer", "S2L2A")
+    assert isinstance(tok, VAETokenizer) and float(tok.scale_factor) != 1.0
