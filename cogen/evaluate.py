@@ -399,6 +399,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sweep", default=None, help="direction for the quality-vs-steps plot (ddim, dpm++)")
     p.add_argument("--sweep-steps", default="5,10,20,50,100")
     p.add_argument("--out", required=True, help="results.json")
+    p.add_argument("--reuse", default=None, help="an earlier results.json: parts already scored there are kept")
     p.add_argument("--report", default=None, help="write a Markdown page (figures beside it)")
     a = p.parse_args(argv)
     t0 = time.time()
@@ -414,6 +415,7 @@ def main(argv: list[str] | None = None) -> None:
     split = Split(a.data, reg, a.split_file, a.split)
     fig_dir = Path(a.report).parent / FIG_DIR if a.report else None
     ev = Evaluator(split, reg, a.samples, a.steps, a.sampler, a.tile, a.overlap, a.seed, a.batch, fig_dir)
+    prev: dict[str, Any] = json.loads(Path(a.reuse).read_text()) if a.reuse and Path(a.reuse).is_file() else {}
     results: dict[str, Any] = {"cogen": {}}
     predictors = {"cogen": cogen_predictor(pipe, ev)}
     if "mean" in a.baseline:
@@ -428,6 +430,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, pred in predictors.items():
         results[name] = {}
         for d, (c, t) in directions.items():
+            if d in prev.get(name, {}):
+                results[name][d] = prev[name][d]
+                continue
             print(f"[{time.time() - t0:6.0f}s] {name}: {d}", flush=True)
             results[name][d] = ev.run(pred, c, t, d + " " + name, figure=(name == "cogen"),
                                       samples=1 if name != "cogen" else None)
@@ -442,18 +447,26 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"[{time.time() - t0:6.0f}s] robustness: {d}", flush=True)
                 table[" + ".join(sub)] = {}
                 for meth in meths:
-                    prev = results[meth].get(d)
-                    r = prev[tgt] if prev else ev.run(predictors[meth], list(sub), [tgt], d,
+                    done = results[meth].get(d)
+                    old = prev.get("robustness", {}).get("table", {}).get(" + ".join(sub), {}).get(meth)
+                    if old is not None:
+                        table[" + ".join(sub)][meth] = old
+                        continue
+                    r = done[tgt] if done else ev.run(predictors[meth], list(sub), [tgt], d,
                                                       samples=1 if meth != "cogen" else None)[tgt]
                     table[" + ".join(sub)][meth] = r["mIoU"]
         results["robustness"] = {"target": tgt, "methods": meths, "table": table,
                                  "mean": {k: float(np.mean([v[k] for v in table.values()])) for k in meths},
                                  "worst": {k: float(np.min([v[k] for v in table.values()])) for k in meths}}
-    if a.cloud_removal:
+    if a.cloud_removal and "cloud_removal" in prev:
+        results["cloud_removal"] = prev["cloud_removal"]
+    elif a.cloud_removal:
         print(f"[{time.time() - t0:6.0f}s] cloud removal", flush=True)
         covers = [float(c) for c in a.cloud_covers.split(",")]
         results["cloud_removal"] = cloud_removal_eval(pipe, ev, split, covers, a.seed)
-    if a.sweep:
+    if a.sweep and "sweep" in prev:
+        results["sweep"] = prev["sweep"]
+    elif a.sweep:
         c, t = parse_direction(a.sweep)
         steps = [int(s) for s in a.sweep_steps.split(",")]
         psnr, secs = {}, {}
@@ -483,7 +496,7 @@ def main(argv: list[str] | None = None) -> None:
     results["meta"] = {"checkpoint": str(pipe.bundle.path), "checkpoint_sha256": pipe.bundle.digest,
                        "samples": a.samples, "steps": a.steps, "sampler": a.sampler, "tile": a.tile,
                        "overlap": a.overlap, "seed": a.seed, "directions": list(directions), "split": a.split,
-                       "seconds": time.time() - t0}
+                       "seconds": time.time() - t0 + prev.get("meta", {}).get("seconds", 0.0)}
     write_json(a.out, results)
     cmd = "python -m cogen.evaluate " + " ".join(f"'{x}'" if ">" in x or " " in x else x for x in (argv or sys.argv[1:]))
     if a.report:
