@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import time
 from pathlib import Path
@@ -245,7 +247,9 @@ def demo(args: argparse.Namespace) -> dict:
         for name, fn, kw in jobs:
             a = argparse.Namespace(**{**vars(args), **kw, "out": str(od.path / name), "overwrite": False, "steps": steps})
             t = time.time()
-            fn(a)
+            print(f"demo: {name} ...", flush=True)
+            with contextlib.redirect_stdout(io.StringIO()):  # the jobs' own lines name the staging folder
+                fn(a)
             results[name] = {"seconds": round(time.time() - t, 1)}
         # scores against the real data (the demo scene is shipped with every modality)
         from .metrics import psnr_np, miou_np
