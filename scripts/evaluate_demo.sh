@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Scores the shipped demo model (and the baselines) on the test split; writes docs/results.json and docs/RESULTS.md.
+# The deterministic baseline comes from `python train.py --config configs/regression.yaml` (same backbone,
+# data, batch and steps) shipped with scripts/ship_model.py as checkpoints/regression.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+BASE=()
+[ -d checkpoints/regression ] && BASE=(--baseline-checkpoint checkpoints/regression)
+$PY -m cogen.evaluate --checkpoint checkpoints/demo --data data/terramind-examples --split test \
+  --direction "S1RTC->S2L2A" --direction "S1RTC,DEM->S2L2A" --direction "S2L2A->LULC" --direction "S1RTC->LULC" \
+  --direction "S2L2A,S1RTC,DEM->LULC" --samples 8 --steps 10 --sampler ddim --tile 32 --overlap 0 \
+  --baseline mean "${BASE[@]}" --robustness "LULC:S2L2A,S1RTC,DEM" --cloud-removal --sweep "S1RTC->S2L2A" \
+  --out docs/results.json --report docs/RESULTS.md "$@"
