@@ -32,6 +32,7 @@ from .registry import Modality
 from .tiling import blend_weight, tile_starts
 
 NOISE_BLOCK = 32  # latent cells per side of one block of the global noise field
+GDAL_CACHE_MB = 64
 
 
 # ---- inputs ----------------------------------------------------------------------------------------------
@@ -261,8 +262,10 @@ class CogenPipeline:
                 raise GridMismatchError(f"mask for {m} has shape {np.asarray(mk).shape}, the scene is {H}x{W}")
         writers = self._make_writers(targets, H, W, samples, outputs, sources)
         try:
-            self._stream(sources, targets, regenerate, writers, H, W, steps, sampler, guidance, samples, seed, tile,
-                         overlap, batch, progress)
+            # a small GDAL block cache: windows are read and written once, caching the scene would only cost memory
+            with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+                self._stream(sources, targets, regenerate, writers, H, W, steps, sampler, guidance, samples, seed,
+                             tile, overlap, batch, progress)
         except BaseException:
             for ws in writers.values():
                 for w in ws.values():
