@@ -83,7 +83,7 @@ class RasterSource(Source):
 
     def read(self, row, col, h, w):
         fill = self.nodata if self.nodata is not None else 0
-        raw = self._src.read(window=Window(col, row, w, h), boundless=True, fill_value=fill)
+        raw = _read_clipped(self._src, None, row, col, h, w, fill)
         inside = np.zeros((h, w), bool)
         r0, c0 = max(row, 0), max(col, 0)
         r1, c1 = min(row + h, self.height), min(col + w, self.width)
@@ -110,8 +110,23 @@ class MaskSource:
         self._src = rasterio.open(self.path)
 
     def read(self, row, col, h, w) -> np.ndarray:
-        a = self._src.read(1, window=Window(col, row, w, h), boundless=True, fill_value=0)
+        a = _read_clipped(self._src, 1, row, col, h, w, 0)
         return np.isin(a, self.values) if self.values is not None else (a != 0)
+
+
+def _read_clipped(src, band, row: int, col: int, h: int, w: int, fill) -> np.ndarray:
+    """Read a window that may reach beyond the raster, filling outside with `fill`. (rasterio's boundless
+    reads build a VRT per call, which costs far more memory over thousands of tiles.)"""
+    count = src.count if band is None else None
+    shape = (count, h, w) if band is None else (h, w)
+    out = np.full(shape, fill, dtype=src.dtypes[0])
+    r0, c0 = max(row, 0), max(col, 0)
+    r1, c1 = min(row + h, src.height), min(col + w, src.width)
+    if r1 > r0 and c1 > c0:
+        win = Window(c0, r0, c1 - c0, r1 - r0)
+        data = src.read(window=win) if band is None else src.read(band, window=win)
+        out[..., r0 - row : r1 - row, c0 - col : c1 - col] = data
+    return out
 
 
 def _check_dtype(mod: Modality, dtype: str, path: Path) -> None:

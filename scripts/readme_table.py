@@ -36,10 +36,11 @@ def table(r: dict) -> str:
         for cover in ("30%", "50%"):
             c = r["cloud_removal"].get(cover)
             if c:
-                lines.append(f"| cloud removal, {cover} cover | PSNR / SAM in masks | "
-                             f"{c['cogen (clear pixels + S1RTC + DEM)']['PSNR']:.2f} dB / "
-                             f"{c['cogen (clear pixels + S1RTC + DEM)']['SAM']:.2f}° | – | – | fillnodata "
-                             f"{c['fillnodata interpolation']['PSNR']:.2f} dB / {c['fillnodata interpolation']['SAM']:.2f}° |")
+                cg = c["cogen (clear pixels + S1RTC + DEM)"]
+                fill = c["fillnodata interpolation"]
+                lines.append(f"| cloud removal, {cover} cover | PSNR / SAM in masks | {cg['PSNR']:.2f} dB / {cg['SAM']:.2f}° | "
+                             + "– | " * (len(meths) - 1)
+                             + f"fillnodata {fill['PSNR']:.2f} dB / {fill['SAM']:.2f}° |")
     m = r["meta"]
     lines += ["", f"{m['samples']} samples, {m['steps']} DDIM steps; reference: per-pixel random forest on the same split "
               "(from the data's README). All figures, the baselines, the 7-subset table, cloud removal at 20-50% cover, "
