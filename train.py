@@ -262,10 +262,24 @@ def validate(acc, model, ema, tokenizers, val_ds, cfg: Config, loss_fn, collate)
 
 
 def save_checkpoint(acc, model, ema, tokenizers, registry, cfg: Config, step: int, out_dir: Path) -> None:
-    """Atomic: everything goes into a temporary folder, the manifest is written last, then one rename."""
+    """The model's checkpoint: accelerate's state, the EMA state and a ready-to-sample EMA bundle."""
+
+    def extra(tmp: Path) -> None:
+        torch.save(ema.state_dict(), tmp / "ema_state.pt")
+        raw = acc.unwrap_model(model)
+        ema_model = CogenTransformer.from_config(raw.config)
+        ema.copy_to(ema_model.parameters())
+        write_bundle_files(tmp / "ema", ema_model, tokenizers, registry, cfg, {"step": step})
+        write_manifest(tmp / "ema")
+
+    atomic_checkpoint(acc, cfg, step, out_dir, extra)
+
+
+def atomic_checkpoint(acc, cfg: Config, step: int, out_dir: Path, extra=None) -> None:
+    """Everything goes into a temporary folder (accelerate's state of every process, then `extra(tmp)` and
+    state.json on the main process), the manifest is written last, then one rename; keeps the last K."""
     ck_root = out_dir / "checkpoints"
-    final = ck_root / f"step-{step:06d}"
-    tmp = ck_root / f".step-{step:06d}.tmp"
+    final, tmp = ck_root / f"step-{step:06d}", ck_root / f".step-{step:06d}.tmp"
     if acc.is_main_process:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -273,12 +287,8 @@ def save_checkpoint(acc, model, ema, tokenizers, registry, cfg: Config, step: in
     acc.wait_for_everyone()
     acc.save_state(str(tmp / "state"))  # model, optimizer, LR scheduler, RNG states of every process
     if acc.is_main_process:
-        torch.save(ema.state_dict(), tmp / "ema_state.pt")
-        raw = acc.unwrap_model(model)
-        ema_model = CogenTransformer.from_config(raw.config)
-        ema.copy_to(ema_model.parameters())
-        write_bundle_files(tmp / "ema", ema_model, tokenizers, registry, cfg, {"step": step})
-        write_manifest(tmp / "ema")
+        if extra is not None:
+            extra(tmp)
         (tmp / "state.json").write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=2))
         write_manifest(tmp, {"step": step})
         if final.exists():
@@ -350,7 +360,7 @@ def train_tokenizer(cfg: Config, resume: bool = True) -> dict:
                 f.write(json.dumps(last) + "\n")
         stop = t_cfg.max_minutes and (time.time() - t0) / 60 >= t_cfg.max_minutes
         if step % t_cfg.ckpt_every == 0 or step == t_cfg.steps or stop:
-            _save_tokenizer_checkpoint(acc, raw(), cfg, step, out_dir)
+            atomic_checkpoint(acc, cfg, step, out_dir)
         if stop:
             log(f"time budget of {t_cfg.max_minutes} min reached at step {step}")
             break
@@ -368,26 +378,6 @@ def train_tokenizer(cfg: Config, resume: bool = True) -> dict:
         log(f"latent scale factor {scale:.4f}; tokenizer saved to {out_dir / 'tokenizer'}")
         last["scale_factor"] = scale
     return last
-
-
-def _save_tokenizer_checkpoint(acc, tok, cfg: Config, step: int, out_dir: Path) -> None:
-    ck_root = out_dir / "checkpoints"
-    final, tmp = ck_root / f"step-{step:06d}", ck_root / f".step-{step:06d}.tmp"
-    if acc.is_main_process:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-    acc.wait_for_everyone()
-    acc.save_state(str(tmp / "state"))
-    if acc.is_main_process:
-        (tmp / "state.json").write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=2))
-        write_manifest(tmp, {"step": step})
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        for old in find_checkpoints(out_dir)[: -cfg.train.keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
-    acc.wait_for_everyone()
 
 
 def make_logger(t_cfg, out_dir: Path, cfg: Config, main: bool):
