@@ -466,7 +466,6 @@ class CogenPipeline:
     def _sample_tiles(self, sources, targets, regenerate, positions, tile, steps, sampler, guidance, samples, seed):
         """-> ({m: (n_tiles, acc_channels, tile, tile) physical}, (n_tiles, tile, tile) info)"""
         nt = len(positions)
-        toks = self.bundle.tokenizers
         vals: dict[str, torch.Tensor] = {}
         oks: dict[str, torch.Tensor] = {}
         info = np.zeros((nt, tile, tile), np.float32)

@@ -97,11 +97,8 @@ class Modality:
         ok = np.ones(raw.shape[-2:], dtype=bool)
         if np.issubdtype(raw.dtype, np.floating):
             ok &= np.isfinite(raw).all(axis=0)
-        if self.nodata is not None:
-            if np.isnan(self.nodata):
-                pass
-            else:
-                ok &= ~(raw == self.nodata).any(axis=0)
+        if self.nodata is not None and not np.isnan(self.nodata):  # NaN nodata is caught by isfinite
+            ok &= ~(raw == self.nodata).any(axis=0)
         if self.is_categorical:
             ok &= np.isin(raw[0], np.asarray(self.class_ids))
         elif self.valid_range is not None:

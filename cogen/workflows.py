@@ -91,22 +91,29 @@ def _write_outputs(pipe: CogenPipeline, sources, targets, d: Path, args, regener
     return pipe.run(sources, targets, outputs=outputs, regenerate=regenerate, **_sample_kw(args))
 
 
+def _run_job(args, pipe: CogenPipeline, inputs: dict[str, str], targets: list[str], panels, t0: float,
+             regenerate=None) -> dict:
+    """One job into a staged output folder: rasters, quicklook.png (inputs over `panels(files)`), run.json."""
+    with OutputDir(args.out, args.overwrite) as od:
+        sources = pipe.make_sources(inputs)
+        res = _write_outputs(pipe, sources, targets, od.path, args, regenerate=regenerate)
+        files = {m: r.files for m, r in res.items()}
+        _quicklook(od.path / "quicklook.png", pipe.registry, {f"input {m}": (m, p) for m, p in inputs.items()},
+                   panels(files))
+        write_run_json(od.path, vars(args), pipe.bundle, args.seed, t0, {"outputs": _rel(files, od.path)})
+    return files
+
+
 # ---- impute ------------------------------------------------------------------------------------------------
 def impute(args: argparse.Namespace) -> dict:
     t0 = time.time()
     inputs = _parse_inputs(args.input)
     _check_targets(inputs, args.target)
     pipe = _pipeline(args, list(inputs) + list(args.target))
-    with OutputDir(args.out, args.overwrite) as od:
-        sources = pipe.make_sources(inputs)
-        res = _write_outputs(pipe, sources, args.target, od.path, args)
-        files = {m: r.files for m, r in res.items()}
-        _quicklook(od.path / "quicklook.png", pipe.registry,
-                   {f"input {m}": (m, p) for m, p in inputs.items()},
-                   {**{f"{m} (sample)" if "sample" in f else m: (m, f.get("sample") or f.get("classes")) for m, f in files.items()},
-                    **{f"{m} std": (m, f["std"]) for m, f in files.items() if "std" in f},
-                    **{f"{m} confidence": (m, f["confidence"]) for m, f in files.items() if "confidence" in f}})
-        write_run_json(od.path, vars(args), pipe.bundle, args.seed, t0, {"outputs": _rel(files, od.path)})
+    files = _run_job(args, pipe, inputs, args.target, lambda files: {
+        **{f"{m} (sample)" if "sample" in f else m: (m, f.get("sample") or f.get("classes")) for m, f in files.items()},
+        **{f"{m} std": (m, f["std"]) for m, f in files.items() if "std" in f},
+        **{f"{m} confidence": (m, f["confidence"]) for m, f in files.items() if "confidence" in f}}, t0)
     print(f"wrote {', '.join(args.target)} to {args.out} (quicklook: {Path(args.out) / 'quicklook.png'})")
     return files
 
@@ -132,13 +139,8 @@ def cloud_removal(args: argparse.Namespace) -> dict:
         except ValueError:
             raise UsageError(f"--mask-values {args.mask_values!r}: expected integers like 8,9,10,3") from None
     mask = MaskSource(args.mask, values)
-    with OutputDir(args.out, args.overwrite) as od:
-        sources = pipe.make_sources(inputs)
-        res = _write_outputs(pipe, sources, [target], od.path, args, regenerate={target: mask})
-        files = {m: r.files for m, r in res.items()}
-        _quicklook(od.path / "quicklook.png", pipe.registry, {f"input {m}": (m, p) for m, p in inputs.items()},
-                   {f"{target} filled": (target, files[target]["sample"])})
-        write_run_json(od.path, vars(args), pipe.bundle, args.seed, t0, {"outputs": _rel(files, od.path)})
+    files = _run_job(args, pipe, inputs, [target], lambda files: {f"{target} filled": (target, files[target]["sample"])},
+                     t0, regenerate={target: mask})
     print(f"wrote {target} with masked pixels filled to {args.out} (quicklook: {Path(args.out) / 'quicklook.png'})")
     return files
 
@@ -152,14 +154,9 @@ def segment(args: argparse.Namespace) -> dict:
     if not pipe.registry[args.target].is_categorical:
         raise UsageError(f"segment makes class maps; {args.target} is continuous (use impute)")
     args.samples = args.samples or 8
-    with OutputDir(args.out, args.overwrite) as od:
-        sources = pipe.make_sources(inputs)
-        res = _write_outputs(pipe, sources, [args.target], od.path, args)
-        files = {m: r.files for m, r in res.items()}
-        _quicklook(od.path / "quicklook.png", pipe.registry, {f"input {m}": (m, p) for m, p in inputs.items()},
-                   {f"{args.target} (majority of {args.samples})": (args.target, files[args.target]["classes"]),
-                    f"{args.target} confidence": (args.target, files[args.target]["confidence"])})
-        write_run_json(od.path, vars(args), pipe.bundle, args.seed, t0, {"outputs": _rel(files, od.path)})
+    t = args.target
+    files = _run_job(args, pipe, inputs, [t], lambda files: {
+        f"{t} (majority of {args.samples})": (t, files[t]["classes"]), f"{t} confidence": (t, files[t]["confidence"])}, t0)
     print(f"wrote {args.target}.tif and {args.target}_confidence.tif to {args.out}")
     return files
 
@@ -179,26 +176,22 @@ def synth(args: argparse.Namespace) -> dict:
         if sources:
             ref = next(s for s in sources.values())
             H, W = ref.height, ref.width
-            grid = getattr(ref, "grid", None)
-        else:
+        else:  # unconditional scenes lie nowhere: written without a CRS, on a unit pixel grid
             H = W = size
-            grid = None
+        layouts = {m: read_raster(p) for m, p in inputs.items()}  # copied into every scene to complete it
         panels_in, panels_out = {}, {}
         for i in range(args.n):
             sid = f"synth_{args.seed + i:04d}"
             outs = {m: {"sample": od.path / m / f"{sid}.tif", "classes": od.path / m / f"{sid}.tif",
                         "confidence": od.path / f".{m}_{sid}_confidence.tif"} for m in args.target}
             kw = _sample_kw(args, seed=args.seed + i, samples=1)
-            res = pipe.run(sources, args.target, outputs=outs, size=(H, W), **kw)
+            pipe.run(sources, args.target, outputs=outs, size=(H, W), **kw)
             manifest[sid] = {m: f"{m}/{sid}.tif" for m in args.target}
-            for m, p in inputs.items():  # the layout belongs to the scene: copy it so the scene is complete
-                arr, prof = read_raster(p)
+            for m, (arr, prof) in layouts.items():
                 write_raster(od.path / m / f"{sid}.tif", arr, prof["crs"], prof["transform"], prof["nodata"])
                 manifest[sid][m] = f"{m}/{sid}.tif"
             for f in od.path.glob(".*_confidence.tif"):
                 f.unlink()
-            if grid is None:  # unconditional scenes lie nowhere: give them a plain 1 m pixel grid, no CRS
-                pass
             if i < 4:
                 for m in args.target:
                     panels_out[f"{sid} {m}"] = (m, od.path / m / f"{sid}.tif")
