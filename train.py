@@ -104,6 +104,22 @@ def main() -> None:
         sys.exit(2)
 
 
+def init_weights(model: CogenTransformer, bundle: str, log) -> None:
+    """Fine-tuning: copy the weights of a cogen bundle into a model of the same modalities and size."""
+    from cogen.checkpoint import load_bundle
+
+    src = load_bundle(bundle).model
+    try:
+        missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
+    except RuntimeError:  # same names, other shapes
+        missing, unexpected = ["(shapes differ)"], []
+    if missing or unexpected:
+        raise CheckpointError(f"train.init_from={bundle}: its model does not match this config (missing "
+                              f"{list(missing)[:3]}, unexpected {list(unexpected)[:3]}); use a bundle trained with the "
+                              f"same data.modalities, model.size and patch sizes")
+    log(f"initialised from the weights of {bundle}")
+
+
 def train(cfg: Config, resume: bool = True) -> dict:
     if cfg.train.stage == "tokenizer":
         return train_tokenizer(cfg, resume)
@@ -133,6 +149,8 @@ def train(cfg: Config, resume: bool = True) -> dict:
             return regression_loss(net, z, ok, present, cfg.roles, gen, categorical)
         return diffusion_loss(net, z, ok, present, diffusion, cfg.roles, gen)
 
+    if t_cfg.init_from and not find_checkpoints(out_dir):
+        init_weights(model, t_cfg.init_from, log)
     samples_per_step = o.batch_size * o.grad_accum * world
     train_ds, val_ds = datasets(cfg, registry, t_cfg.steps * samples_per_step)
     opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)

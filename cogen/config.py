@@ -42,10 +42,12 @@ class ModelConfig:
 
 @dataclass
 class DiffusionConfig:
-    prediction: str = "v_prediction"  # epsilon | v_prediction | flow
+    prediction: str = "v_prediction"  # epsilon | v_prediction | sample (x0, v-space loss) | flow
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     flow_time: str = "logit_normal"
+    min_noise: float = 0.05  # x0-prediction only: caps the v-space loss weight at 1 / min_noise^2
+    snr_shift: float = 1.0  # > 1 moves the schedule towards noise: SNR / snr_shift^2 (large patches, big tiles)
 
 
 @dataclass
@@ -80,6 +82,7 @@ class TrainConfig:
     log_every: int = 10
     on_nonfinite: str = "stop"  # stop | skip
     threads: int | None = None
+    init_from: str | None = None  # start from the weights of this cogen bundle (fine-tuning); ignored on resume
 
 
 @dataclass

@@ -59,6 +59,15 @@ def versions() -> dict[str, str]:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory. On Linux the high-water mark of its own address space (VmHWM):
+    getrusage's ru_maxrss survives exec and so also counts the parent's memory copied at fork."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -131,7 +131,7 @@ def test_conditions_never_receive_loss():
     assert m.unembed["B"].weight.grad.abs().max() > 0
 
 
-@pytest.mark.parametrize("prediction", ["v_prediction", "epsilon", "flow"])
+@pytest.mark.parametrize("prediction", ["v_prediction", "epsilon", "sample", "flow"])
 def test_schedule_closed_forms(prediction):
     d = Diffusion(prediction=prediction)
     g = torch.Generator().manual_seed(0)
@@ -141,6 +141,36 @@ def test_schedule_closed_forms(prediction):
     torch.testing.assert_close(xt[0], x0[0])  # t = 0 is clean
     # the exact target gives back x0 exactly
     torch.testing.assert_close(d.predict_x0(xt[1:], d.target(x0, eps, t)[1:], t[1:]), x0[1:], atol=1e-4, rtol=1e-4)
+
+
+def test_x0_prediction_loss_is_the_v_space_error():
+    """x0-prediction: weight * ||x0_hat - x0||^2 equals ||v(x0_hat) - v||^2 where b is above the cap."""
+    d, dv = Diffusion(prediction="sample"), Diffusion(prediction="v_prediction")
+    g = torch.Generator().manual_seed(0)
+    x0, eps, x0_hat = (torch.randn(3, 2, 4, 4, generator=g) for _ in range(3))
+    t = torch.tensor([0.2, 0.5, 0.95])
+    xt = d.add_noise(x0, eps, t)
+    a, b = (c.view(-1, 1, 1, 1) for c in d.coefficients(t))
+    v_hat = (a * xt - x0_hat) / b  # the v implied by x0_hat
+    v_err = ((v_hat - dv.target(x0, eps, t)) ** 2).mean(dim=(1, 2, 3))
+    x_err = ((x0_hat - d.target(x0, eps, t)) ** 2).mean(dim=(1, 2, 3)) * d.loss_weight(t)
+    torch.testing.assert_close(x_err, v_err, rtol=1e-4, atol=1e-5)
+    assert float(d.loss_weight(torch.tensor([1e-3]))) == pytest.approx(1 / d.min_noise ** 2)  # capped
+    torch.testing.assert_close(dv.loss_weight(t), torch.ones(3))
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm++", "euler"])
+def test_samplers_fed_the_exact_x0_return_it(sampler):
+    """Every sampler of an x0-prediction model, fed the true clean signal at every step, ends on it."""
+    d = Diffusion(prediction="sample")
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(2, 3, 4, 4, generator=g)
+    s = d.scheduler(sampler)
+    s.set_timesteps(8)
+    x = torch.randn(x0.shape, generator=g) * s.init_noise_sigma
+    for ts in s.timesteps:
+        x = s.step(x0, ts, s.scale_model_input(x, ts), generator=g).prev_sample
+    torch.testing.assert_close(x, x0, atol=1e-3, rtol=1e-3)
 
 
 def test_euler_loop_fed_exact_velocity_returns_the_data():

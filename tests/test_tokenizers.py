@@ -87,3 +87,18 @@ def test_vae_tokenizer_stage_trains_and_resumes(tmp_path):
     assert "resumed from" in r.stderr + r.stdout
     tok = Tokenizer.load(tmp_path / "tokenizer", "S2L2A")
     assert isinstance(tok, VAETokenizer) and float(tok.scale_factor) != 1.0
+
+
+def test_block_pca_reference_is_exact_at_full_rank_and_worse_with_fewer_components():
+    from cogen.tokenizers.evaluate import BlockPCA
+
+    g = torch.Generator().manual_seed(0)
+    train = [torch.randn(3, 10, 12, generator=g) for _ in range(4)]
+    x = torch.randn(3, 9, 7, generator=g)  # odd sizes: the ragged edge is copied through
+    full = BlockPCA(train, factor=2, k=12)
+    torch.testing.assert_close(full.round_trip(x), x, atol=1e-5, rtol=1e-5)
+    errs = [float(((BlockPCA(train, 2, k).round_trip(x) - x) ** 2).mean()) for k in (12, 8, 4, 1)]
+    assert errs[0] < 1e-9 and errs[1] < errs[2] < errs[3], errs
+    rough = BlockPCA(train, 2, 1).round_trip(x)
+    torch.testing.assert_close(rough[:, 8:, :], x[:, 8:, :])  # last row and column: outside whole blocks
+    torch.testing.assert_close(rough[:, :, 6:], x[:, :, 6:])

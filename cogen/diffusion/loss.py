@@ -55,7 +55,7 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
     total, count, per_mod = 0.0, 0.0, {}
     for m in x_in:
         is_t = (roles[m] == TARGET).to(out[m].device).float()
-        per_sample = masked_mse(out[m], tgt[m], valid[m])
+        per_sample = masked_mse(out[m], tgt[m], valid[m]) * diffusion.loss_weight(t[m]).to(out[m].device)
         total = total + (per_sample * is_t).sum()
         count = count + is_t.sum()
         if is_t.sum() > 0:
