@@ -48,6 +48,7 @@ class DiffusionConfig:
     flow_time: str = "logit_normal"
     min_noise: float = 0.05  # x0-prediction only: caps the v-space loss weight at 1 / min_noise^2
     snr_shift: float = 1.0  # > 1 moves the schedule towards noise: SNR / snr_shift^2 (large patches, big tiles)
+    p_max_noise: float = 0.0  # share of training target times set to exactly 1 (pure noise, where sampling starts)
 
 
 @dataclass

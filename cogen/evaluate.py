@@ -24,7 +24,7 @@ import numpy as np
 from .data.dataset import discover, load_split
 from .errors import UsageError, cli_exit
 from .io import atomic_path, read_raster, write_json
-from .metrics import (confusion, ece_np, hf_power_ratio, iou_per_class, mae_np, psnr_np, rmse_np, sam_np, ssim_np,
+from .metrics import (confusion, ece_np, hf_power_per_band, hf_power_ratio, iou_per_class, mae_np, psnr_np, rmse_np, sam_np, ssim_np,
                       wasserstein_per_band)
 from .registry import Registry, default_registry
 
@@ -92,6 +92,8 @@ def continuous_scores(reg: Registry, m: str, truth: np.ndarray, sample: np.ndarr
         out["diversity"] = float(np.mean(std[:, ok]))
     out["wasserstein"] = wasserstein_per_band(sample[:, ok], truth[:, ok])
     out["hf_power_ratio"] = hf_power_ratio(sample, truth)
+    hp, ht = hf_power_per_band(sample, 0.5), hf_power_per_band(truth, 0.5)
+    out["hf_power_ratio_per_band"] = [float(a / max(b, 1e-20)) for a, b in zip(hp, ht)]
     return out
 
 
@@ -101,6 +103,8 @@ def _pool(per_scene: list[dict], weights: list[int]) -> dict:
         first = keys_src[0]
         if isinstance(first, dict):
             return {k: rec([d[k] for d in keys_src]) for k in first if all(k in d for d in keys_src)}
+        if isinstance(first, list):  # per-band figures
+            return [float(np.average(col, weights=weights)) for col in zip(*keys_src)]
         return float(np.average(keys_src, weights=weights))
     pooled = rec(per_scene)
     for name in ("sample", "mean"):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cogen.metrics import (confusion, ece_np, hf_power_ratio, iou_per_class, mae_np, miou_np, psnr_np, rmse_np,
+from cogen.metrics import (confusion, ece_np, hf_power_per_band, hf_power_ratio, iou_per_class, mae_np, miou_np, psnr_np, rmse_np,
                            sam_np, ssim_np, wasserstein_per_band)
 
 
@@ -64,3 +64,7 @@ def test_high_frequency_power_ratio():
     from scipy.ndimage import gaussian_filter
 
     assert hf_power_ratio(gaussian_filter(x, (0, 2, 2)), x) < 0.05  # blurred samples lose texture
+    # bands pool their power: [2x, y] against [x, y] with equal power per band -> (4 + 1) / 2
+    y = rng.normal(size=(1, 64, 64))
+    y *= np.sqrt(hf_power_per_band(x)[0] / hf_power_per_band(y)[0])
+    assert hf_power_ratio(np.concatenate([2 * x, y]), np.concatenate([x, y])) == pytest.approx(2.5)

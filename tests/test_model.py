@@ -209,3 +209,16 @@ def test_tiny_model_overfits_a_single_synthetic_scene(synth_root):
         opt.zero_grad(); loss.backward(); opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+
+
+def test_max_noise_share_and_shifted_schedule():
+    d = Diffusion(p_max_noise=0.25, snr_shift=4.0)
+    t = d.sample_t(20000, torch.Generator().manual_seed(0))
+    assert abs(float((t == 1).float().mean()) - 0.25 - 0.75 / d.num_train_timesteps) < 0.02
+    assert float(t.min()) > 0
+    plain = Diffusion()
+    snr = lambda ab: ab / (1 - ab)
+    k = torch.tensor([10, 300, 700])
+    torch.testing.assert_close(snr(d.alphas_cumprod[k].double()), snr(plain.alphas_cumprod[k].double()) / 16, rtol=1e-3, atol=0)
+    # every sampler runs on the shifted schedule
+    assert torch.allclose(d.scheduler("ddim").alphas_cumprod, d.alphas_cumprod, rtol=1e-4)

@@ -10,6 +10,10 @@ the same idea as SD3's time shift): a token of a 4 x 4 patch of 12 bands average
 cosine schedule's t = 0.9 its mean is still clearly visible and the model would rarely train where the data
 is truly unknown, which is where sampling starts. The samplers get the shifted schedule as `trained_betas`.
 
+`p_max_noise` trains a share of targets at t = 1 exactly: there the model's x0 estimate is the conditional
+mean given the conditions alone (the regression answer), which is the first step of every sampler; with
+uniform times that case gets 1/T of the training.
+
 `sample` is x0-prediction: the network outputs the clean latent, and the loss is taken in v space
 (||v(x0_hat) - v||^2 = ||x0_hat - x0||^2 / b^2, with b clamped at `min_noise`). In pixel space with large patches
 (a 4 x 4 patch of 12 bands is 192 values, close to the transformer's width) predicting the clean signal,
@@ -41,6 +45,7 @@ class Diffusion:
     flow_time: str = "logit_normal"  # time sampling for flow matching: uniform | logit_normal
     min_noise: float = 0.05  # x0-prediction: the v-space loss weight 1 / b^2 is capped at 1 / min_noise^2
     snr_shift: float = 1.0  # divide the schedule's signal-to-noise ratio by snr_shift^2 at every step
+    p_max_noise: float = 0.0  # training: this share of target times is exactly t = 1 (pure noise)
 
     def __post_init__(self) -> None:
         if self.prediction not in PREDICTIONS:
@@ -63,13 +68,18 @@ class Diffusion:
 
     # ---- training -------------------------------------------------------------------------------------
     def sample_t(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(n,) training times in (0, 1]."""
+        """(n,) training times in (0, 1]; a share `p_max_noise` of them exactly 1, where sampling starts."""
         if self.is_flow:
             if self.flow_time == "logit_normal":
-                return torch.sigmoid(torch.randn(n, generator=generator)).clamp(1e-4, 1.0)
-            return torch.rand(n, generator=generator).clamp(1e-4, 1.0)
-        k = torch.randint(0, self.num_train_timesteps, (n,), generator=generator)
-        return (k + 1).float() / self.num_train_timesteps
+                t = torch.sigmoid(torch.randn(n, generator=generator)).clamp(1e-4, 1.0)
+            else:
+                t = torch.rand(n, generator=generator).clamp(1e-4, 1.0)
+        else:
+            k = torch.randint(0, self.num_train_timesteps, (n,), generator=generator)
+            t = (k + 1).float() / self.num_train_timesteps
+        if self.p_max_noise > 0:
+            t = torch.where(torch.rand(n, generator=generator) < self.p_max_noise, torch.ones_like(t), t)
+        return t
 
     def _ab(self, t: torch.Tensor) -> torch.Tensor:
         k = (t * self.num_train_timesteps).round().long().clamp(1, self.num_train_timesteps) - 1
@@ -148,4 +158,5 @@ class Diffusion:
 
     def to_dict(self) -> dict:
         return {"prediction": self.prediction, "num_train_timesteps": self.num_train_timesteps,
-                "beta_schedule": self.beta_schedule, "flow_time": self.flow_time, "min_noise": self.min_noise, "snr_shift": self.snr_shift}
+                "beta_schedule": self.beta_schedule, "flow_time": self.flow_time, "min_noise": self.min_noise, "snr_shift": self.snr_shift,
+                "p_max_noise": self.p_max_noise}
