@@ -34,6 +34,8 @@ def common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     g.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: the checkpoint's)")
     g.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels")
     g.add_argument("--batch", type=int, default=16, help="tile-samples per forward pass")
+    g.add_argument("--no-grid-shift", action="store_true",
+                   help="keep the model's patch grid fixed across steps (default: moved at every step)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -93,6 +93,7 @@ class SampleConfig:
     guidance: float = 1.0
     tile: int = 32
     overlap: int = 8
+    grid_shift: bool = True  # move the patch grid at every denoising step (see cogen.diffusion.sampling)
 
 
 @dataclass
@@ -141,6 +142,11 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{where}: expected float, got {value!r}")
     if tp in (int, str, bool):
         if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):

@@ -195,6 +195,7 @@ class CogenPipeline:
         self.model = bundle.model.eval()
         self.registry = bundle.registry
         self.diffusion = bundle.diffusion
+        self.grid_shift = bool(bundle.config.sample.grid_shift)  # see cogen.diffusion.sampling
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str = "cpu", modalities=None) -> "CogenPipeline":
@@ -535,7 +536,8 @@ class CogenPipeline:
         if self.bundle.config.train.objective == "regression":
             z = self._regress(conditions, tspec)
         else:
-            z = denoise(self.model, self.diffusion, conditions, tspec, steps, sampler, guidance, noise, gen)
+            unit = max(self.model.patch_size(m) for m in self.model.names) if self.grid_shift else 0
+            z = denoise(self.model, self.diffusion, conditions, tspec, steps, sampler, guidance, noise, gen, unit)
         for m in targets:
             mod = self.registry[m]
             x = toks[m].decode(z[m]).cpu()

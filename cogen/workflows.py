@@ -28,7 +28,10 @@ def _pipeline(args, modalities) -> CogenPipeline:
 
     if modalities:
         default_registry().check(modalities)
-    return CogenPipeline.from_checkpoint(args.checkpoint, args.device, modalities)
+    pipe = CogenPipeline.from_checkpoint(args.checkpoint, args.device, modalities)
+    if getattr(args, "no_grid_shift", False):
+        pipe.grid_shift = False
+    return pipe
 
 
 def _sample_kw(args, **over) -> dict[str, Any]:

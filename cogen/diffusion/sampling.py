@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Callable, Mapping
 
 import torch
+import torch.nn.functional as F
 
 from .schedule import Diffusion
 
@@ -24,17 +25,38 @@ def _noise_to(sched, diffusion: Diffusion, x0: torch.Tensor, noise: torch.Tensor
     return sched.add_noise(x0, noise, ts.to(x0.device))
 
 
+def grid_offset(step: int, unit: int) -> tuple[int, int]:
+    """The (dy, dx) patch-grid offset of denoising step `step` (0 at the first step)."""
+    if unit <= 1 or step == 0:
+        return 0, 0
+    g = torch.Generator().manual_seed(1_000_003 * step + unit)
+    dy, dx = torch.randint(0, unit, (2,), generator=g).tolist()
+    return dy, dx
+
+
+def shifted_call(model, x: Mapping[str, torch.Tensor], t: Mapping[str, torch.Tensor], offset: tuple[int, int],
+                 unit: int) -> dict[str, torch.Tensor]:
+    """model(x, t) with the patch grid moved by `offset` (see the module docstring); outputs at x's size."""
+    dy, dx = offset
+    if dy == 0 and dx == 0:
+        return model(x, t)
+    pad = (dx, unit - dx, dy, unit - dy)
+    out = model({m: F.pad(v, pad, mode="reflect" if min(v.shape[-2:]) > unit else "replicate") for m, v in x.items()}, t)
+    return {m: o[..., dy : dy + x[m].shape[-2], dx : dx + x[m].shape[-1]] for m, o in out.items()}
+
+
 @torch.no_grad()
 def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor], targets: Mapping[str, tuple],
             steps: int = 20, sampler: str = "ddim", guidance: float = 1.0,
             noise: Mapping[str, torch.Tensor] | None = None, generator: torch.Generator | None = None,
-            ) -> dict[str, torch.Tensor]:
+            grid_shift: int = 0) -> dict[str, torch.Tensor]:
     """Sample target latents.
 
     conditions: {m: (B, c, h, w) clean latents}.
     targets: {m: (shape, known, known_mask)}: shape (B, c, h, w); known (same shape) or None; known_mask
         (B, h, w) bool or None.
     noise: {m: (B, c, h, w)} initial noise (drawn from `generator` if not given).
+    grid_shift: the model's largest patch size to move the patch grid at every step (0: off).
     Returns {m: (B, c, h, w)} clean latents of the targets.
     """
     dev = next(model.parameters()).device
@@ -56,9 +78,10 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
         tm = diffusion.model_time(ts)
         inp = {m: scheds[m].scale_model_input(x[m], ts) for m in targets}
         times = {m: torch.full((B,), tm, device=dev) for m in targets}
-        out = model({**cond, **inp}, {**{m: zeros for m in cond}, **times})
+        off = grid_offset(i, grid_shift)
+        out = shifted_call(model, {**cond, **inp}, {**{m: zeros for m in cond}, **times}, off, grid_shift)
         if guidance != 1.0 and cond:
-            out_u = model(inp, times)
+            out_u = shifted_call(model, inp, times, off, grid_shift)
             out = {m: out_u[m] + guidance * (out[m] - out_u[m]) for m in targets}
         nxt = timesteps[i + 1] if i + 1 < len(timesteps) else None
         for m in targets:
