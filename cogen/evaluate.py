@@ -317,7 +317,8 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
          "with data range 1.", "", "Command:", "", "```", command, "```", ""]
     meta = results["meta"]
     L += [f"Checkpoint `{meta['checkpoint']}`; {meta['samples']} samples, {meta['steps']} {meta['sampler']} steps, "
-          f"tiles {meta['tile']} px (overlap {meta['overlap']}), seed {meta['seed']}; {meta['seconds']:.0f} s.", ""]
+          f"tiles {meta['tile']} px (overlap {meta['overlap']}), seed {meta['seed']}, patch grid "
+          f"{'moved every step' if meta.get('grid_shift', True) else 'fixed (--no-grid-shift)'}; {meta['seconds']:.0f} s.", ""]
     L += ["Reference figures on this split (per-pixel random forest, from the data's README): LULC from S2L2A "
           "acc 0.769 / mIoU 0.431; from S1RTC 0.375 / 0.135; from S2L2A+S1RTC+DEM 0.792 / 0.455. S1RTC -> S2L2A "
           "PSNR: training mean 12.62 dB, random forest 13.68 dB. Cloud removal (35% masks): fillnodata 27.86 dB, "
@@ -392,6 +393,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--overlap", type=int, default=0)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-grid-shift", action="store_true", help="sample with the model's patch grid fixed")
     p.add_argument("--baseline", action="append", default=[], choices=["mean"], help="training mean / class prior")
     p.add_argument("--baseline-checkpoint", default=None, help="a deterministic (train.objective=regression) bundle")
     p.add_argument("--robustness", default=None, help="TARGET:A,B,C -> scores TARGET for every non-empty subset")
@@ -408,6 +410,7 @@ def main(argv: list[str] | None = None) -> None:
     from .pipeline import CogenPipeline
 
     pipe = CogenPipeline.from_checkpoint(a.checkpoint)
+    pipe.grid_shift = not a.no_grid_shift
     reg = pipe.registry
     directions = {d: parse_direction(d) for d in a.direction}
     for d, (c, t) in directions.items():
@@ -497,7 +500,8 @@ def main(argv: list[str] | None = None) -> None:
         results["sweep"] = {"direction": a.sweep, "steps": steps, "psnr": psnr, "seconds": secs, "figure": fig}
     results["meta"] = {"checkpoint": str(pipe.bundle.path), "checkpoint_sha256": pipe.bundle.digest,
                        "samples": a.samples, "steps": a.steps, "sampler": a.sampler, "tile": a.tile,
-                       "overlap": a.overlap, "seed": a.seed, "directions": list(directions), "split": a.split,
+                       "overlap": a.overlap, "seed": a.seed, "grid_shift": pipe.grid_shift,
+                       "directions": list(directions), "split": a.split,
                        "seconds": time.time() - t0 + prev.get("meta", {}).get("seconds", 0.0)}
     write_json(a.out, results)
     cmd = "python -m cogen.evaluate " + " ".join(f"'{x}'" if ">" in x or " " in x else x for x in (argv or sys.argv[1:]))
