@@ -149,7 +149,8 @@ def train(cfg: Config, resume: bool = True) -> dict:
             return regression_loss(net, z, ok, present, cfg.roles, gen, categorical)
         return diffusion_loss(net, z, ok, present, diffusion, cfg.roles, gen)
 
-    if t_cfg.init_from and not find_checkpoints(out_dir):
+    ckpts = find_checkpoints(out_dir)
+    if t_cfg.init_from and not ckpts:
         init_weights(model, t_cfg.init_from, log)
     samples_per_step = o.batch_size * o.grad_accum * world
     train_ds, val_ds = datasets(cfg, registry, t_cfg.steps * samples_per_step)
@@ -163,7 +164,6 @@ def train(cfg: Config, resume: bool = True) -> dict:
     ema.to(acc.device)
 
     start = 0
-    ckpts = find_checkpoints(out_dir)
     if ckpts and not resume:
         raise CheckpointError(f"{out_dir}: holds checkpoints; remove the folder, pick another train.out_dir, or resume")
     if ckpts:

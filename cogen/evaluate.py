@@ -24,7 +24,7 @@ import numpy as np
 from .data.dataset import discover, load_split
 from .errors import UsageError, cli_exit
 from .io import atomic_path, read_raster, write_json
-from .metrics import (confusion, ece_np, hf_power_per_band, hf_power_ratio, iou_per_class, mae_np, psnr_np, rmse_np, sam_np, ssim_np,
+from .metrics import (confusion, ece_np, hf_power_ratios, iou_per_class, mae_np, psnr_np, rmse_np, sam_np, ssim_np,
                       wasserstein_per_band)
 from .registry import Registry, default_registry
 
@@ -91,9 +91,7 @@ def continuous_scores(reg: Registry, m: str, truth: np.ndarray, sample: np.ndarr
     if std is not None:
         out["diversity"] = float(np.mean(std[:, ok]))
     out["wasserstein"] = wasserstein_per_band(sample[:, ok], truth[:, ok])
-    out["hf_power_ratio"] = hf_power_ratio(sample, truth)
-    hp, ht = hf_power_per_band(sample, 0.5), hf_power_per_band(truth, 0.5)
-    out["hf_power_ratio_per_band"] = [float(a / max(b, 1e-20)) for a, b in zip(hp, ht)]
+    out["hf_power_ratio"], out["hf_power_ratio_per_band"] = hf_power_ratios(sample, truth)
     return out
 
 

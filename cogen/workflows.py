@@ -29,7 +29,7 @@ def _pipeline(args, modalities) -> CogenPipeline:
     if modalities:
         default_registry().check(modalities)
     pipe = CogenPipeline.from_checkpoint(args.checkpoint, args.device, modalities)
-    if getattr(args, "no_grid_shift", False):
+    if args.no_grid_shift:
         pipe.grid_shift = False
     return pipe
 

@@ -158,5 +158,5 @@ class Diffusion:
 
     def to_dict(self) -> dict:
         return {"prediction": self.prediction, "num_train_timesteps": self.num_train_timesteps,
-                "beta_schedule": self.beta_schedule, "flow_time": self.flow_time, "min_noise": self.min_noise, "snr_shift": self.snr_shift,
-                "p_max_noise": self.p_max_noise}
+                "beta_schedule": self.beta_schedule, "flow_time": self.flow_time, "min_noise": self.min_noise,
+                "snr_shift": self.snr_shift, "p_max_noise": self.p_max_noise}
