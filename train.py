@@ -121,13 +121,13 @@ def init_weights(model: CogenTransformer, bundle: str, log) -> None:
 
 
 def train(cfg: Config, resume: bool = True) -> dict:
+    if cfg.train.threads:  # both stages
+        torch.set_num_threads(cfg.train.threads)
     if cfg.train.stage == "tokenizer":
         return train_tokenizer(cfg, resume)
     if cfg.train.stage != "model":
         raise CogenError(f"train.stage={cfg.train.stage!r}: use model or tokenizer")
     t_cfg, o = cfg.train, cfg.optim
-    if t_cfg.threads:
-        torch.set_num_threads(t_cfg.threads)
     mp = t_cfg.mixed_precision
     if mp == "auto":
         mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
@@ -334,7 +334,15 @@ def train_tokenizer(cfg: Config, resume: bool = True) -> dict:
     if mod.is_categorical:
         raise CogenError(f"{k.modality} is a class map: it uses the categorical tokenizer, not a VAE")
     tok = VAETokenizer(mod.name, mod.channels, k.latent_channels, tuple(k.block_out_channels), k.layers_per_block,
-                       k.norm_num_groups)
+                       k.norm_num_groups, linear=k.linear)
+    if k.linear:  # the linear path is fit on whole training strips (a resumed run loads it with its state)
+        from cogen.data.dataset import to_model_space
+        from cogen.evaluate import Split
+
+        split = Split(cfg.data.root, registry, cfg.data.split_file, cfg.data.train_split)
+        pairs = [to_model_space(mod, split.arrays[s][mod.name], split.valid[s][mod.name])
+                 for s in split.with_all([mod.name])]
+        tok.fit_linear([x for x, _ in pairs], [ok for _, ok in pairs])
     cfg.data.modalities = [mod.name]
     out_dir = Path(t_cfg.out_dir)
     train_ds, _ = datasets(cfg, registry, t_cfg.steps * o.batch_size * acc.num_processes)
@@ -360,7 +368,8 @@ def train_tokenizer(cfg: Config, resume: bool = True) -> dict:
         batch = next(it)
         x, ok = batch["values"][mod.name], batch["valid"][mod.name][:, None].float()
         post = raw().posterior(x)
-        rec = raw().vae.decode(post.sample(generator=step_generator(t_cfg.seed, step, 0, 0))).sample
+        rec = raw().decode_unscaled(post.sample(generator=step_generator(t_cfg.seed, step, 0, 0)))
+        rec = rec[..., : x.shape[-2], : x.shape[-1]]
         err = ((rec - x).abs() + (rec - x) ** 2) * ok
         loss = err.sum() / (ok.sum() * x.shape[1]).clamp(min=1) + k.kl_weight * post.kl().mean()
         if not torch.isfinite(loss):

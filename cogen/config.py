@@ -106,6 +106,7 @@ class TokenizerConfig:
     layers_per_block: int = 1
     norm_num_groups: int = 16
     kl_weight: float = 1.0e-6
+    linear: bool = False  # add a block-PCA path (fit on the training split); the VAE learns the residual
     scale_batches: int = 16  # batches of training crops the latent scale factor is measured on
 
 

@@ -71,13 +71,38 @@ def test_measured_scale_gives_unit_variance_latents(synth_root, registry):
     assert 0.8 <= float(z.std()) <= 1.2 and abs(float(z.mean())) < 0.2
 
 
-def test_vae_tokenizer_stage_trains_and_resumes(tmp_path):
+def test_linear_path_starts_as_block_pca_and_survives_save_load(tmp_path):
+    from cogen.tokenizers.linear import BlockPCA
+
+    g = torch.Generator().manual_seed(0)
+    train = [torch.randn(12, 24, 28, generator=g) for _ in range(4)]
+    tok = VAETokenizer("S2L2A", 12, latent_channels=8, block_out_channels=(16, 16), norm_num_groups=8, linear=True).eval()
+    tok.fit_linear(train)
+    x = torch.randn(2, 12, 16, 12, generator=g)
+    ref = torch.stack([BlockPCA(train, 2, 8).round_trip(xi) for xi in x])
+    torch.testing.assert_close(tok.decode(tok.encode(x)), ref, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():  # after training the residual branch is not zero: it must travel with the weights
+        tok.vae.decoder.conv_out.bias.fill_(0.1)
+    tok.measure_scale([x])
+    with torch.no_grad():
+        z = tok.encode(x)
+    assert 0.8 <= float(z.std()) <= 1.2
+    tok.save(tmp_path)
+    back = Tokenizer.load(tmp_path, "S2L2A").eval()
+    with torch.no_grad():
+        assert back.linear and torch.equal(back.encode(x), z) and torch.equal(back.decode(z), tok.decode(z))
+    with pytest.raises(ValueError, match="linear=True"):
+        VAETokenizer("S2L2A", 12, 4, (16, 16), norm_num_groups=8).fit_linear(train)
+
+
+@pytest.mark.parametrize("config", ["vae_s2l2a.yaml", "vae_s2l2a_linear.yaml"])
+def test_vae_tokenizer_stage_trains_and_resumes(tmp_path, config):
     import subprocess
     import sys
 
     from conftest import ROOT
 
-    cmd = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "vae_s2l2a.yaml"),
+    cmd = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / config),
            f"train.out_dir={tmp_path}", "train.steps=4", "train.ckpt_every=2", "tokenizer.scale_batches=1",
            "optim.batch_size=2", "data.crop=16", "tokenizer.block_out_channels=[8,8]", "tokenizer.norm_num_groups=4"]
     env = {**__import__("os").environ, "WANDB_MODE": "disabled"}
@@ -87,10 +112,13 @@ def test_vae_tokenizer_stage_trains_and_resumes(tmp_path):
     assert "resumed from" in r.stderr + r.stdout
     tok = Tokenizer.load(tmp_path / "tokenizer", "S2L2A")
     assert isinstance(tok, VAETokenizer) and float(tok.scale_factor) != 1.0
+    assert tok.linear == ("linear" in config)
+    if tok.linear:  # fit on the training split, orthonormal columns
+        torch.testing.assert_close(tok.lin_basis.T @ tok.lin_basis, torch.eye(tok.latent_channels), atol=1e-4, rtol=0)
 
 
 def test_block_pca_reference_is_exact_at_full_rank_and_worse_with_fewer_components():
-    from cogen.tokenizers.evaluate import BlockPCA
+    from cogen.tokenizers.linear import BlockPCA
 
     g = torch.Generator().manual_seed(0)
     train = [torch.randn(3, 10, 12, generator=g) for _ in range(4)]

@@ -1,5 +1,11 @@
 """A learned, compressing tokenizer: diffusers' AutoencoderKL sized by config, with a latent scale measured
-on data so that scaled latents have unit variance."""
+on data so that scaled latents have unit variance.
+
+With `linear: true` the latent also has a linear path: the block PCA of the input (see `linear.py`), fit on
+the training split before training, is added to the encoder's posterior mean, and its inverse to the decoder's
+output. The AutoencoderKL's last encoder and decoder layers start at zero, so training starts from the best
+linear code of the latent's shape and learns only the residual. Levels (per-tile band means) take the linear
+path; the VAE's GroupNorms, over a small tile, otherwise make it carry them through nonlinearities."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -7,8 +13,10 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from .base import Tokenizer
+from .linear import fit_block_pca, pca_decode, pca_encode
 
 
 class VAETokenizer(Tokenizer):
@@ -20,7 +28,7 @@ class VAETokenizer(Tokenizer):
 
     def __init__(self, modality: str, channels: int, latent_channels: int = 8, block_out_channels=(32, 64, 64),
                  layers_per_block: int = 1, norm_num_groups: int = 16, scale_factor: float = 1.0,
-                 shift: float = 0.0):
+                 shift: float = 0.0, linear: bool = False):
         n = len(block_out_channels)
         super().__init__(modality, channels, latent_channels, 2 ** (n - 1))
         self.block_out_channels = tuple(block_out_channels)
@@ -32,17 +40,23 @@ class VAETokenizer(Tokenizer):
                                  norm_num_groups=norm_num_groups)
         self.register_buffer("scale_factor", torch.tensor(float(scale_factor)))
         self.register_buffer("shift", torch.tensor(float(shift)))
+        self.linear = bool(linear)
+        if self.linear:  # block PCA path; set by fit_linear (or loaded with the weights)
+            n_block = channels * self.downsample**2
+            self.register_buffer("lin_mean", torch.zeros(n_block))
+            self.register_buffer("lin_basis", torch.zeros(n_block, latent_channels))
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "VAETokenizer":
-        keys = ("latent_channels", "block_out_channels", "layers_per_block", "norm_num_groups", "scale_factor", "shift")
+        keys = ("latent_channels", "block_out_channels", "layers_per_block", "norm_num_groups", "scale_factor", "shift", "linear")
         return cls(cfg["modality"], cfg["channels"], **{k: cfg[k] for k in keys if k in cfg})
 
     def config(self) -> dict[str, Any]:
         return {"type": self.kind, "modality": self.modality, "channels": self.channels,
                 "latent_channels": self.latent_channels, "block_out_channels": list(self.block_out_channels),
                 "layers_per_block": self.layers_per_block, "norm_num_groups": self.norm_num_groups,
-                "scale_factor": float(self.scale_factor), "shift": float(self.shift), "downsample": self.downsample}
+                "scale_factor": float(self.scale_factor), "shift": float(self.shift), "downsample": self.downsample,
+                "linear": self.linear}
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         d = self.downsample
@@ -52,14 +66,39 @@ class VAETokenizer(Tokenizer):
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
         return x
 
+    @torch.no_grad()
+    def fit_linear(self, arrays, masks=None) -> None:
+        """Fit the linear path on training arrays ((C,H,W) model space, optional (H,W) valid masks) and zero the
+        AutoencoderKL's last layers, so that the tokenizer starts as the block PCA code."""
+        if not self.linear:
+            raise ValueError(f"{self.modality}: fit_linear needs a tokenizer built with linear=True")
+        mean, basis = fit_block_pca(arrays, self.downsample, self.latent_channels, masks)
+        self.lin_mean.copy_(mean)
+        self.lin_basis.copy_(basis)
+        c = self.latent_channels
+        qc, out = self.vae.quant_conv, self.vae.decoder.conv_out
+        for p in (qc.weight, qc.bias, out.weight, out.bias):
+            p.zero_()
+        qc.bias[c:] = -12.0  # posterior log-variance: a sampling noise far below the code's resolution
+
     def posterior(self, x: torch.Tensor):
-        return self.vae.encode(self._pad(x)).latent_dist
+        x = self._pad(x)
+        post = self.vae.encode(x).latent_dist
+        if not self.linear:
+            return post
+        mean = post.mean + pca_encode(x, self.lin_mean, self.lin_basis, self.downsample)
+        return DiagonalGaussianDistribution(torch.cat([mean, post.logvar], dim=1))
+
+    def decode_unscaled(self, u: torch.Tensor) -> torch.Tensor:
+        """Posterior-space latent (before shift/scale) -> model space (padded size)."""
+        x = self.vae.decode(u).sample
+        return x + pca_decode(u, self.lin_mean, self.lin_basis, self.downsample) if self.linear else x
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return (self.posterior(x).mean - self.shift) * self.scale_factor
 
     def decode(self, z: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-        x = self.vae.decode(z / self.scale_factor + self.shift).sample
+        x = self.decode_unscaled(z / self.scale_factor + self.shift)
         return x if size is None else x[..., : size[0], : size[1]]
 
     @torch.no_grad()
