@@ -464,6 +464,7 @@ class CogenPipeline:
         return np.asarray(mask, bool)[top : top + n, :W]
 
     # ---- one batch of tiles ----------------------------------------------------------------------------
+    @torch.no_grad()
     def _sample_tiles(self, sources, targets, regenerate, positions, tile, steps, sampler, guidance, samples, seed):
         """-> ({m: (n_tiles, acc_channels, tile, tile) physical}, (n_tiles, tile, tile) info)"""
         nt = len(positions)

@@ -61,3 +61,32 @@ def write_pattern(path: Path, bands: int, h: int, w: int, crs="EPSG:32633", orig
     arr = (offset + b * 1e-3 + r * w + c).astype(dtype)
     write_raster(path, arr, crs, from_origin(origin[0], origin[1], 10, 10), nodata=nodata)
     return arr
+
+
+@pytest.fixture(scope="session")
+def vae_bundle(tmp_path_factory):
+    """Like tiny_bundle, but S2L2A goes through a small VAE tokenizer (linear path, 2x downsampling, patch 2)."""
+    from cogen.checkpoint import save_bundle
+    from cogen.config import load_config
+    from cogen.models.transformer import build_model
+    from cogen.registry import Registry
+    from cogen.tokenizers import tokenizer_for
+    from cogen.tokenizers.vae import VAETokenizer
+
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    cfg.model.patch_sizes = {"S2L2A": 2}
+    registry = Registry.from_yaml(cfg.data.registry, cfg.data.stats)
+    torch.manual_seed(0)
+    vae = VAETokenizer("S2L2A", 12, latent_channels=6, block_out_channels=(8, 8), norm_num_groups=4, linear=True)
+    g = torch.Generator().manual_seed(1)
+    vae.fit_linear([torch.randn(12, 16, 16, generator=g) for _ in range(4)])
+    toks = {m: vae if m == "S2L2A" else tokenizer_for(registry[m]) for m in cfg.data.modalities}
+    spec = {m: {"channels": toks[m].latent_channels, "patch_size": cfg.model.patch_sizes.get(m, cfg.model.patch_size)}
+            for m in cfg.data.modalities}
+    model = build_model(cfg.model.size, spec)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    path = tmp_path_factory.mktemp("bundle") / "vae"
+    save_bundle(path, model, toks, registry, cfg)
+    return path
