@@ -130,3 +130,32 @@ def test_block_pca_reference_is_exact_at_full_rank_and_worse_with_fewer_componen
     rough = BlockPCA(train, 2, 1).round_trip(x)
     torch.testing.assert_close(rough[:, 8:, :], x[:, 8:, :])  # last row and column: outside whole blocks
     torch.testing.assert_close(rough[:, :, 6:], x[:, :, 6:])
+
+
+def test_tokenizer_report_scores_a_linear_vae_at_init_as_its_block_pca_reference(tmp_path):
+    """The report's references are computed independently of the tokenizer: a linear-path VAE whose residual
+    branch is still zero must score exactly as the block PCA row, and the bicubic row stores as many values."""
+    import json
+
+    from conftest import SHIPPED
+
+    from cogen.data.dataset import to_model_space
+    from cogen.evaluate import Split
+    from cogen.registry import default_registry
+    from cogen.tokenizers.evaluate import main
+
+    reg = default_registry()
+    train = Split(SHIPPED, reg, "configs/split.yaml", "train")
+    arrays = [to_model_space(reg["S2L2A"], train.arrays[s]["S2L2A"], train.valid[s]["S2L2A"])[0]
+              for s in train.with_all(["S2L2A"])]
+    torch.manual_seed(0)
+    tok = VAETokenizer("S2L2A", 12, latent_channels=8, block_out_channels=(8, 8), norm_num_groups=4, linear=True)
+    tok.fit_linear(arrays)
+    tok.save(tmp_path / "lin")
+    main(["--tokenizer", str(tmp_path / "lin"), "--modality", "S2L2A", "--data", str(SHIPPED), "--split-file",
+          "configs/split.yaml", "--json", str(tmp_path / "r.json"), "--out", str(tmp_path / "r.md")])
+    (r,) = json.loads((tmp_path / "r.json").read_text())
+    assert abs(r["tokenizer_scores"]["PSNR"] - r["block_pca_scores"]["PSNR"]) < 1e-3
+    assert r["compression_tokenizer"] == 6.0 and abs(r["compression_bicubic"] - 6.0) < 0.5
+    assert r["tokenizer_scores"]["PSNR"] > r["bicubic_scores"]["PSNR"]  # the linear code beats resampling here
+    assert (tmp_path / "r.md").read_text().count("| bicubic down/up |") == 1
