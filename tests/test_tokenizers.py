@@ -95,7 +95,7 @@ def test_linear_path_starts_as_block_pca_and_survives_save_load(tmp_path):
         VAETokenizer("S2L2A", 12, 4, (16, 16), norm_num_groups=8).fit_linear(train)
 
 
-@pytest.mark.parametrize("config", ["vae_s2l2a.yaml", "vae_s2l2a_linear.yaml"])
+@pytest.mark.parametrize("config", ["vae_s2l2a_plain.yaml", "vae_s2l2a.yaml"])
 def test_vae_tokenizer_stage_trains_and_resumes(tmp_path, config):
     import subprocess
     import sys
@@ -112,7 +112,7 @@ def test_vae_tokenizer_stage_trains_and_resumes(tmp_path, config):
     assert "resumed from" in r.stderr + r.stdout
     tok = Tokenizer.load(tmp_path / "tokenizer", "S2L2A")
     assert isinstance(tok, VAETokenizer) and float(tok.scale_factor) != 1.0
-    assert tok.linear == ("linear" in config)
+    assert tok.linear == (config == "vae_s2l2a.yaml")
     if tok.linear:  # fit on the training split, orthonormal columns
         torch.testing.assert_close(tok.lin_basis.T @ tok.lin_basis, torch.eye(tok.latent_channels), atol=1e-4, rtol=0)
 
@@ -153,9 +153,11 @@ def test_tokenizer_report_scores_a_linear_vae_at_init_as_its_block_pca_reference
     tok.fit_linear(arrays)
     tok.save(tmp_path / "lin")
     main(["--tokenizer", str(tmp_path / "lin"), "--modality", "S2L2A", "--data", str(SHIPPED), "--split-file",
-          "configs/split.yaml", "--json", str(tmp_path / "r.json"), "--out", str(tmp_path / "r.md")])
+          "configs/split.yaml", "--json", str(tmp_path / "r.json"), "--out", str(tmp_path / "r.md"),
+          "--figure", str(tmp_path / "r.png")])
     (r,) = json.loads((tmp_path / "r.json").read_text())
     assert abs(r["tokenizer_scores"]["PSNR"] - r["block_pca_scores"]["PSNR"]) < 1e-3
     assert r["compression_tokenizer"] == 6.0 and abs(r["compression_bicubic"] - 6.0) < 0.5
     assert r["tokenizer_scores"]["PSNR"] > r["bicubic_scores"]["PSNR"]  # the linear code beats resampling here
     assert (tmp_path / "r.md").read_text().count("| bicubic down/up |") == 1
+    assert (tmp_path / "r.png").stat().st_size > 10_000

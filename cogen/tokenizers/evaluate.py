@@ -1,6 +1,6 @@
 """Reconstruction quality of a tokenizer on a split, against bicubic resampling at the same storage.
 
-    python -m cogen.tokenizers.evaluate --tokenizer runs/vae_s2l2a_linear/tokenizer --modality S2L2A \
+    python -m cogen.tokenizers.evaluate --tokenizer runs/vae_s2l2a/tokenizer --modality S2L2A \
         --data data/terramind-examples --split test --out report.md [--tokenizer OTHER ...]
 
 Continuous: PSNR, SSIM, SAM (degrees, spectral modalities), MAE in physical units, and the compression ratio
@@ -29,10 +29,11 @@ from .linear import BlockPCA
 
 
 def bicubic_same_storage(x: torch.Tensor, values_per_pixel: float) -> tuple[torch.Tensor, float]:
-    """(1,C,H,W) -> bicubic down to C*h*w ~ values_per_pixel*H*W stored values, then back up."""
+    """(1,C,H,W) -> bicubic down to C*h*w >= values_per_pixel*H*W stored values (sizes rounded up, so the
+    reference never stores less than the tokenizer), then back up."""
     C, H, W = x.shape[1:]
     f = math.sqrt(C / values_per_pixel)
-    h, w = max(1, round(H / f)), max(1, round(W / f))
+    h, w = min(H, math.ceil(H / f)), min(W, math.ceil(W / f))
     small = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
     return F.interpolate(small, size=(H, W), mode="bicubic", align_corners=False), C * H * W / (C * h * w)
 
@@ -53,9 +54,10 @@ def _label(tok: Tokenizer) -> str:
     return f"VAE{extra} ({tok.latent_channels} ch, /{tok.downsample})"
 
 
-def evaluate_tokenizer(tok: Tokenizer, mod, split, train) -> dict:
+def evaluate_tokenizer(tok: Tokenizer, mod, split, train, previews: list | None = None) -> dict:
     """Scores of one tokenizer on `split` (a cogen.evaluate.Split), with its references (continuous modalities:
-    bicubic and block PCA of the tokenizer's shape, PCA fit on `train`), mean over the split's strips."""
+    bicubic and block PCA of the tokenizer's shape, PCA fit on `train`), mean over the split's strips.
+    `previews` (a list) receives {truth, tokenizer, bicubic, block PCA: (C,H,W) physical} per strip."""
     from ..data.dataset import to_model_space
 
     tok.eval()
@@ -79,9 +81,13 @@ def evaluate_tokenizer(tok: Tokenizer, mod, split, train) -> dict:
             res["compression_tokenizer"] = x.numel() / z.numel()
             bic, res["compression_bicubic"] = bicubic_same_storage(x[None], z.numel() / (x.shape[-2] * x.shape[-1]))
             true = mod.denormalize(x.double()).numpy()
+            phys = {"truth": true}
             for key, pred in (("tokenizer_scores", rec[0]), ("bicubic_scores", bic[0]),
                               ("block_pca_scores", pca.round_trip(x))):
-                rows[key].append(scores(mod, mod.denormalize(pred.double()).numpy(), true))
+                phys[key] = mod.denormalize(pred.double()).numpy()
+                rows[key].append(scores(mod, phys[key], true))
+            if previews is not None:
+                previews.append(phys)
     return {**res, **{k: {m: float(np.mean([r[m] for r in v])) for m in v[0]} for k, v in rows.items()}}
 
 
@@ -108,6 +114,29 @@ def report(results: list[dict], cmd: str, split: str, train_split: str) -> str:
     return "\n".join(L + ["", "PSNR gains: " + "; ".join(gains) + "."]) + "\n"
 
 
+def figure(path: str, mod, results: list[dict], previews: list[list[dict]], strips: int = 2,
+           err_max: float = 0.05) -> None:
+    """Rows of strips: truth, each tokenizer, bicubic and the first tokenizer's linear code (RGB), then the
+    mean absolute error over bands of each (0 .. err_max physical units)."""
+    from ..quicklook import render, save_grid
+
+    rgb = lambda phys: render(mod, (phys - mod.offset) / mod.scale)
+    err = lambda phys, true: np.clip(np.abs(phys - true).mean(axis=0) / err_max, 0, 1)
+    rows = []
+    for i in range(min(strips, len(previews[0]))):
+        true = previews[0][i]["truth"]
+        cols = [("truth", rgb(true))]
+        cols += [(r["label"], rgb(pv[i]["tokenizer_scores"])) for r, pv in zip(results, previews)]
+        cols += [("bicubic, same storage", rgb(previews[0][i]["bicubic_scores"])),
+                 ("linear code (1st)", rgb(previews[0][i]["block_pca_scores"]))]
+        rows.append(cols)
+        rows.append([("|error| 0-%.2f" % err_max, None)] +
+                    [(f"|error| {r['label']}", err(pv[i]["tokenizer_scores"], true)) for r, pv in zip(results, previews)] +
+                    [("|error| bicubic", err(previews[0][i]["bicubic_scores"], true)),
+                     ("|error| linear", err(previews[0][i]["block_pca_scores"], true))])
+    save_grid(path, rows, cell=2.0)
+
+
 @cli_exit
 def main(argv=None) -> None:
     from ..evaluate import Split
@@ -122,13 +151,15 @@ def main(argv=None) -> None:
     p.add_argument("--train-split", default="train", help="split the linear (block PCA) reference is fit on")
     p.add_argument("--out", default=None, help="Markdown report")
     p.add_argument("--json", default=None)
+    p.add_argument("--figure", default=None, help="PNG: truth, reconstructions and error maps of two strips")
     a = p.parse_args(argv)
     reg = default_registry()
     mod = reg[a.modality]
     toks = [Tokenizer.load(t, mod.name) for t in a.tokenizer] if a.tokenizer else [tokenizer_for(mod)]
     split = Split(a.data, reg, a.split_file, a.split)
     train = Split(a.data, reg, a.split_file, a.train_split)
-    results = [evaluate_tokenizer(t, mod, split, train) for t in toks]
+    previews = [[] for _ in toks]
+    results = [evaluate_tokenizer(t, mod, split, train, pv) for t, pv in zip(toks, previews)]
     for r in results:
         r["split"] = a.split
     print(json.dumps(results, indent=2))
@@ -136,6 +167,8 @@ def main(argv=None) -> None:
         from ..io import write_json
 
         write_json(a.json, results)
+    if a.figure and not mod.is_categorical:
+        figure(a.figure, mod, results, previews)
     if a.out and not mod.is_categorical:
         cmd = "python -m cogen.tokenizers.evaluate " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
         with atomic_path(Path(a.out)) as tmp:
