@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers.training_utils import EMAModel
@@ -318,10 +319,12 @@ def atomic_checkpoint(acc, cfg: Config, step: int, out_dir: Path, extra=None) ->
 
 
 def train_tokenizer(cfg: Config, resume: bool = True) -> dict:
-    """The tokenizer stage: a VAE for one modality, reconstruction (L1 + MSE) + a small KL term. Checkpoints
+    """The tokenizer stage: a VAE for one modality, reconstruction (L1 + MSE) + a small KL term, optionally an
+    image-gradient term (`tokenizer.edge_weight`) and a PatchGAN hinge term from `tokenizer.adv_start` on
+    (`tokenizer.adv_weight`; the critic is checkpointed with the rest). Checkpoints
     are atomic and resumable like the model's; at the end the latent scale factor is measured on the
     training crops and the tokenizer is saved to `<out_dir>/tokenizer/`."""
-    from cogen.tokenizers.vae import VAETokenizer
+    from cogen.tokenizers.vae import PatchDiscriminator, VAETokenizer, edge_loss
 
     t_cfg, o, k = cfg.train, cfg.optim, cfg.tokenizer
     acc = Accelerator(cpu=not torch.cuda.is_available())
@@ -349,6 +352,11 @@ def train_tokenizer(cfg: Config, resume: bool = True) -> dict:
     opt = torch.optim.AdamW(tok.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: get_lr(s, cfg))
     tok, opt, sched = acc.prepare(tok, opt, sched)
+    disc = opt_d = None
+    if k.adv_weight > 0:  # the critic and its optimizer are part of the checkpointed state
+        disc = PatchDiscriminator(mod.channels)
+        opt_d = torch.optim.AdamW(disc.parameters(), lr=o.lr, betas=(0.5, 0.9), weight_decay=0.0)
+        disc, opt_d = acc.prepare(disc, opt_d)
     start = 0
     ck = latest_valid_checkpoint(out_dir, log) if find_checkpoints(out_dir) and resume else None
     if ck is not None:
@@ -372,16 +380,30 @@ def train_tokenizer(cfg: Config, resume: bool = True) -> dict:
         rec = rec[..., : x.shape[-2], : x.shape[-1]]
         err = ((rec - x).abs() + (rec - x) ** 2) * ok
         loss = err.sum() / (ok.sum() * x.shape[1]).clamp(min=1) + k.kl_weight * post.kl().mean()
+        if k.edge_weight > 0:
+            loss = loss + k.edge_weight * edge_loss(rec, x, ok)
+        adv_on = disc is not None and step >= k.adv_start
+        if adv_on:  # generator side of the hinge loss; the critic is frozen for this term
+            disc.requires_grad_(False)
+            loss = loss - k.adv_weight * disc(rec).mean()
+            disc.requires_grad_(True)
         if not torch.isfinite(loss):
             raise CogenError(f"step {step}: non-finite tokenizer loss; lower optim.lr (the last good checkpoint is kept)")
         acc.backward(loss)
         if o.grad_clip > 0:
             acc.clip_grad_norm_(tok.parameters(), o.grad_clip)
         opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+        d_loss = None
+        if adv_on:  # critic: real crops against the reconstructions
+            d_loss = F.relu(1 - disc(x)).mean() + F.relu(1 + disc(rec.detach())).mean()
+            acc.backward(d_loss)
+            opt_d.step(); opt_d.zero_grad(set_to_none=True)
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         last = {"step": step, "loss": loss.item(), "elapsed_min": (time.time() - t0) / 60}
+        if d_loss is not None:
+            last["critic_loss"] = d_loss.item()
         if acc.is_main_process and step % t_cfg.log_every == 0:
             with open(out_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(last) + "\n")

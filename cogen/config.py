@@ -107,6 +107,9 @@ class TokenizerConfig:
     norm_num_groups: int = 16
     kl_weight: float = 1.0e-6
     linear: bool = False  # add a block-PCA path (fit on the training split); the VAE learns the residual
+    edge_weight: float = 0.0  # weight of an image-gradient (structure) term; 0 = off
+    adv_weight: float = 0.0  # weight of a PatchGAN hinge adversarial term; 0 = off
+    adv_start: int = 1000  # the adversarial term starts after this many steps
     scale_batches: int = 16  # batches of training crops the latent scale factor is measured on
 
 

@@ -95,8 +95,11 @@ def test_linear_path_starts_as_block_pca_and_survives_save_load(tmp_path):
         VAETokenizer("S2L2A", 12, 4, (16, 16), norm_num_groups=8).fit_linear(train)
 
 
-@pytest.mark.parametrize("config", ["vae_s2l2a_plain.yaml", "vae_s2l2a.yaml"])
-def test_vae_tokenizer_stage_trains_and_resumes(tmp_path, config):
+@pytest.mark.parametrize("config,extra", [("vae_s2l2a_plain.yaml", []), ("vae_s2l2a.yaml", []),
+                                          ("vae_s2l2a.yaml", ["tokenizer.adv_weight=0.1", "tokenizer.adv_start=3",
+                                                              "tokenizer.edge_weight=1.0", "train.log_every=1"])])
+def test_vae_tokenizer_stage_trains_and_resumes(tmp_path, config, extra):
+    """Both recipes, and the optional edge and adversarial terms (the critic resumes with the rest)."""
     import subprocess
     import sys
 
@@ -104,15 +107,20 @@ def test_vae_tokenizer_stage_trains_and_resumes(tmp_path, config):
 
     cmd = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / config),
            f"train.out_dir={tmp_path}", "train.steps=4", "train.ckpt_every=2", "tokenizer.scale_batches=1",
-           "optim.batch_size=2", "data.crop=16", "tokenizer.block_out_channels=[8,8]", "tokenizer.norm_num_groups=4"]
+           *extra, "optim.batch_size=2", "data.crop=16", "tokenizer.block_out_channels=[8,8]", "tokenizer.norm_num_groups=4"]
     env = {**__import__("os").environ, "WANDB_MODE": "disabled"}
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
-    r = subprocess.run([*cmd[:-5], "train.steps=6", *cmd[-4:]], cwd=ROOT, env=env, check=True, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run([*cmd, "train.steps=6"], cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+                       timeout=300)  # the last override wins
     assert "resumed from" in r.stderr + r.stdout
     tok = Tokenizer.load(tmp_path / "tokenizer", "S2L2A")
     assert isinstance(tok, VAETokenizer) and float(tok.scale_factor) != 1.0
     assert tok.linear == (config == "vae_s2l2a.yaml")
+    if extra:  # the critic trained from step 3 on, in both runs
+        import json
+
+        logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+        assert any("critic_loss" in r for r in logged)
     if tok.linear:  # fit on the training split, orthonormal columns
         torch.testing.assert_close(tok.lin_basis.T @ tok.lin_basis, torch.eye(tok.latent_channels), atol=1e-4, rtol=0)
 

@@ -113,3 +113,32 @@ class VAETokenizer(Tokenizer):
         self.shift.fill_(mean)
         self.scale_factor.fill_(1.0 / std)
         return 1.0 / std
+
+
+class PatchDiscriminator(torch.nn.Module):
+    """A small PatchGAN critic for the tokenizer stage's optional adversarial term: (B,C,H,W) model space ->
+    (B,1,H/4,W/4) realness scores (hinge loss). Spectral norm keeps it tame at small batch sizes."""
+
+    def __init__(self, channels: int, width: int = 64):
+        super().__init__()
+        sn = torch.nn.utils.parametrizations.spectral_norm
+        self.net = torch.nn.Sequential(
+            sn(torch.nn.Conv2d(channels, width, 4, 2, 1)), torch.nn.LeakyReLU(0.2),
+            sn(torch.nn.Conv2d(width, width * 2, 4, 2, 1)), torch.nn.LeakyReLU(0.2),
+            sn(torch.nn.Conv2d(width * 2, width * 2, 3, 1, 1)), torch.nn.LeakyReLU(0.2),
+            torch.nn.Conv2d(width * 2, 1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def edge_loss(rec: torch.Tensor, x: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of horizontal and vertical image gradients over pairs of valid pixels: a
+    structure term for multispectral data (ImageNet perceptual networks do not apply to 12 bands)."""
+    total, n = rec.new_zeros(()), rec.new_zeros(())
+    for dim in (-1, -2):
+        d = lambda t: t.diff(dim=dim)
+        pair = ok.narrow(dim, 1, ok.shape[dim] - 1) * ok.narrow(dim, 0, ok.shape[dim] - 1)
+        total = total + ((d(rec) - d(x)).abs() * pair).sum()
+        n = n + pair.sum() * x.shape[1]
+    return total / n.clamp(min=1)
