@@ -104,3 +104,28 @@ def test_accelerate_two_processes_on_cpu(tmp_path):
     from cogen.checkpoint import load_bundle
 
     load_bundle(ck / "ema")
+
+
+def test_trains_on_vae_latents_and_the_bundle_carries_the_tokenizer(tmp_path):
+    """A modality switched to a VAE tokenizer in a copy of the registry: train.py trains on its latents (patch 1
+    on the 1/2-resolution grid) and the EMA bundle holds the tokenizer, so sampling needs nothing else."""
+    import torch
+    import yaml
+
+    from cogen.checkpoint import load_bundle
+    from cogen.tokenizers.vae import VAETokenizer
+
+    torch.manual_seed(0)
+    vae = VAETokenizer("S2L2A", 12, latent_channels=6, block_out_channels=(8, 8), norm_num_groups=4, linear=True)
+    vae.fit_linear([torch.randn(12, 16, 16, generator=torch.Generator().manual_seed(1)) for _ in range(3)])
+    vae.save(tmp_path / "vae")
+    reg = yaml.safe_load((ROOT / "configs" / "modalities.yaml").read_text())
+    reg["modalities"]["S2L2A"]["tokenizer"] = {"path": str(tmp_path / "vae")}
+    (tmp_path / "modalities.yaml").write_text(yaml.safe_dump(reg, sort_keys=False))
+    out = tmp_path / "run"
+    run_train(out, "train.steps=2", f"data.registry={tmp_path / 'modalities.yaml'}", "model.patch_sizes={S2L2A: 1}")
+    assert all(v == v for v in losses(out).values()) and len(losses(out)) == 2
+    b = load_bundle(out / "checkpoints" / "step-000002" / "ema")
+    tok = b.tokenizers["S2L2A"]
+    assert isinstance(tok, VAETokenizer) and tok.linear and torch.equal(tok.lin_basis, vae.lin_basis)
+    assert b.model.patch_size("S2L2A") == 1

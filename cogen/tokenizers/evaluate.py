@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=None, help="Markdown report")
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None, help="PNG: truth, reconstructions and error maps of two strips")
+    p.add_argument("--notes", default=None, help="a Markdown file of analysis to include in the report")
     a = p.parse_args(argv)
     reg = default_registry()
     mod = reg[a.modality]
@@ -172,7 +174,10 @@ def main(argv=None) -> None:
     if a.out and not mod.is_categorical:
         cmd = "python -m cogen.tokenizers.evaluate " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
         with atomic_path(Path(a.out)) as tmp:
-            tmp.write_text(report(results, cmd, a.split, a.train_split))
+            text = report(results, cmd, a.split, a.train_split)
+            if a.figure:
+                text += f"\n![reconstructions]({os.path.relpath(a.figure, Path(a.out).parent)})\n"
+            tmp.write_text(text + ("\n" + Path(a.notes).read_text().strip() + "\n" if a.notes else ""))
 
 
 if __name__ == "__main__":
