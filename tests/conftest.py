@@ -35,17 +35,22 @@ def synth_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
     """An untrained-but-random tiny bundle over S2L2A, S1RTC, DEM, LULC (weights perturbed so outputs vary)."""
-    from cogen.checkpoint import save_bundle
     from cogen.config import load_config
     from train import build_everything
 
     cfg = load_config(ROOT / "configs" / "tiny.yaml")
     torch.manual_seed(0)
     registry, tokenizers, model = build_everything(cfg)
+    return _save_perturbed(tmp_path_factory.mktemp("bundle") / "tiny", model, tokenizers, registry, cfg)
+
+
+def _save_perturbed(path: Path, model, tokenizers, registry, cfg) -> Path:
+    """Perturb a freshly built model's weights (so outputs vary) and save it as a bundle at `path`."""
+    from cogen.checkpoint import save_bundle
+
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-    path = tmp_path_factory.mktemp("bundle") / "tiny"
     save_bundle(path, model, tokenizers, registry, cfg)
     return path
 
@@ -66,7 +71,6 @@ def write_pattern(path: Path, bands: int, h: int, w: int, crs="EPSG:32633", orig
 @pytest.fixture(scope="session")
 def vae_bundle(tmp_path_factory):
     """Like tiny_bundle, but S2L2A goes through a small VAE tokenizer (linear path, 2x downsampling, patch 2)."""
-    from cogen.checkpoint import save_bundle
     from cogen.config import load_config
     from cogen.models.transformer import build_model
     from cogen.registry import Registry
@@ -84,9 +88,4 @@ def vae_bundle(tmp_path_factory):
     spec = {m: {"channels": toks[m].latent_channels, "patch_size": cfg.model.patch_sizes.get(m, cfg.model.patch_size)}
             for m in cfg.data.modalities}
     model = build_model(cfg.model.size, spec)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    path = tmp_path_factory.mktemp("bundle") / "vae"
-    save_bundle(path, model, toks, registry, cfg)
-    return path
+    return _save_perturbed(tmp_path_factory.mktemp("bundle") / "vae", model, toks, registry, cfg)
