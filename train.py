@@ -339,12 +339,9 @@ def train_tokenizer(cfg: Config, resume: bool = True) -> dict:
     tok = VAETokenizer(mod.name, mod.channels, k.latent_channels, tuple(k.block_out_channels), k.layers_per_block,
                        k.norm_num_groups, linear=k.linear)
     if k.linear:  # the linear path is fit on whole training strips (a resumed run loads it with its state)
-        from cogen.data.dataset import to_model_space
         from cogen.evaluate import Split
 
-        split = Split(cfg.data.root, registry, cfg.data.split_file, cfg.data.train_split)
-        pairs = [to_model_space(mod, split.arrays[s][mod.name], split.valid[s][mod.name])
-                 for s in split.with_all([mod.name])]
+        pairs = Split(cfg.data.root, registry, cfg.data.split_file, cfg.data.train_split, [mod.name]).model_space(mod.name)
         tok.fit_linear([x for x, _ in pairs], [ok for _, ok in pairs])
     cfg.data.modalities = [mod.name]
     out_dir = Path(t_cfg.out_dir)

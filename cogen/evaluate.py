@@ -48,7 +48,10 @@ def parse_direction(s: str) -> tuple[list[str], list[str]]:
 class Split:
     """The raw arrays of every scene's region of one split (small evaluation splits fit in memory)."""
 
-    def __init__(self, root: str | Path, registry: Registry, split_file: str | None, split: str | None):
+    def __init__(self, root: str | Path, registry: Registry, split_file: str | None, split: str | None,
+                 modalities: Sequence[str] | None = None):
+        """Reads every modality of every scene, or only `modalities`."""
+        self.registry = registry
         self.files = discover(root, registry)
         default, regions = load_split(split_file, split) if split else (None, {})
         from .data.dataset import Region
@@ -58,6 +61,8 @@ class Split:
         self.valid: dict[str, dict[str, np.ndarray]] = {}
         for sid, mods in sorted(self.files.items()):
             for m, p in mods.items():
+                if modalities is not None and m not in modalities:
+                    continue
                 with __import__("rasterio").open(p) as src:
                     win = regions.get(sid, default).window(src.height, src.width)
                 raw, _ = read_raster(p, window=win)
@@ -67,6 +72,12 @@ class Split:
 
     def with_all(self, mods: Sequence[str]) -> list[str]:
         return [s for s in self.scenes if all(m in self.arrays[s] for m in mods)]
+
+    def model_space(self, m: str) -> list[tuple]:
+        """(model-space tensor, valid mask) of modality `m` for every scene that has it."""
+        from .data.dataset import to_model_space
+
+        return [to_model_space(self.registry[m], self.arrays[s][m], self.valid[s][m]) for s in self.with_all([m])]
 
 
 def _phys(reg: Registry, m: str, raw: np.ndarray) -> np.ndarray:
@@ -237,7 +248,7 @@ def mean_predictor(reg: Registry, prior: dict[str, np.ndarray]):
 
 
 def class_prior(root, registry: Registry, split_file, split: str, m: str) -> np.ndarray:
-    tr = Split(root, registry, split_file, split)
+    tr = Split(root, registry, split_file, split, modalities=[m])
     counts = np.zeros(registry[m].num_classes)
     for sid in tr.scenes:
         if m in tr.arrays[sid]:

@@ -147,15 +147,12 @@ def test_tokenizer_report_scores_a_linear_vae_at_init_as_its_block_pca_reference
 
     from conftest import SHIPPED
 
-    from cogen.data.dataset import to_model_space
     from cogen.evaluate import Split
     from cogen.registry import default_registry
     from cogen.tokenizers.evaluate import main
 
     reg = default_registry()
-    train = Split(SHIPPED, reg, "configs/split.yaml", "train")
-    arrays = [to_model_space(reg["S2L2A"], train.arrays[s]["S2L2A"], train.valid[s]["S2L2A"])[0]
-              for s in train.with_all(["S2L2A"])]
+    arrays = [x for x, _ in Split(SHIPPED, reg, "configs/split.yaml", "train", ["S2L2A"]).model_space("S2L2A")]
     torch.manual_seed(0)
     tok = VAETokenizer("S2L2A", 12, latent_channels=8, block_out_channels=(8, 8), norm_num_groups=4, linear=True)
     tok.fit_linear(arrays)

@@ -59,22 +59,18 @@ def evaluate_tokenizer(tok: Tokenizer, mod, split, train, previews: list | None 
     """Scores of one tokenizer on `split` (a cogen.evaluate.Split), with its references (continuous modalities:
     bicubic and block PCA of the tokenizer's shape, PCA fit on `train`), mean over the split's strips.
     `previews` (a list) receives {truth, tokenizer, bicubic, block PCA: (C,H,W) physical} per strip."""
-    from ..data.dataset import to_model_space
-
     tok.eval()
-    scenes = split.with_all([mod.name])
-    if not scenes:
+    data = [x for x, _ in split.model_space(mod.name)]
+    if not data:
         raise ValueError(f"no scene of the split has {mod.name}")
-    data = [to_model_space(mod, split.arrays[s][mod.name], split.valid[s][mod.name])[0] for s in scenes]
     res = {"modality": mod.name, "tokenizer": tok.kind, "label": _label(tok), "config": tok.config(),
-           "scenes": len(scenes)}
+           "scenes": len(data)}
     with torch.no_grad():
         if mod.is_categorical:
             exact = [float((r[x >= 0] == x[x >= 0]).float().mean())
                      for x in data for r in [tok.decode(tok.encode(x[None]))[0]]]
             return {**res, "exact_match": float(np.mean(exact))}
-        pca = BlockPCA([to_model_space(mod, train.arrays[s][mod.name], train.valid[s][mod.name])[0]
-                        for s in train.with_all([mod.name])], tok.downsample, tok.latent_channels)
+        pca = BlockPCA([x for x, _ in train.model_space(mod.name)], tok.downsample, tok.latent_channels)
         rows = {"tokenizer_scores": [], "bicubic_scores": [], "block_pca_scores": []}
         for x in data:
             z = tok.encode(x[None])
@@ -158,8 +154,8 @@ def main(argv=None) -> None:
     reg = default_registry()
     mod = reg[a.modality]
     toks = [Tokenizer.load(t, mod.name) for t in a.tokenizer] if a.tokenizer else [tokenizer_for(mod)]
-    split = Split(a.data, reg, a.split_file, a.split)
-    train = Split(a.data, reg, a.split_file, a.train_split)
+    split = Split(a.data, reg, a.split_file, a.split, [mod.name])
+    train = None if mod.is_categorical else Split(a.data, reg, a.split_file, a.train_split, [mod.name])
     previews = [[] for _ in toks]
     results = [evaluate_tokenizer(t, mod, split, train, pv) for t, pv in zip(toks, previews)]
     for r in results:
