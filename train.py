@@ -144,11 +144,12 @@ def train(cfg: Config, resume: bool = True) -> dict:
     if t_cfg.objective not in ("diffusion", "regression"):
         raise CogenError(f"train.objective={t_cfg.objective!r}: use diffusion or regression")
     categorical = {m: registry[m].is_categorical for m in cfg.data.modalities}
+    patch_sizes = {m: model.patch_size(m) for m in model.names}
 
     def loss_fn(net, z, ok, present, gen):
         if t_cfg.objective == "regression":
             return regression_loss(net, z, ok, present, cfg.roles, gen, categorical)
-        return diffusion_loss(net, z, ok, present, diffusion, cfg.roles, gen)
+        return diffusion_loss(net, z, ok, present, diffusion, cfg.roles, gen, patch_sizes=patch_sizes)
 
     ckpts = find_checkpoints(out_dir)
     if t_cfg.init_from and not ckpts:

@@ -538,7 +538,9 @@ class CogenPipeline:
             z = self._regress(conditions, tspec)
         else:
             unit = max(self.model.patch_size(m) for m in self.model.names) if self.grid_shift else 0
-            z = denoise(self.model, self.diffusion, conditions, tspec, steps, sampler, guidance, noise, gen, unit)
+            partial = self.bundle.config.roles.p_partial > 0  # trained to take known tokens clean
+            z = denoise(self.model, self.diffusion, conditions, tspec, steps, sampler, guidance, noise, gen, unit,
+                        partial)
         for m in targets:
             mod = self.registry[m]
             x = toks[m].decode(z[m]).cpu()

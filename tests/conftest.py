@@ -44,6 +44,18 @@ def tiny_bundle(tmp_path_factory):
     return _save_perturbed(tmp_path_factory.mktemp("bundle") / "tiny", model, tokenizers, registry, cfg)
 
 
+@pytest.fixture(scope="session")
+def partial_bundle(tmp_path_factory):
+    """tiny_bundle's weights, with a config that says the model was trained with partial targets."""
+    from cogen.config import load_config
+    from train import build_everything
+
+    cfg = load_config(ROOT / "configs" / "tiny.yaml", ["roles.p_partial=0.4"])
+    torch.manual_seed(0)
+    registry, tokenizers, model = build_everything(cfg)
+    return _save_perturbed(tmp_path_factory.mktemp("bundle") / "partial", model, tokenizers, registry, cfg)
+
+
 def _save_perturbed(path: Path, model, tokenizers, registry, cfg) -> Path:
     """Perturb a freshly built model's weights (so outputs vary) and save it as a bundle at `path`."""
     from cogen.checkpoint import save_bundle

@@ -255,3 +255,121 @@ def test_grid_shift_moves_patch_artifacts(tiny_bundle):
     pipe.grid_shift = False
     c = run()
     assert (a == b).all() and not (a == c).all()
+
+
+# ---- partial targets: known tokens enter clean ------------------------------------------------------------
+def test_all_clean_tokens_equal_the_modality_given_at_t0():
+    from cogen.models.transformer import clean_tokens
+
+    m, x = tiny(), inputs()
+    t = {"A": torch.zeros(2), "B": torch.full((2,), 0.7), "C": torch.full((2,), 0.5)}
+    with torch.no_grad():
+        ref = m(x, {**t, "B": torch.zeros(2)})
+        all_clean = m(x, t, None, {"B": torch.ones(2, 8, 8, dtype=torch.bool)})
+        none_clean = m(x, t, None, {"B": torch.zeros(2, 8, 8, dtype=torch.bool)})
+        plain = m(x, t)
+    for k in x:
+        torch.testing.assert_close(all_clean[k], ref[k])
+        torch.testing.assert_close(none_clean[k], plain[k])
+    # a token is clean only when all of its cells are: one unknown cell of a 2 x 2 patch makes it unknown
+    cells = torch.ones(1, 4, 4, dtype=torch.bool)
+    cells[0, 0, 1] = False
+    assert clean_tokens(cells, 2).tolist() == [[False, True, True, True]]
+
+
+def test_partly_clean_modality_differs_from_both_extremes():
+    m, x = tiny(), inputs()
+    t = {"A": torch.zeros(2), "B": torch.full((2,), 0.7), "C": torch.full((2,), 0.5)}
+    half = torch.zeros(2, 8, 8, dtype=torch.bool)
+    half[:, :4] = True
+    with torch.no_grad():
+        part = m(x, t, None, {"B": half})["B"]
+        ref0 = m(x, {**t, "B": torch.zeros(2)})["B"]
+        ref1 = m(x, t)["B"]
+    assert not torch.allclose(part, ref0) and not torch.allclose(part, ref1)
+
+
+def test_known_regions_are_token_aligned_seeded_blobs():
+    from cogen.diffusion.roles import known_regions
+
+    a = known_regions(6, 16, 24, 4, (0.2, 0.8), torch.Generator().manual_seed(3))
+    b = known_regions(6, 16, 24, 4, (0.2, 0.8), torch.Generator().manual_seed(3))
+    assert a.shape == (6, 16, 24) and a.dtype == torch.bool and torch.equal(a, b)
+    tok = a[:, ::4, ::4]
+    assert torch.equal(tok.repeat_interleave(4, 1).repeat_interleave(4, 2), a)  # constant on 4 x 4 tokens
+    share = tok.float().mean(dim=(1, 2))
+    assert ((share >= 0.2 - 1 / 24) & (share <= 0.8 + 1 / 24)).all() and share.std() > 0
+
+
+def test_partial_targets_take_no_loss_on_their_known_tokens():
+    m, x = tiny(), inputs(B=4)
+    d = Diffusion()
+    roles = {"A": torch.tensor([CONDITION] * 4), "B": torch.tensor([TARGET] * 4), "C": torch.tensor([TARGET] * 4)}
+    valid = {k: torch.ones(4, 8, 8, dtype=torch.bool) for k in x}
+    present = {k: torch.ones(4, dtype=torch.bool) for k in x}
+    cfg = RoleConfig(p_partial=1.0)
+    seen = {}
+
+    class Spoil(torch.nn.Module):  # wreck the predictions on the clean (known) cells, record the inputs
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, xx, tt, pp=None, cc=None):
+            seen.update(x=xx, clean=cc)
+            out = self.inner(xx, tt, pp, cc)
+            return {k: (v + 1e3 * cc[k][:, None] if cc and k in cc else v) for k, v in out.items()}
+
+    sizes = {"A": 2, "B": 2, "C": 4}
+    loss1, _ = diffusion_loss(m, x, valid, present, d, cfg, torch.Generator().manual_seed(0), roles, sizes)
+    loss2, _ = diffusion_loss(Spoil(m), x, valid, present, d, cfg, torch.Generator().manual_seed(0), roles, sizes)
+    torch.testing.assert_close(loss1, loss2)
+    for k in ("B", "C"):  # known cells enter clean; the rest is noised
+        c = seen["clean"][k]
+        assert c.any() and (~c).any()
+        assert torch.equal(seen["x"][k][c[:, None].expand_as(x[k])], x[k][c[:, None].expand_as(x[k])])
+        assert not torch.equal(seen["x"][k], x[k])
+    loss0, _ = diffusion_loss(m, x, valid, present, d, RoleConfig(), torch.Generator().manual_seed(0), roles, sizes)
+    assert not torch.allclose(loss0, loss1)
+
+
+@pytest.mark.parametrize("shift", [0, 4])
+def test_partial_sampling_feeds_whole_known_tokens_clean_on_the_moved_grid(shift):
+    from cogen.diffusion.sampling import denoise
+
+    m = tiny()
+    calls = []
+
+    class Record(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def patch_size(self, k):
+            return self.inner.patch_size(k)
+
+        def forward(self, xx, tt, pp=None, cc=None):
+            calls.append((xx, cc))
+            return self.inner(xx, tt, pp, cc)
+
+    known = torch.randn(2, 4, 8, 8)
+    km = torch.zeros(2, 8, 8, dtype=torch.bool)
+    km[:, :, :5] = True  # columns 0-4: one whole 4-px token column, part of the next
+    cond = {"A": torch.randn(2, 3, 8, 8)}
+    rec = Record(m)
+    out = denoise(rec, Diffusion(), cond, {"C": ((2, 4, 8, 8), known, km)}, steps=3,
+                  generator=torch.Generator().manual_seed(0), grid_shift=shift, partial=True)
+    assert torch.equal(out["C"][km[:, None].expand_as(known)], known[km[:, None].expand_as(known)])
+    for xx, cc in calls:
+        c = cc["C"]
+        assert c.any()
+        tok = c[:, ::4, ::4].repeat_interleave(4, 1).repeat_interleave(4, 2)
+        assert torch.equal(tok, c)  # whole tokens of the model's (possibly moved) grid
+    if shift == 0:  # unmoved: exactly the known token column, with its clean values
+        xx, cc = calls[0]
+        assert cc["C"][:, :, :4].all() and not cc["C"][:, :, 4:].any()
+        torch.testing.assert_close(xx["C"][..., :4], known[..., :4])
+    calls.clear()
+    denoise(rec, Diffusion(), cond, {"C": ((2, 4, 8, 8), known, km)}, steps=3,
+            generator=torch.Generator().manual_seed(0), grid_shift=shift, partial=False)
+    assert all(cc is None for _, cc in calls)

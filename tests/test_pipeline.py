@@ -97,6 +97,28 @@ def test_cloud_removal_keeps_every_clear_pixel(tmp_path, tiny_bundle):
     assert not np.array_equal(filled[:, masked], s2[:, masked])
 
 
+def test_cloud_removal_with_a_partial_model_feeds_clear_tokens_clean(tmp_path, tiny_bundle, partial_bundle):
+    """Same weights; the bundle trained with partial targets takes the clear tokens as clean conditions, so
+    the generated pixels change while every clear pixel is still kept exactly."""
+    paths, sc = scene(tmp_path, 40, 40)
+    cloud = sc["rasters"]["CLOUD"][0]
+    with rasterio.open(paths["S2L2A"]) as r:
+        write_raster(tmp_path / "mask.tif", (cloud > 0).astype(np.uint8), r.crs, r.transform)
+        s2 = r.read()
+    outs = []
+    for b in (tiny_bundle, partial_bundle):
+        out = tmp_path / b.name
+        assert run("cloud-removal", "--input", f"S2L2A={paths['S2L2A']}", "--input", f"S1RTC={paths['S1RTC']}",
+                   "--mask", tmp_path / "mask.tif", *common(b, out)) == 0
+        with rasterio.open(out / "S2L2A.tif") as o:
+            outs.append(o.read())
+    masked = cloud > 0
+    assert masked.any() and (~masked).any()
+    for o in outs:
+        assert np.array_equal(o[:, ~masked], s2[:, ~masked])
+    assert not np.array_equal(outs[0][:, masked], outs[1][:, masked])
+
+
 def test_segment_majority_and_confidence(tmp_path, tiny_bundle):
     paths, _ = scene(tmp_path, 32, 32)
     out = tmp_path / "seg"

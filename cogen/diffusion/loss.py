@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .roles import ABSENT, CONDITION, TARGET, RoleConfig, sample_roles, sample_times
+from .roles import ABSENT, CONDITION, TARGET, RoleConfig, known_regions, sample_roles, sample_times
 from .schedule import Diffusion
 
 
@@ -32,15 +32,17 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) ->
 
 def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, torch.Tensor],
                    present: Mapping[str, torch.Tensor], diffusion: Diffusion, roles_cfg: RoleConfig,
-                   generator: torch.Generator, roles: Mapping[str, torch.Tensor] | None = None
-                   ) -> tuple[torch.Tensor, dict[str, Any]]:
+                   generator: torch.Generator, roles: Mapping[str, torch.Tensor] | None = None,
+                   patch_sizes: Mapping[str, int] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """One batch's loss: mean over (sample, target modality) pairs of the masked MSE of the prediction.
 
     Conditions enter clean at t = 0 and never get loss; absent modalities are masked out of attention (or
-    left out of the sequence when absent for the whole batch)."""
+    left out of the sequence when absent for the whole batch). With `roles_cfg.p_partial` > 0 a target may
+    be given in part: its known tokens (`known_regions`, aligned to `patch_sizes[m]`) enter clean and are
+    left out of its loss."""
     roles = dict(roles) if roles is not None else sample_roles(present, roles_cfg, generator)
     t = sample_times(roles, diffusion.sample_t, roles_cfg, generator)
-    x_in, tgt, inputs_present = {}, {}, {}
+    x_in, tgt, inputs_present, clean = {}, {}, {}, {}
     for m, z0 in z.items():
         keep = roles[m] != ABSENT
         if not bool(keep.any()):
@@ -49,13 +51,23 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
         is_t = (roles[m] == TARGET).to(z0.device)
         xt = diffusion.add_noise(z0, noise, t[m].to(z0.device))
         x_in[m] = torch.where(is_t.view(-1, 1, 1, 1), xt, z0)
+        if roles_cfg.p_partial > 0:
+            B, _, h, w = z0.shape
+            p = (patch_sizes or {}).get(m, 1)
+            part = (torch.rand(B, generator=generator) < roles_cfg.p_partial) & is_t.cpu()
+            known = known_regions(B, h, w, p, (roles_cfg.partial_min, roles_cfg.partial_max), generator) & part[:, None, None]
+            if bool(known.any()):
+                clean[m] = known.to(z0.device)
+                x_in[m] = torch.where(clean[m][:, None], z0, x_in[m])
         tgt[m] = diffusion.target(z0, noise, t[m].to(z0.device))
         inputs_present[m] = keep.to(z0.device)
-    out = model(x_in, {m: t[m].to(x_in[m].device) for m in x_in}, inputs_present)
+    times = {m: t[m].to(x_in[m].device) for m in x_in}
+    out = model(x_in, times, inputs_present, clean) if clean else model(x_in, times, inputs_present)
     total, count, per_mod = 0.0, 0.0, {}
     for m in x_in:
         is_t = (roles[m] == TARGET).to(out[m].device).float()
-        per_sample = masked_mse(out[m], tgt[m], valid[m]) * diffusion.loss_weight(t[m]).to(out[m].device)
+        v = valid[m] & ~clean[m] if m in clean else valid[m]
+        per_sample = masked_mse(out[m], tgt[m], v) * diffusion.loss_weight(t[m]).to(out[m].device)
         total = total + (per_sample * is_t).sum()
         count = count + is_t.sum()
         if is_t.sum() > 0:

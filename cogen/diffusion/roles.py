@@ -5,6 +5,10 @@ A modality missing from a sample's data is always absent. Among the present ones
 modality draws condition / target / absent with the configured weights, at least one target). With
 probability `p_uncond` the conditions of a sample are dropped (made absent) so the model also learns the
 unconditional prediction that classifier-free guidance contrasts with.
+
+With probability `p_partial` a target of a sample is given in part: a blob-shaped region of its tokens (like
+the clear sky between clouds) enters clean and takes no loss, so the model learns to fill the rest from
+the known part and the other modalities (cloud removal, nodata holes).
 """
 from __future__ import annotations
 
@@ -24,6 +28,9 @@ class RoleConfig:
     w_absent: float = 0.2
     p_uncond: float = 0.1
     p_shared_t: float = 0.5  # conditional samples: all targets share one time with this probability
+    p_partial: float = 0.0  # a target is given in part (a blob-shaped known region of its tokens)
+    partial_min: float = 0.2  # share of a partial target's tokens that is known: uniform in [min, max]
+    partial_max: float = 0.8
 
 
 def sample_roles(present: Mapping[str, torch.Tensor], cfg: RoleConfig,
@@ -62,3 +69,24 @@ def sample_times(roles: Mapping[str, torch.Tensor], draw, cfg: RoleConfig,
     t = torch.where(use_shared[:, None], shared, own)
     t = torch.where(R == TARGET, t, torch.zeros_like(t))
     return {m: t[:, i] for i, m in enumerate(names)}
+
+
+def known_regions(batch: int, h: int, w: int, p: int, share: tuple[float, float],
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """(batch, h, w) bool latent-cell masks, constant on p x p tokens: True over blob-shaped regions covering
+    a uniform share in `share` of the tokens (a smooth random field at token resolution, thresholded at that
+    quantile; the field's scale is drawn per mask, from a few tokens to the whole grid)."""
+    gh, gw = h // p, w // p
+    out = torch.zeros(batch, gh, gw, dtype=torch.bool)
+    for b in range(batch):
+        k = int(torch.randint(2, 5, (1,), generator=generator))
+        coarse = torch.randn(1, 1, k, k, generator=generator)
+        field = torch.nn.functional.interpolate(coarse, size=(gh, gw), mode="bicubic", align_corners=True)[0, 0]
+        field = field + 0.15 * torch.randn(gh, gw, generator=generator)
+        lo, hi = share
+        q = lo + (hi - lo) * float(torch.rand(1, generator=generator))
+        n_known = int(round(q * gh * gw))
+        if n_known > 0:
+            idx = field.flatten().argsort(descending=True)[:n_known]
+            out[b].view(-1)[idx] = True
+    return out.repeat_interleave(p, dim=1).repeat_interleave(p, dim=2)

@@ -4,7 +4,10 @@ Given modalities enter clean at t = 0. Wanted modalities start from noise and fo
 scheduler (one instance per target, all on the same timesteps). A target may have *known* cells (cloud
 removal: the clear pixels; a condition with nodata holes): after every step they are replaced by the known
 values noised to the next step's level, and by the exact known values at the end, so the generated cells
-are conditioned on them inside the loop. Guidance contrasts the prediction with the one where the
+are conditioned on them inside the loop. A model trained with partial targets (`roles.p_partial` > 0) is
+called with `partial=True`: tokens whose cells are all known then enter clean, as conditions (see
+`CogenTransformer.forward`), so the generated part sees the known part exactly from the first step instead
+of through noise. Guidance contrasts the prediction with the one where the
 conditions are absent: out = uncond + g * (cond - uncond).
 """
 from __future__ import annotations
@@ -34,14 +37,37 @@ def grid_offset(step: int, unit: int) -> tuple[int, int]:
     return dy, dx
 
 
+def clean_cells(known: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, 1, h, w) bool known cells -> the same mask reduced to whole p x p tokens (all cells known)."""
+    if p == 1:
+        return known.bool()
+    some_unknown = F.max_pool2d((~known.bool()).float(), p, p)
+    return (some_unknown == 0).repeat_interleave(p, dim=-2).repeat_interleave(p, dim=-1)
+
+
 def shifted_call(model, x: Mapping[str, torch.Tensor], t: Mapping[str, torch.Tensor], offset: tuple[int, int],
-                 unit: int) -> dict[str, torch.Tensor]:
-    """model(x, t) with the patch grid moved by `offset` (see the module docstring); outputs at x's size."""
+                 unit: int, known: Mapping[str, tuple] | None = None) -> dict[str, torch.Tensor]:
+    """model(x, t) with the patch grid moved by `offset` (see the module docstring); outputs at x's size.
+
+    known: optional {m: (clean values (B,c,h,w), known cells (B,1,h,w) bool)}: on the moved grid, the tokens
+    of m whose cells are all known get their clean values and enter the model as clean tokens."""
     dy, dx = offset
-    if dy == 0 and dx == 0:
-        return model(x, t)
-    pad = (dx, unit - dx, dy, unit - dy)
-    out = model({m: F.pad(v, pad, mode="reflect" if min(v.shape[-2:]) > unit else "replicate") for m, v in x.items()}, t)
+    pad = (dx, unit - dx, dy, unit - dy) if (dy or dx) else None
+
+    def move(v: torch.Tensor) -> torch.Tensor:
+        if pad is None:
+            return v
+        return F.pad(v, pad, mode="reflect" if min(v.shape[-2:]) > unit else "replicate")
+
+    xs = {m: move(v) for m, v in x.items()}
+    clean = {}
+    for m, (k, km) in (known or {}).items():
+        cells = clean_cells(move(km.float()) > 0.5, model.patch_size(m))
+        xs[m] = torch.where(cells, move(k), xs[m])
+        clean[m] = cells[:, 0]
+    out = model(xs, t, None, clean) if clean else model(xs, t)
+    if pad is None:
+        return out
     return {m: o[..., dy : dy + x[m].shape[-2], dx : dx + x[m].shape[-1]] for m, o in out.items()}
 
 
@@ -49,7 +75,7 @@ def shifted_call(model, x: Mapping[str, torch.Tensor], t: Mapping[str, torch.Ten
 def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor], targets: Mapping[str, tuple],
             steps: int = 20, sampler: str = "ddim", guidance: float = 1.0,
             noise: Mapping[str, torch.Tensor] | None = None, generator: torch.Generator | None = None,
-            grid_shift: int = 0) -> dict[str, torch.Tensor]:
+            grid_shift: int = 0, partial: bool = False) -> dict[str, torch.Tensor]:
     """Sample target latents.
 
     conditions: {m: (B, c, h, w) clean latents}.
@@ -57,6 +83,7 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
         (B, h, w) bool or None.
     noise: {m: (B, c, h, w)} initial noise (drawn from `generator` if not given).
     grid_shift: the model's largest patch size to move the patch grid at every step (0: off).
+    partial: the model was trained with partial targets: fully known tokens enter clean (module docstring).
     Returns {m: (B, c, h, w)} clean latents of the targets.
     """
     dev = next(model.parameters()).device
@@ -79,9 +106,10 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
         inp = {m: scheds[m].scale_model_input(x[m], ts) for m in targets}
         times = {m: torch.full((B,), tm, device=dev) for m in targets}
         off = grid_offset(i, grid_shift)
-        out = shifted_call(model, {**cond, **inp}, {**{m: zeros for m in cond}, **times}, off, grid_shift)
+        kn = known if partial else None
+        out = shifted_call(model, {**cond, **inp}, {**{m: zeros for m in cond}, **times}, off, grid_shift, kn)
         if guidance != 1.0 and cond:
-            out_u = shifted_call(model, inp, times, off, grid_shift)
+            out_u = shifted_call(model, inp, times, off, grid_shift, kn)
             out = {m: out_u[m] + guidance * (out[m] - out_u[m]) for m in targets}
         nxt = timesteps[i + 1] if i + 1 < len(timesteps) else None
         for m in targets:

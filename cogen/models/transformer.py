@@ -3,7 +3,9 @@
 Tokens of modality m: its latent (B, c_m, h, w) cut into p_m x p_m patches, projected to width D, plus a
 learned modality embedding and a fixed 2D sin-cos position embedding (any grid size works). The time t_m of
 modality m is embedded and added to the modality embedding; each block turns that vector into adaLN-Zero
-shift/scale/gate for *every token of that modality*. Modalities that are absent are not in the sequence;
+shift/scale/gate for *every token of that modality*. A modality may also be given in part (cloud removal,
+nodata holes): tokens marked clean take the modality's t = 0 vector instead, so known regions enter clean
+while the rest of the modality is denoised. Modalities that are absent are not in the sequence;
 within a batch where a modality is present for some samples only, the others' tokens are masked out of
 attention, so they have no influence.
 """
@@ -78,6 +80,19 @@ class Attention(nn.Module):
         return self.proj(out)
 
 
+def per_token(v: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+    """(B, K, E) vectors -> (B, N, E) by slot index seg, (N,) shared by the batch or (B, N) per sample."""
+    if seg.ndim == 1:
+        return v[:, seg]
+    return torch.gather(v, 1, seg[..., None].expand(-1, -1, v.shape[-1]))
+
+
+def clean_tokens(cells: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, H, W) bool cell mask -> (B, H/p * W/p) bool: a token is clean when all of its p x p cells are."""
+    B, H, W = cells.shape
+    return rearrange(cells.bool(), "b (h p) (w q) -> b (h w) (p q)", p=p, q=p).all(dim=-1)
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale) + shift
 
@@ -95,8 +110,8 @@ class Block(nn.Module):
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, seg: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-        # c: (B, M, D) one vector per modality; seg: (N,) modality slot of each token
-        mod = self.ada(c)[:, seg]  # (B, N, 6D): every token gets its modality's modulation
+        # c: (B, K, D) conditioning vectors; seg: (N,) or (B, N) the vector slot of each token
+        mod = per_token(self.ada(c), seg)  # (B, N, 6D)
         s1, g1, a1, s2, g2, a2 = mod.chunk(6, dim=-1)
         x = x + a1 * self.attn(modulate(self.norm1(x), s1, g1), keep)
         x = x + a2 * self.mlp(modulate(self.norm2(x), s2, g2))
@@ -144,16 +159,20 @@ class CogenTransformer(ModelMixin, ConfigMixin):
         return int(self.config.modalities[m]["patch_size"])
 
     def forward(self, x: Mapping[str, torch.Tensor], t: Mapping[str, torch.Tensor],
-                present: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                present: Mapping[str, torch.Tensor] | None = None,
+                clean: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """x: {m: (B, c_m, h, w) latents}, t: {m: (B,) time in [0, 1], 0 = clean condition},
         present: optional {m: (B,) bool}; False masks that modality's tokens out for that sample.
+        clean: optional {m: (B, h, w) bool latent cells}; a token whose cells are all True is a clean
+            condition (the t = 0 vector of its modality) whatever t[m] is; its values in x must be clean.
         Returns {m: (B, c_m, h, w)} predictions for every modality in x."""
         names = [m for m in self.names if m in x]
         unknown = set(x) - set(self.names)
         if unknown:
             raise ConfigError(f"the model does not know modalities {sorted(unknown)}; it knows {self.names}")
         D = self.config.hidden_size
-        toks, conds, segs, keeps, grids = [], [], [], [], {}
+        toks, conds, segs, keeps, grids, flags = [], [], [], [], {}, []
+        partial = clean is not None and any(m in clean for m in names)
         for i, m in enumerate(names):
             p = self.patch_size(m)
             B, C, H, W = x[m].shape
@@ -165,6 +184,9 @@ class CogenTransformer(ModelMixin, ConfigMixin):
             toks.append(tok)  # (B, N_m, D)
             conds.append(self.t_mlp(timestep_embedding(t[m], D).to(tok.dtype)) + self.modality_emb[m])  # (B, D)
             segs.append(torch.full((tok.shape[1],), i, dtype=torch.long, device=tok.device))
+            if partial:
+                flags.append(clean_tokens(clean[m].to(tok.device), p) if m in clean
+                             else torch.zeros(tok.shape[:2], dtype=torch.bool, device=tok.device))
             if present is not None and m in present:
                 keeps.append(present[m].to(torch.bool)[:, None].expand(-1, tok.shape[1]))
             else:
@@ -172,11 +194,16 @@ class CogenTransformer(ModelMixin, ConfigMixin):
         h = torch.cat(toks, dim=1)  # (B, N, D), N = sum of tokens of the present modalities
         c = torch.stack(conds, dim=1)  # (B, M, D)
         seg = torch.cat(segs)  # (N,)
+        if partial:  # slots M..2M-1: each modality's t = 0 vector, for its clean tokens
+            t0 = self.t_mlp(timestep_embedding(torch.zeros(1, device=h.device), D).to(h.dtype))
+            c = torch.cat([c, t0[:, None] + torch.stack([self.modality_emb[m] for m in names])[None].to(h.dtype)
+                           .expand(c.shape[0], -1, -1)], dim=1)  # (B, 2M, D)
+            seg = seg[None] + len(names) * torch.cat(flags, dim=1).long()  # (B, N)
         keep = torch.cat(keeps, dim=1)  # (B, N)
         keep = None if bool(keep.all()) else keep | ~keep.any(dim=1, keepdim=True)
         for blk in self.blocks:
             h = blk(h, c, seg, keep)
-        shift, scale = self.final_ada(c)[:, seg].chunk(2, dim=-1)
+        shift, scale = per_token(self.final_ada(c), seg).chunk(2, dim=-1)
         h = modulate(self.final_norm(h), shift, scale)
         out, start = {}, 0
         for m in names:
