@@ -271,6 +271,9 @@ def cloud_masks(split: Split, covers: Sequence[float], seed: int) -> dict[tuple[
     return masks
 
 
+CLOUD_ONE = "cogen (clear pixels + S1RTC + DEM)"  # one sample; the mean of N samples is its own row
+
+
 def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float], seed: int) -> dict:
     from rasterio.fill import fillnodata
 
@@ -278,15 +281,17 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
     masks = cloud_masks(split, covers, seed)
     scenes = split.with_all(["S2L2A", "S1RTC", "DEM"])
     table: dict[str, dict] = {}
+    n = ev.samples
+    one, mean, blind_name = (CLOUD_ONE, f"{CLOUD_ONE}, mean of {n} samples" if n > 1 else None,
+                             "cogen without clear pixels (S1RTC + DEM)")
     for cover in covers:
-        rows = {"cogen (clear pixels + S1RTC + DEM)": [], "cogen without clear pixels (S1RTC + DEM)": [],
-                "fillnodata interpolation": []}
+        rows: dict[str, list] = {one: [], **({mean: []} if mean else {}), blind_name: [], "fillnodata interpolation": []}
         for sid in scenes:
             a = split.arrays[sid]
             mask = masks[(sid, cover)]
             truth = _phys(reg, "S2L2A", a["S2L2A"])
             res = pipe({"S2L2A": a["S2L2A"], "S1RTC": a["S1RTC"], "DEM": a["DEM"]}, ["S2L2A"], regenerate={"S2L2A": mask},
-                       steps=ev.steps, sampler=ev.sampler, samples=1, seed=ev.seed, tile=ev.tile, overlap=ev.overlap,
+                       steps=ev.steps, sampler=ev.sampler, samples=n, seed=ev.seed, tile=ev.tile, overlap=ev.overlap,
                        batch=ev.batch, progress=False)
             filled = res["S2L2A"].sample
             assert np.array_equal(filled[:, ~mask], truth[:, ~mask].astype(np.float32)), "clear pixels changed"
@@ -295,9 +300,10 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
                          progress=False)["S2L2A"].sample
             interp = np.stack([fillnodata(truth[b].astype(np.float32), mask=(~mask).astype(np.uint8),
                                           max_search_distance=200) for b in range(truth.shape[0])])
-            for name, pred in (("cogen (clear pixels + S1RTC + DEM)", filled),
-                               ("cogen without clear pixels (S1RTC + DEM)", blind),
-                               ("fillnodata interpolation", interp)):
+            preds = [(one, filled), (blind_name, blind), ("fillnodata interpolation", interp)]
+            if mean:
+                preds.append((mean, res["S2L2A"].mean))
+            for name, pred in preds:
                 p, t = pred[:, mask], truth[:, mask]
                 rows[name].append({"PSNR": psnr_np(p, t, 1.0), "SAM": sam_np(p, t), "MAE": mae_np(p, t)})
         table[f"{int(cover * 100)}%"] = {k: {q: float(np.mean([r[q] for r in v])) for q in ("PSNR", "SAM", "MAE")}

@@ -188,6 +188,9 @@ def output_nodata(mod: Modality) -> float | None:
 
 
 # ---- the pipeline ----------------------------------------------------------------------------------------
+INTERP_DISTANCE = 200  # px: fillnodata's search distance for start="interpolate"
+
+
 class CogenPipeline:
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu"):
         self.bundle = bundle.to(device)
@@ -214,18 +217,21 @@ class CogenPipeline:
                  sampler: str | None = None, guidance: float | None = None, samples: int = 1, seed: int = 0,
                  tile: int | None = None, overlap: int | None = None, regenerate: Mapping[str, Any] | None = None,
                  batch: int = 16, progress: bool = True, outputs: Mapping[str, Mapping[str, Any]] | None = None,
-                 ) -> dict[str, TargetResult]:
+                 start: str = "noise", strength: float = 0.5) -> dict[str, TargetResult]:
         """Generate `targets` from `conditions` ({modality: GeoTIFF path or (C,H,W) raw array}).
 
         regenerate: {modality: mask} for a target that is also given (cloud removal): masked pixels are
             generated, the others kept exactly. A mask is a bool array or a :class:`MaskSource`.
         outputs: optional {target: {"sample"|"mean"|"std"|"classes"|"confidence": path}} to stream GeoTIFFs
             to instead of returning arrays.
+        start: "noise", or "interpolate" (with `regenerate`): the masked pixels start from an interpolation of
+            the kept ones (`rasterio.fill.fillnodata`) noised to level `strength` (1 = pure noise), and only
+            the last `strength` share of the steps runs (SDEdit).
         """
         sources = self.make_sources(conditions)
         return self.run(sources, targets, steps=steps, sampler=sampler, guidance=guidance, samples=samples,
                         seed=seed, tile=tile, overlap=overlap, regenerate=regenerate, batch=batch,
-                        progress=progress, outputs=outputs)
+                        progress=progress, outputs=outputs, start=start, strength=strength)
 
     def make_sources(self, conditions: Mapping[str, Any]) -> dict[str, Source]:
         sources: dict[str, Source] = {}
@@ -255,7 +261,8 @@ class CogenPipeline:
 
     def run(self, sources: Mapping[str, Source], targets: Sequence[str], *, steps=None, sampler=None, guidance=None,
             samples: int = 1, seed: int = 0, tile=None, overlap=None, regenerate=None, batch: int = 16,
-            progress: bool = True, outputs=None, size: tuple[int, int] | None = None) -> dict[str, TargetResult]:
+            progress: bool = True, outputs=None, size: tuple[int, int] | None = None, start: str = "noise",
+            strength: float = 0.5) -> dict[str, TargetResult]:
         sc = self.bundle.config.sample
         steps, sampler = steps or sc.steps, sampler or sc.sampler
         guidance = sc.guidance if guidance is None else guidance
@@ -276,12 +283,13 @@ class CogenPipeline:
                     check_same_grid(src.path, src.grid, mk.path, mk.grid)
             elif np.asarray(mk).shape != (H, W):
                 raise GridMismatchError(f"mask for {m} has shape {np.asarray(mk).shape}, the scene is {H}x{W}")
+        starts = self._starts(sources, targets, regenerate, start, strength, H, W)
         writers = self._make_writers(targets, H, W, samples, outputs, sources)
         try:
             # a small GDAL block cache: windows are read and written once, caching the scene would only cost memory
             with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
                 self._stream(sources, targets, regenerate, writers, H, W, steps, sampler, guidance, samples, seed,
-                             tile, overlap, batch, progress)
+                             tile, overlap, batch, progress, starts)
         except BaseException:
             for ws in writers.values():
                 for w in ws.values():
@@ -298,6 +306,37 @@ class CogenPipeline:
                     setattr(r, kind, self._to_physical(m, kind, val))
             results[m] = r
         return results
+
+    def _starts(self, sources, targets, regenerate, start, strength, H, W) -> dict:
+        """{"arrays": {m: (C, H, W) model-space start}, "strength": s} for start="interpolate", else {}."""
+        if start == "noise":
+            return {}
+        if start != "interpolate":
+            raise UsageError(f"start={start!r}: use noise or interpolate")
+        if not 0 < strength <= 1:
+            raise UsageError(f"strength={strength}: use a value in (0, 1] (1 = start from pure noise)")
+        missing = [m for m in targets if m not in regenerate]
+        if missing or self.registry[targets[0]].is_categorical:
+            raise UsageError(f"start=interpolate fills masked pixels of given continuous targets (cloud removal); "
+                             f"{', '.join(missing) or targets[0]} cannot start from an interpolation")
+        from rasterio.fill import fillnodata
+
+        arrays = {}
+        for m in targets:
+            raw, ok = sources[m].read(0, 0, H, W)
+            ok = ok & ~self._mask_rows(regenerate[m], 0, H, W)
+            x, v = to_model_space(sources[m].modality, raw, ok)
+            x, v = x.numpy(), v.numpy()
+            if not v.any():
+                continue  # nothing to interpolate from: these pixels start from noise
+            filled = np.stack([fillnodata(b.copy(), mask=v.astype(np.uint8), max_search_distance=INTERP_DISTANCE)
+                               for b in x])
+            # beyond the search distance fillnodata leaves the gap: the band's mean over the kept pixels
+            reached = np.stack([fillnodata(v.astype(np.float32), mask=v.astype(np.uint8),
+                                           max_search_distance=INTERP_DISTANCE)]) > 0
+            means = np.array([b[v].mean() for b in x], np.float32)[:, None, None]
+            arrays[m] = np.where(reached | v[None], filled, means).astype(np.float32)
+        return {"arrays": arrays, "strength": float(strength)} if arrays else {}
 
     def _to_physical(self, m: str, kind: str, raw: np.ndarray) -> np.ndarray:
         mod = self.registry[m]
@@ -384,7 +423,7 @@ class CogenPipeline:
 
     # ---- tiles -------------------------------------------------------------------------------------------
     def _stream(self, sources, targets, regenerate, writers, H, W, steps, sampler, guidance, samples, seed, tile,
-                overlap, batch, progress):
+                overlap, batch, progress, starts=None):
         rows, cols = tile_starts(H, tile, overlap), tile_starts(W, tile, overlap)
         Wp = max(W, tile)
         wt = blend_weight(tile, overlap).astype(np.float32)
@@ -399,7 +438,7 @@ class CogenPipeline:
             for i in range(0, len(cols), per_fwd):
                 cs = cols[i : i + per_fwd]
                 res, inf = self._sample_tiles(sources, targets, regenerate, [(r, c) for c in cs], tile, steps, sampler,
-                                              guidance, samples, seed)
+                                              guidance, samples, seed, starts)
                 for j, c in enumerate(cs):
                     rr = r - top
                     wsum[rr : rr + tile, c : c + tile] += wt
@@ -465,8 +504,17 @@ class CogenPipeline:
 
     # ---- one batch of tiles ----------------------------------------------------------------------------
     @torch.no_grad()
-    def _sample_tiles(self, sources, targets, regenerate, positions, tile, steps, sampler, guidance, samples, seed):
+    def _sample_tiles(self, sources, targets, regenerate, positions, tile, steps, sampler, guidance, samples, seed,
+                      starts=None):
         """-> ({m: (n_tiles, acc_channels, tile, tile) physical}, (n_tiles, tile, tile) info)"""
+        starts = starts or {}
+        init = {}
+        for m, arr in starts.get("arrays", {}).items():
+            t = np.zeros((len(positions), arr.shape[0], tile, tile), np.float32)
+            for j, (r, c) in enumerate(positions):
+                win = arr[:, r : r + tile, c : c + tile]
+                t[j, :, : win.shape[1], : win.shape[2]] = win
+            init[m] = torch.from_numpy(t)
         nt = len(positions)
         vals: dict[str, torch.Tensor] = {}
         oks: dict[str, torch.Tensor] = {}
@@ -491,7 +539,7 @@ class CogenPipeline:
             idx = [j for j in range(nt) if sig[j] == g]
             status = dict(g)
             self._sample_group(idx, positions, vals, oks, status, targets, regenerate, tile, steps, sampler, guidance,
-                               samples, seed, out)
+                               samples, seed, out, init, starts.get("strength", 1.0))
         return out, info
 
     @staticmethod
@@ -506,7 +554,7 @@ class CogenPipeline:
         return outm
 
     def _sample_group(self, idx, positions, vals, oks, status, targets, regenerate, tile, steps, sampler, guidance,
-                      samples, seed, out):
+                      samples, seed, out, init=None, strength=1.0):
         toks = self.bundle.tokenizers
         dev = self.device
         S = samples
@@ -539,8 +587,9 @@ class CogenPipeline:
         else:
             unit = max(self.model.patch_size(m) for m in self.model.names) if self.grid_shift else 0
             partial = self.bundle.config.roles.p_partial > 0  # trained to take known tokens clean
+            z0 = {m: toks[m].encode(rep(v).to(dev)) for m, v in (init or {}).items()}
             z = denoise(self.model, self.diffusion, conditions, tspec, steps, sampler, guidance, noise, gen, unit,
-                        partial)
+                        partial, z0 if z0 and set(z0) == set(targets) else None, strength)
         for m in targets:
             mod = self.registry[m]
             x = toks[m].decode(z[m]).cpu()

@@ -85,21 +85,21 @@ def _quicklook(path: Path, registry, panels_in: dict[str, Any], panels_out: dict
     return save_grid(path, [r for r in rows if r])
 
 
-def _write_outputs(pipe: CogenPipeline, sources, targets, d: Path, args, regenerate=None, names=None):
+def _write_outputs(pipe: CogenPipeline, sources, targets, d: Path, args, regenerate=None, names=None, extra=None):
     outputs = {}
     for m in targets:
         base = (names or {}).get(m, m)
         outputs[m] = {"sample": d / f"{base}.tif", "mean": d / f"{base}_mean.tif", "std": d / f"{base}_std.tif",
                       "classes": d / f"{base}.tif", "confidence": d / f"{base}_confidence.tif"}
-    return pipe.run(sources, targets, outputs=outputs, regenerate=regenerate, **_sample_kw(args))
+    return pipe.run(sources, targets, outputs=outputs, regenerate=regenerate, **_sample_kw(args), **(extra or {}))
 
 
 def _run_job(args, pipe: CogenPipeline, inputs: dict[str, str], targets: list[str], panels, t0: float,
-             regenerate=None) -> dict:
+             regenerate=None, extra=None) -> dict:
     """One job into a staged output folder: rasters, quicklook.png (inputs over `panels(files)`), run.json."""
     with OutputDir(args.out, args.overwrite) as od:
         sources = pipe.make_sources(inputs)
-        res = _write_outputs(pipe, sources, targets, od.path, args, regenerate=regenerate)
+        res = _write_outputs(pipe, sources, targets, od.path, args, regenerate=regenerate, extra=extra)
         files = {m: r.files for m, r in res.items()}
         _quicklook(od.path / "quicklook.png", pipe.registry, {f"input {m}": (m, p) for m, p in inputs.items()},
                    panels(files))
@@ -143,7 +143,8 @@ def cloud_removal(args: argparse.Namespace) -> dict:
             raise UsageError(f"--mask-values {args.mask_values!r}: expected integers like 8,9,10,3") from None
     mask = MaskSource(args.mask, values)
     files = _run_job(args, pipe, inputs, [target], lambda files: {f"{target} filled": (target, files[target]["sample"])},
-                     t0, regenerate={target: mask})
+                     t0, regenerate={target: mask},
+                     extra={"start": getattr(args, "start", "noise"), "strength": getattr(args, "strength", 0.5)})
     print(f"wrote {target} with masked pixels filled to {args.out} (quicklook: {Path(args.out) / 'quicklook.png'})")
     return files
 

@@ -37,8 +37,11 @@ def table(r: dict) -> str:
             c = r["cloud_removal"].get(cover)
             if c:
                 cg = c["cogen (clear pixels + S1RTC + DEM)"]
+                mean = next((v for k, v in c.items() if k.startswith("cogen (clear pixels + S1RTC + DEM), mean of")), None)
                 fill = c["fillnodata interpolation"]
-                lines.append(f"| cloud removal, {cover} cover | PSNR / SAM in masks | {cg['PSNR']:.2f} dB / {cg['SAM']:.2f}° | "
+                cell = f"{cg['PSNR']:.2f} dB / {cg['SAM']:.2f}°" + (
+                    f" (mean of samples: {mean['PSNR']:.2f} dB / {mean['SAM']:.2f}°)" if mean else "")
+                lines.append(f"| cloud removal, {cover} cover | PSNR / SAM in masks, one sample | {cell} | "
                              + "– | " * (len(meths) - 1)
                              + f"fillnodata {fill['PSNR']:.2f} dB / {fill['SAM']:.2f}° |")
     m = r["meta"]

@@ -32,6 +32,7 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
     assert r["training mean / class prior"]["S1RTC->S2L2A"]["S2L2A"]["sample"]["PSNR"] > 0
     assert "deterministic (same backbone)" in r and set(r["robustness"]["table"]) == {"S2L2A", "S1RTC", "S2L2A + S1RTC"}
     assert set(r["cloud_removal"]["30%"]) == {"cogen (clear pixels + S1RTC + DEM)", "cogen without clear pixels (S1RTC + DEM)",
+                                             "cogen (clear pixels + S1RTC + DEM), mean of 2 samples",
                                              "fillnodata interpolation"}
     assert len(r["sweep"]["psnr"]["ddim"]) == 2
     text = report.read_text()

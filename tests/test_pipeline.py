@@ -237,3 +237,46 @@ def test_vae_tokenized_modality_imputes_and_keeps_clear_pixels(tmp_path, vae_bun
     assert cloud.any() and (~cloud).any()
     assert np.array_equal(filled[:, ~cloud], s2[:, ~cloud])
     assert not np.array_equal(filled[:, cloud], s2[:, cloud])
+
+
+def test_cloud_removal_started_from_the_interpolation(tiny_bundle):
+    """start="interpolate": gaps start from fillnodata of the clear pixels; at a low noise level the result
+    stays near that interpolation (a smooth ramp is filled almost exactly) while a start from noise does not;
+    clear pixels are kept exactly either way."""
+    from cogen.pipeline import CogenPipeline
+
+    pipe = CogenPipeline.from_checkpoint(tiny_bundle)
+    h = w = 32
+    r, c = np.mgrid[0:h, 0:w]
+    s2 = np.stack([1000 + 20 * r + 10 * c + 100 * b for b in range(12)]).astype(np.int16)
+    s1 = np.random.default_rng(0).normal(-12, 2, (2, h, w)).astype(np.float32)
+    mask = np.zeros((h, w), bool)
+    mask[10:20, 8:22] = True
+    kw = dict(regenerate={"S2L2A": mask}, steps=10, seed=0, tile=16, overlap=0, progress=False)
+    outs = [pipe({"S2L2A": s2, "S1RTC": s1}, ["S2L2A"], start="interpolate", strength=st, **kw)["S2L2A"].sample
+            for st in (0.1, 0.5)] + [pipe({"S2L2A": s2, "S1RTC": s1}, ["S2L2A"], **kw)["S2L2A"].sample]
+    truth = s2 * 1e-4
+    for out in outs:
+        assert np.array_equal(out[:, ~mask], truth[:, ~mask].astype(np.float32))
+    err = [np.abs(out[:, mask] - truth[:, mask]).mean() for out in outs]  # the random model adds its own error
+    assert err[0] < err[1] < err[2] and err[0] < err[2] / 4
+    with pytest.raises(Exception, match="strength"):
+        pipe({"S2L2A": s2, "S1RTC": s1}, ["S2L2A"], start="interpolate", strength=1.5, **kw)
+    with pytest.raises(Exception, match="interpolat"):
+        pipe({"S1RTC": s1}, ["S2L2A"], start="interpolate", steps=2, tile=16, overlap=0, progress=False)
+
+
+def test_cloud_removal_cli_start_option(tmp_path, tiny_bundle):
+    paths, sc = scene(tmp_path, 24, 24)
+    cloud = sc["rasters"]["CLOUD"][0]
+    with rasterio.open(paths["S2L2A"]) as r:
+        write_raster(tmp_path / "mask.tif", (cloud > 0).astype(np.uint8), r.crs, r.transform)
+        s2 = r.read()
+    out = tmp_path / "cr"
+    args = ["cloud-removal", "--input", f"S2L2A={paths['S2L2A']}", "--input", f"S1RTC={paths['S1RTC']}",
+            "--mask", tmp_path / "mask.tif", "--start", "interpolate", "--strength", "0.4", *common(tiny_bundle, out)]
+    assert run(*args) == 0
+    with rasterio.open(out / "S2L2A.tif") as o:
+        filled = o.read()
+    assert np.array_equal(filled[:, cloud == 0], s2[:, cloud == 0])
+    assert run(*[a if a != "0.4" else "0" for a in args], "--overwrite") == 2

@@ -7,7 +7,9 @@ values noised to the next step's level, and by the exact known values at the end
 are conditioned on them inside the loop. A model trained with partial targets (`roles.p_partial` > 0) is
 called with `partial=True`: tokens whose cells are all known then enter clean, as conditions (see
 `CogenTransformer.forward`), so the generated part sees the known part exactly from the first step instead
-of through noise. Guidance contrasts the prediction with the one where the
+of through noise. A target may also start from an estimate (`init`, e.g. an interpolation of the known
+cells into the gaps) noised to the level `strength` (1 = pure noise) instead of from pure noise; the
+sampler then runs only the last `strength` share of its steps (SDEdit). Guidance contrasts the prediction with the one where the
 conditions are absent: out = uncond + g * (cond - uncond).
 """
 from __future__ import annotations
@@ -75,7 +77,8 @@ def shifted_call(model, x: Mapping[str, torch.Tensor], t: Mapping[str, torch.Ten
 def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor], targets: Mapping[str, tuple],
             steps: int = 20, sampler: str = "ddim", guidance: float = 1.0,
             noise: Mapping[str, torch.Tensor] | None = None, generator: torch.Generator | None = None,
-            grid_shift: int = 0, partial: bool = False) -> dict[str, torch.Tensor]:
+            grid_shift: int = 0, partial: bool = False, init: Mapping[str, torch.Tensor] | None = None,
+            strength: float = 1.0) -> dict[str, torch.Tensor]:
     """Sample target latents.
 
     conditions: {m: (B, c, h, w) clean latents}.
@@ -84,6 +87,7 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
     noise: {m: (B, c, h, w)} initial noise (drawn from `generator` if not given).
     grid_shift: the model's largest patch size to move the patch grid at every step (0: off).
     partial: the model was trained with partial targets: fully known tokens enter clean (module docstring).
+    init: {m: (B, c, h, w) clean latent estimate} for every target, to start from at level `strength`.
     Returns {m: (B, c, h, w)} clean latents of the targets.
     """
     dev = next(model.parameters()).device
@@ -92,9 +96,21 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
     for s in scheds.values():
         s.set_timesteps(steps, device=dev)
     timesteps = next(iter(scheds.values())).timesteps
+    if init:
+        if set(init) != set(targets):
+            raise ValueError(f"init must cover every target ({sorted(targets)}), got {sorted(init)}")
+        if not 0 < strength <= 1:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
+        n_run = max(1, int(round(len(timesteps) * strength)))
+        timesteps = timesteps[len(timesteps) - n_run :]
+        for s in scheds.values():
+            if hasattr(s, "set_begin_index"):
+                s.set_begin_index(len(s.timesteps) - n_run)
     eps = {m: (noise[m] if noise is not None and m in noise else torch.randn(shape, generator=generator)).to(dev, dtype)
            for m, (shape, _, _) in targets.items()}
     x = {m: eps[m] * scheds[m].init_noise_sigma for m in targets}
+    if init:
+        x = {m: _noise_to(scheds[m], diffusion, init[m].to(dev, dtype), eps[m], timesteps[0]) for m in targets}
     cond = {m: v.to(dev, dtype) for m, v in conditions.items()}
     B = next(iter(eps.values())).shape[0]
     zeros = torch.zeros(B, device=dev)
