@@ -274,7 +274,15 @@ def cloud_masks(split: Split, covers: Sequence[float], seed: int) -> dict[tuple[
 CLOUD_ONE = "cogen (clear pixels + S1RTC + DEM)"  # one sample; the mean of N samples is its own row
 
 
-def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float], seed: int) -> dict:
+def cloud_row(strength: float | None) -> str:
+    """Row name of cogen's cloud removal from noise (None) or from the interpolation at `strength`."""
+    return CLOUD_ONE if strength is None else f"cogen from the interpolation, strength {strength:g} (clear pixels + S1RTC + DEM)"
+
+
+def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float], seed: int,
+                       strengths: Sequence[float] = ()) -> dict:
+    """Per cover: cogen from noise and from the interpolation at each of `strengths` (one sample and the mean
+    of N), cogen without the clear pixels, and fillnodata; scores inside the masks, averaged over strips."""
     from rasterio.fill import fillnodata
 
     reg = ev.reg
@@ -282,30 +290,33 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
     scenes = split.with_all(["S2L2A", "S1RTC", "DEM"])
     table: dict[str, dict] = {}
     n = ev.samples
-    one, mean, blind_name = (CLOUD_ONE, f"{CLOUD_ONE}, mean of {n} samples" if n > 1 else None,
-                             "cogen without clear pixels (S1RTC + DEM)")
+    blind_name = "cogen without clear pixels (S1RTC + DEM)"
+    starts = [None, *strengths]
     for cover in covers:
-        rows: dict[str, list] = {one: [], **({mean: []} if mean else {}), blind_name: [], "fillnodata interpolation": []}
+        rows: dict[str, list] = {}
         for sid in scenes:
             a = split.arrays[sid]
             mask = masks[(sid, cover)]
             truth = _phys(reg, "S2L2A", a["S2L2A"])
-            res = pipe({"S2L2A": a["S2L2A"], "S1RTC": a["S1RTC"], "DEM": a["DEM"]}, ["S2L2A"], regenerate={"S2L2A": mask},
-                       steps=ev.steps, sampler=ev.sampler, samples=n, seed=ev.seed, tile=ev.tile, overlap=ev.overlap,
-                       batch=ev.batch, progress=False)
-            filled = res["S2L2A"].sample
-            assert np.array_equal(filled[:, ~mask], truth[:, ~mask].astype(np.float32)), "clear pixels changed"
+            preds = []
+            for st in starts:
+                res = pipe({"S2L2A": a["S2L2A"], "S1RTC": a["S1RTC"], "DEM": a["DEM"]}, ["S2L2A"],
+                           regenerate={"S2L2A": mask}, steps=ev.steps, sampler=ev.sampler, samples=n, seed=ev.seed,
+                           tile=ev.tile, overlap=ev.overlap, batch=ev.batch, progress=False,
+                           start="noise" if st is None else "interpolate", strength=1.0 if st is None else st)["S2L2A"]
+                assert np.array_equal(res.sample[:, ~mask], truth[:, ~mask].astype(np.float32)), "clear pixels changed"
+                preds.append((cloud_row(st), res.sample))
+                if n > 1:
+                    preds.append((f"{cloud_row(st)}, mean of {n} samples", res.mean))
             blind = pipe({"S1RTC": a["S1RTC"], "DEM": a["DEM"]}, ["S2L2A"], steps=ev.steps, sampler=ev.sampler,
                          samples=1, seed=ev.seed, tile=ev.tile, overlap=ev.overlap, batch=ev.batch,
                          progress=False)["S2L2A"].sample
             interp = np.stack([fillnodata(truth[b].astype(np.float32), mask=(~mask).astype(np.uint8),
                                           max_search_distance=200) for b in range(truth.shape[0])])
-            preds = [(one, filled), (blind_name, blind), ("fillnodata interpolation", interp)]
-            if mean:
-                preds.append((mean, res["S2L2A"].mean))
+            preds += [(blind_name, blind), ("fillnodata interpolation", interp)]
             for name, pred in preds:
                 p, t = pred[:, mask], truth[:, mask]
-                rows[name].append({"PSNR": psnr_np(p, t, 1.0), "SAM": sam_np(p, t), "MAE": mae_np(p, t)})
+                rows.setdefault(name, []).append({"PSNR": psnr_np(p, t, 1.0), "SAM": sam_np(p, t), "MAE": mae_np(p, t)})
         table[f"{int(cover * 100)}%"] = {k: {q: float(np.mean([r[q] for r in v])) for q in ("PSNR", "SAM", "MAE")}
                                          for k, v in rows.items()}
     return table
@@ -414,6 +425,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--robustness", default=None, help="TARGET:A,B,C -> scores TARGET for every non-empty subset")
     p.add_argument("--cloud-removal", action="store_true", help="synthetic cloud masks over the real S2L2A")
     p.add_argument("--cloud-covers", default="0.2,0.3,0.4,0.5")
+    p.add_argument("--cloud-strength", type=float, action="append", default=[],
+                   help="also score cloud removal started from the interpolation at this strength (repeatable)")
     p.add_argument("--sweep", default=None, help="direction for the quality-vs-steps plot (ddim, dpm++)")
     p.add_argument("--sweep-steps", default="5,10,20,50,100")
     p.add_argument("--out", required=True, help="results.json")
@@ -483,7 +496,7 @@ def main(argv: list[str] | None = None) -> None:
     elif a.cloud_removal:
         print(f"[{time.time() - t0:6.0f}s] cloud removal", flush=True)
         covers = [float(c) for c in a.cloud_covers.split(",")]
-        results["cloud_removal"] = cloud_removal_eval(pipe, ev, split, covers, a.seed)
+        results["cloud_removal"] = cloud_removal_eval(pipe, ev, split, covers, a.seed, a.cloud_strength)
     if a.sweep and "sweep" in prev:
         results["sweep"] = prev["sweep"]
     elif a.sweep:

@@ -35,13 +35,18 @@ def table(r: dict) -> str:
     if "cloud_removal" in r:
         for cover in ("30%", "50%"):
             c = r["cloud_removal"].get(cover)
-            if c:
-                cg = c["cogen (clear pixels + S1RTC + DEM)"]
-                mean = next((v for k, v in c.items() if k.startswith("cogen (clear pixels + S1RTC + DEM), mean of")), None)
-                fill = c["fillnodata interpolation"]
-                cell = f"{cg['PSNR']:.2f} dB / {cg['SAM']:.2f}°" + (
-                    f" (mean of samples: {mean['PSNR']:.2f} dB / {mean['SAM']:.2f}°)" if mean else "")
-                lines.append(f"| cloud removal, {cover} cover | PSNR / SAM in masks, one sample | {cell} | "
+            if not c:
+                continue
+            fill = c["fillnodata interpolation"]
+            for name, one in c.items():
+                if not name.startswith("cogen") or "mean of" in name or "without" in name:
+                    continue
+                mean = next((v for k, v in c.items() if k.startswith(name + ", mean of")), None)
+                how = "from the interpolation" + name.split("interpolation")[1].split(" (")[0] if "interpolation" in name else "from noise"
+                cell = (f"{mean['PSNR']:.2f} dB / {mean['SAM']:.2f}° (one sample: {one['PSNR']:.2f} dB / {one['SAM']:.2f}°)"
+                        if mean else f"{one['PSNR']:.2f} dB / {one['SAM']:.2f}°")
+                metric = "PSNR / SAM in masks" + (", mean of samples" if mean else ", one sample")
+                lines.append(f"| cloud removal, {cover} cover, {how} | {metric} | {cell} | "
                              + "– | " * (len(meths) - 1)
                              + f"fillnodata {fill['PSNR']:.2f} dB / {fill['SAM']:.2f}° |")
     m = r["meta"]

@@ -21,7 +21,7 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
     main(["--checkpoint", str(tiny_bundle), "--data", str(synth_root), "--split-file", str(split), "--split", "test",
           "--direction", "S1RTC->S2L2A", "--direction", "S2L2A->LULC", "--samples", "2", "--steps", "2",
           "--tile", "16", "--baseline", "mean", "--baseline-checkpoint", str(tiny_bundle), "--robustness",
-          "LULC:S2L2A,S1RTC", "--cloud-removal", "--cloud-covers", "0.3", "--sweep", "S1RTC->S2L2A",
+          "LULC:S2L2A,S1RTC", "--cloud-removal", "--cloud-covers", "0.3", "--cloud-strength", "0.5", "--sweep", "S1RTC->S2L2A",
           "--sweep-steps", "2,3", "--out", str(out), "--report", str(report)])
     r = json.loads(out.read_text())
     s2 = r["cogen"]["S1RTC->S2L2A"]["S2L2A"]
@@ -33,7 +33,9 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
     assert "deterministic (same backbone)" in r and set(r["robustness"]["table"]) == {"S2L2A", "S1RTC", "S2L2A + S1RTC"}
     assert set(r["cloud_removal"]["30%"]) == {"cogen (clear pixels + S1RTC + DEM)", "cogen without clear pixels (S1RTC + DEM)",
                                              "cogen (clear pixels + S1RTC + DEM), mean of 2 samples",
-                                             "fillnodata interpolation"}
+                                             "cogen from the interpolation, strength 0.5 (clear pixels + S1RTC + DEM)",
+                                             "cogen from the interpolation, strength 0.5 (clear pixels + S1RTC + DEM), "
+                                             "mean of 2 samples", "fillnodata interpolation"}
     assert len(r["sweep"]["psnr"]["ddim"]) == 2
     text = report.read_text()
     assert "Missing-modality robustness" in text and "figures/" in text
