@@ -189,6 +189,63 @@ def output_nodata(mod: Modality) -> float | None:
 
 # ---- the pipeline ----------------------------------------------------------------------------------------
 INTERP_DISTANCE = 200  # px: fillnodata's search distance for start="interpolate"
+INTERP_BLOCK = 256  # rows interpolated at a time (plus INTERP_DISTANCE above and below)
+
+
+class InterpolatedStart:
+    """The masked pixels of a target filled from its kept ones (`rasterio.fill.fillnodata`, model space),
+    computed block of rows by block of rows with INTERP_DISTANCE rows of context on each side (all that
+    fillnodata's search can reach), so memory stays bounded on large scenes; two blocks are kept. Pixels out
+    of reach of any kept pixel get the band mean of the kept pixels in the block's context (0, the
+    normalised mean, when there are none)."""
+
+    def __init__(self, source: Source, mask, H: int, W: int, block: int = INTERP_BLOCK,
+                 distance: int = INTERP_DISTANCE):
+        self.src, self.mask, self.H, self.W = source, mask, H, W
+        self.block, self.distance = block, distance
+        self.cache: dict[int, np.ndarray] = {}
+
+    def _compute(self, k: int) -> np.ndarray:
+        from rasterio.fill import fillnodata
+
+        r0, r1 = k * self.block, min((k + 1) * self.block, self.H)
+        a, b = max(0, r0 - self.distance), min(self.H, r1 + self.distance)
+        raw, ok = self.src.read(a, 0, b - a, self.W)
+        ok = ok & ~CogenPipeline._mask_rows(self.mask, a, b - a, self.W)
+        x, v = to_model_space(self.src.modality, raw, ok)
+        x, v = x.numpy(), v.numpy()
+        if not v.any():
+            return np.zeros((x.shape[0], r1 - r0, self.W), np.float32)
+        keep = v.astype(np.uint8)
+        filled = np.stack([fillnodata(band.copy(), mask=keep, max_search_distance=self.distance) for band in x])
+        reached = fillnodata(v.astype(np.float32), mask=keep, max_search_distance=self.distance) > 0
+        means = np.array([band[v].mean() for band in x], np.float32)[:, None, None]
+        out = np.where((reached | v)[None], filled, means).astype(np.float32)
+        return out[:, r0 - a : r1 - a]
+
+    def rows(self, k: int) -> np.ndarray:
+        if k not in self.cache:
+            if len(self.cache) >= 2:
+                self.cache.pop(min(self.cache))
+            self.cache[k] = self._compute(k)
+        return self.cache[k]
+
+    def window(self, r: int, c: int, tile: int) -> np.ndarray:
+        """(C, tile, tile) at (r, c); zeros beyond the scene."""
+        out = np.zeros((self.src.modality.num_bands, tile, tile), np.float32)
+        parts, row = [], r
+        end = min(r + tile, self.H)
+        if row >= end:
+            return out
+        while row < end:
+            k = row // self.block
+            blk = self.rows(k)
+            stop = min(end, (k + 1) * self.block)
+            parts.append(blk[:, row - k * self.block : stop - k * self.block, c : c + tile])
+            row = stop
+        got = np.concatenate(parts, axis=1)
+        out[:, : got.shape[1], : got.shape[2]] = got
+        return out
 
 
 class CogenPipeline:
@@ -308,7 +365,7 @@ class CogenPipeline:
         return results
 
     def _starts(self, sources, targets, regenerate, start, strength, H, W) -> dict:
-        """{"arrays": {m: (C, H, W) model-space start}, "strength": s} for start="interpolate", else {}."""
+        """{"arrays": {m: InterpolatedStart}, "strength": s} for start="interpolate", else {}."""
         if start == "noise":
             return {}
         if start != "interpolate":
@@ -319,24 +376,8 @@ class CogenPipeline:
         if missing or self.registry[targets[0]].is_categorical:
             raise UsageError(f"start=interpolate fills masked pixels of given continuous targets (cloud removal); "
                              f"{', '.join(missing) or targets[0]} cannot start from an interpolation")
-        from rasterio.fill import fillnodata
-
-        arrays = {}
-        for m in targets:
-            raw, ok = sources[m].read(0, 0, H, W)
-            ok = ok & ~self._mask_rows(regenerate[m], 0, H, W)
-            x, v = to_model_space(sources[m].modality, raw, ok)
-            x, v = x.numpy(), v.numpy()
-            if not v.any():
-                continue  # nothing to interpolate from: these pixels start from noise
-            filled = np.stack([fillnodata(b.copy(), mask=v.astype(np.uint8), max_search_distance=INTERP_DISTANCE)
-                               for b in x])
-            # beyond the search distance fillnodata leaves the gap: the band's mean over the kept pixels
-            reached = np.stack([fillnodata(v.astype(np.float32), mask=v.astype(np.uint8),
-                                           max_search_distance=INTERP_DISTANCE)]) > 0
-            means = np.array([b[v].mean() for b in x], np.float32)[:, None, None]
-            arrays[m] = np.where(reached | v[None], filled, means).astype(np.float32)
-        return {"arrays": arrays, "strength": float(strength)} if arrays else {}
+        arrays = {m: InterpolatedStart(sources[m], regenerate[m], H, W) for m in targets}
+        return {"arrays": arrays, "strength": float(strength)}
 
     def _to_physical(self, m: str, kind: str, raw: np.ndarray) -> np.ndarray:
         mod = self.registry[m]
@@ -509,12 +550,8 @@ class CogenPipeline:
         """-> ({m: (n_tiles, acc_channels, tile, tile) physical}, (n_tiles, tile, tile) info)"""
         starts = starts or {}
         init = {}
-        for m, arr in starts.get("arrays", {}).items():
-            t = np.zeros((len(positions), arr.shape[0], tile, tile), np.float32)
-            for j, (r, c) in enumerate(positions):
-                win = arr[:, r : r + tile, c : c + tile]
-                t[j, :, : win.shape[1], : win.shape[2]] = win
-            init[m] = torch.from_numpy(t)
+        for m, st in starts.get("arrays", {}).items():
+            init[m] = torch.from_numpy(np.stack([st.window(r, c, tile) for (r, c) in positions]))
         nt = len(positions)
         vals: dict[str, torch.Tensor] = {}
         oks: dict[str, torch.Tensor] = {}
