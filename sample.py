@@ -52,12 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the Sentinel-2 scene (S2L2A or S2L1C) and any other inputs (S1RTC, DEM, ...)")
     p.add_argument("--mask", required=True, help="binary mask (non-zero = cloud) or a scene-classification layer")
     p.add_argument("--mask-values", default=None, help="class values that are cloud/shadow, e.g. 8,9,10,3 for SCL")
-    p.add_argument("--start", default="noise", choices=["noise", "interpolate"],
+    p.add_argument("--start", default=None, choices=["noise", "interpolate"],
                    help="masked pixels start from pure noise, or from an interpolation of the clear pixels noised "
-                        "to --strength (SDEdit)")
-    p.add_argument("--strength", type=float, default=0.5,
+                        "to --strength (SDEdit); default: the checkpoint's sample.start")
+    p.add_argument("--strength", type=float, default=None,
                    help="with --start interpolate: noise level to start from, 0-1 (1 = pure noise); that share "
-                        "of --steps runs")
+                        "of --steps runs; default: the checkpoint's sample.strength")
     common(p)
     p = sub.add_parser("segment", help="land-cover map (majority of samples) with a confidence map")
     p.add_argument("--input", action="append", required=True, metavar="MOD=PATH")

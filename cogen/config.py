@@ -94,6 +94,8 @@ class SampleConfig:
     tile: int = 32
     overlap: int = 8
     grid_shift: bool = True  # move the patch grid at every denoising step (see cogen.diffusion.sampling)
+    start: str = "noise"  # cloud removal: masked pixels start from noise, or "interpolate" (see CogenPipeline)
+    strength: float = 0.5  # with start=interpolate: the noise level started from (1 = pure noise)
 
 
 @dataclass

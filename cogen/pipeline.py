@@ -274,7 +274,7 @@ class CogenPipeline:
                  sampler: str | None = None, guidance: float | None = None, samples: int = 1, seed: int = 0,
                  tile: int | None = None, overlap: int | None = None, regenerate: Mapping[str, Any] | None = None,
                  batch: int = 16, progress: bool = True, outputs: Mapping[str, Mapping[str, Any]] | None = None,
-                 start: str = "noise", strength: float = 0.5) -> dict[str, TargetResult]:
+                 start: str | None = None, strength: float | None = None) -> dict[str, TargetResult]:
         """Generate `targets` from `conditions` ({modality: GeoTIFF path or (C,H,W) raw array}).
 
         regenerate: {modality: mask} for a target that is also given (cloud removal): masked pixels are
@@ -283,7 +283,8 @@ class CogenPipeline:
             to instead of returning arrays.
         start: "noise", or "interpolate" (with `regenerate`): the masked pixels start from an interpolation of
             the kept ones (`rasterio.fill.fillnodata`) noised to level `strength` (1 = pure noise), and only
-            the last `strength` share of the steps runs (SDEdit).
+            the last `strength` share of the steps runs (SDEdit). Default: the checkpoint's `sample.start`
+            and `sample.strength` for cloud removal (regenerated targets), noise otherwise.
         """
         sources = self.make_sources(conditions)
         return self.run(sources, targets, steps=steps, sampler=sampler, guidance=guidance, samples=samples,
@@ -318,14 +319,17 @@ class CogenPipeline:
 
     def run(self, sources: Mapping[str, Source], targets: Sequence[str], *, steps=None, sampler=None, guidance=None,
             samples: int = 1, seed: int = 0, tile=None, overlap=None, regenerate=None, batch: int = 16,
-            progress: bool = True, outputs=None, size: tuple[int, int] | None = None, start: str = "noise",
-            strength: float = 0.5) -> dict[str, TargetResult]:
+            progress: bool = True, outputs=None, size: tuple[int, int] | None = None, start: str | None = None,
+            strength: float | None = None) -> dict[str, TargetResult]:
         sc = self.bundle.config.sample
         steps, sampler = steps or sc.steps, sampler or sc.sampler
         guidance = sc.guidance if guidance is None else guidance
         tile, overlap = tile or sc.tile, sc.overlap if overlap is None else overlap
         targets = list(targets)
         regenerate = dict(regenerate or {})
+        if start is None:  # the checkpoint's choice for cloud removal; generation from nothing starts from noise
+            start = sc.start if regenerate and set(targets) <= set(regenerate) else "noise"
+        strength = sc.strength if strength is None else strength
         self._check_request(sources, targets, regenerate, tile, overlap, samples)
         if sources:
             H, W = next(iter(sources.values())).height, next(iter(sources.values())).width

@@ -144,7 +144,7 @@ def cloud_removal(args: argparse.Namespace) -> dict:
     mask = MaskSource(args.mask, values)
     files = _run_job(args, pipe, inputs, [target], lambda files: {f"{target} filled": (target, files[target]["sample"])},
                      t0, regenerate={target: mask},
-                     extra={"start": getattr(args, "start", "noise"), "strength": getattr(args, "strength", 0.5)})
+                     extra={"start": getattr(args, "start", None), "strength": getattr(args, "strength", None)})
     print(f"wrote {target} with masked pixels filled to {args.out} (quicklook: {Path(args.out) / 'quicklook.png'})")
     return files
 

@@ -260,6 +260,8 @@ def test_cloud_removal_started_from_the_interpolation(tiny_bundle):
         assert np.array_equal(out[:, ~mask], truth[:, ~mask].astype(np.float32))
     err = [np.abs(out[:, mask] - truth[:, mask]).mean() for out in outs]  # the random model adds its own error
     assert err[0] < err[1] < err[2] and err[0] < err[2] / 4
+    pipe.bundle.config.sample.start, pipe.bundle.config.sample.strength = "interpolate", 0.1  # the checkpoint's default
+    assert np.array_equal(pipe({"S2L2A": s2, "S1RTC": s1}, ["S2L2A"], **kw)["S2L2A"].sample, outs[0])
     with pytest.raises(Exception, match="strength"):
         pipe({"S2L2A": s2, "S1RTC": s1}, ["S2L2A"], start="interpolate", strength=1.5, **kw)
     with pytest.raises(Exception, match="interpolat"):
