@@ -376,10 +376,10 @@ class CogenPipeline:
             raise UsageError(f"start={start!r}: use noise or interpolate")
         if not 0 < strength <= 1:
             raise UsageError(f"strength={strength}: use a value in (0, 1] (1 = start from pure noise)")
-        missing = [m for m in targets if m not in regenerate]
-        if missing or self.registry[targets[0]].is_categorical:
-            raise UsageError(f"start=interpolate fills masked pixels of given continuous targets (cloud removal); "
-                             f"{', '.join(missing) or targets[0]} cannot start from an interpolation")
+        bad = [m for m in targets if m not in regenerate or self.registry[m].is_categorical]
+        if bad:
+            raise UsageError(f"start=interpolate fills the masked pixels of given continuous targets (cloud "
+                             f"removal); {', '.join(bad)} cannot start from an interpolation; use start=noise")
         arrays = {m: InterpolatedStart(sources[m], regenerate[m], H, W) for m in targets}
         return {"arrays": arrays, "strength": float(strength)}
 
