@@ -2,6 +2,7 @@
 and plot its training curve.
 
     python scripts/ship_model.py runs/demo checkpoints/demo --curve docs/figures/demo_training_curve.png
+    python scripts/ship_model.py runs/demo_inpaint checkpoints/demo --set sample.start=interpolate --set sample.strength=0.3
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import torch
+import yaml
 
 from cogen.checkpoint import atomic_dir, load_bundle
 from cogen.registry import Registry
@@ -23,12 +25,23 @@ def main() -> None:
     ap.add_argument("--curve", default=None, help="PNG of the training curve from metrics.jsonl")
     ap.add_argument("--registry", default="configs/modalities.yaml")
     ap.add_argument("--stats", default="configs/stats.yaml")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="change a setting of the shipped config, e.g. sample.start=interpolate")
     a = ap.parse_args()
     run = Path(a.run)
     ck = sorted((run / "checkpoints").glob("step-*"))[-1] if (run / "checkpoints").is_dir() else run
     b = load_bundle(ck / "ema" if (ck / "ema").is_dir() else ck)
     reg = Registry.from_yaml(a.registry, a.stats)
     step = json.loads((ck / "state.json").read_text())["step"] if (ck / "state.json").is_file() else None
+    for kv in a.set:  # e.g. sample.start=interpolate: how the shipped model samples by default
+        key, _, val = kv.partition("=")
+        *path, last = key.split(".")
+        node = b.config
+        for k in path:
+            node = getattr(node, k)
+        if not hasattr(node, last):
+            raise SystemExit(f"--set {kv}: no setting {key}")
+        setattr(node, last, yaml.safe_load(val))
 
     def build(d: Path) -> None:
         model = b.model.to(torch.float16)
