@@ -630,7 +630,7 @@ class CogenPipeline:
             partial = self.bundle.config.roles.p_partial > 0  # trained to take known tokens clean
             z0 = {m: toks[m].encode(rep(v).to(dev)) for m, v in (init or {}).items()}
             z = denoise(self.model, self.diffusion, conditions, tspec, steps, sampler, guidance, noise, gen, unit,
-                        partial, z0 if z0 and set(z0) == set(targets) else None, strength)
+                        partial, z0 or None, strength)
         for m in targets:
             mod = self.registry[m]
             x = toks[m].decode(z[m]).cpu()

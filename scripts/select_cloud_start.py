@@ -16,12 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from rasterio.fill import fillnodata
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cogen.evaluate import Split, _phys, cloud_masks  # noqa: E402
-from cogen.metrics import psnr_np, sam_np  # noqa: E402
+from cogen.evaluate import Evaluator, Split, cloud_removal_eval, cloud_row  # noqa: E402
 from cogen.pipeline import CogenPipeline  # noqa: E402
 
 
@@ -43,28 +39,18 @@ def main(argv=None) -> None:
         sf = Path(tmp) / "split.yaml"
         sf.write_text(f"splits:\n  select:\n    default: {{cols: [{c0}, {c1}]}}\n")
         split = Split(a.data, pipe.registry, str(sf), "select", ["S2L2A", "S1RTC", "DEM"])
-    masks = cloud_masks(split, [a.cover], a.seed)
-    rows: dict[str, list] = {}
+    sc = pipe.bundle.config.sample
+    ev = Evaluator(split, pipe.registry, a.samples, a.steps, sc.sampler, a.tile, 0, 0, 16, None)
     t0 = time.time()
-    for sid in split.with_all(["S2L2A", "S1RTC", "DEM"]):
-        arr, mask = split.arrays[sid], masks[(sid, a.cover)]
-        truth = _phys(pipe.registry, "S2L2A", arr["S2L2A"])
-        fill = np.stack([fillnodata(b.astype(np.float32), mask=(~mask).astype(np.uint8), max_search_distance=200)
-                         for b in truth])
-        preds = {"fillnodata": fill}
-        for st in [None, *a.strength]:
-            res = pipe({m: arr[m] for m in ("S2L2A", "S1RTC", "DEM")}, ["S2L2A"], regenerate={"S2L2A": mask},
-                       steps=a.steps, samples=a.samples, seed=0, tile=a.tile, overlap=0, progress=False,
-                       start="noise" if st is None else "interpolate", strength=st or 1.0)["S2L2A"]
-            preds["noise" if st is None else f"interpolate {st:g}"] = res.mean if a.samples > 1 else res.sample
-        for k, v in preds.items():
-            rows.setdefault(k, []).append((psnr_np(v[:, mask], truth[:, mask], 1.0), sam_np(v[:, mask], truth[:, mask])))
+    rows = cloud_removal_eval(pipe, ev, split, [a.cover], a.seed, a.strength)[f"{int(a.cover * 100)}%"]
+    pick = (lambda st: f"{cloud_row(st)}, mean of {a.samples} samples") if a.samples > 1 else cloud_row
+    scores = {"fillnodata": rows["fillnodata interpolation"],
+              **{"noise" if st is None else f"interpolate {st:g}": rows[pick(st)] for st in [None, *a.strength]}}
     print(f"columns {c0}-{c1 - 1}, cover {a.cover:.0%}, mask seed {a.seed}, mean of {a.samples} samples, "
           f"{time.time() - t0:.0f} s")
-    scores = {k: np.mean(v, axis=0) for k, v in rows.items()}
-    for k, (ps, sa) in scores.items():
-        print(f"  {k:16s} PSNR {ps:6.2f} dB  SAM {sa:5.2f} deg")
-    best = max((k for k in scores if k != "fillnodata"), key=lambda k: scores[k][0])
+    for k, v in scores.items():
+        print(f"  {k:16s} PSNR {v['PSNR']:6.2f} dB  SAM {v['SAM']:5.2f} deg")
+    best = max((k for k in scores if k != "fillnodata"), key=lambda k: scores[k]["PSNR"])
     print(f"best start: {best}")
 
 

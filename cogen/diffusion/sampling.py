@@ -19,6 +19,7 @@ from typing import Callable, Mapping
 import torch
 import torch.nn.functional as F
 
+from ..models.transformer import clean_tokens
 from .schedule import Diffusion
 
 
@@ -40,11 +41,11 @@ def grid_offset(step: int, unit: int) -> tuple[int, int]:
 
 
 def clean_cells(known: torch.Tensor, p: int) -> torch.Tensor:
-    """(B, 1, h, w) bool known cells -> the same mask reduced to whole p x p tokens (all cells known)."""
-    if p == 1:
-        return known.bool()
-    some_unknown = F.max_pool2d((~known.bool()).float(), p, p)
-    return (some_unknown == 0).repeat_interleave(p, dim=-2).repeat_interleave(p, dim=-1)
+    """(B, 1, h, w) bool known cells -> the same mask reduced to whole p x p tokens (all cells known), as the
+    model reduces it (`clean_tokens`)."""
+    B, _, h, w = known.shape
+    tok = clean_tokens(known[:, 0], p).view(B, 1, h // p, w // p)
+    return tok.repeat_interleave(p, dim=-2).repeat_interleave(p, dim=-1)
 
 
 def shifted_call(model, x: Mapping[str, torch.Tensor], t: Mapping[str, torch.Tensor], offset: tuple[int, int],

@@ -89,7 +89,6 @@ def per_token(v: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
 
 def clean_tokens(cells: torch.Tensor, p: int) -> torch.Tensor:
     """(B, H, W) bool cell mask -> (B, H/p * W/p) bool: a token is clean when all of its p x p cells are."""
-    B, H, W = cells.shape
     return rearrange(cells.bool(), "b (h p) (w q) -> b (h w) (p q)", p=p, q=p).all(dim=-1)
 
 
