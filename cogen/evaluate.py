@@ -292,33 +292,37 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
     n = ev.samples
     blind_name = "cogen without clear pixels (S1RTC + DEM)"
     starts = [None, *strengths]
+    hows: dict[str, dict] = {}
     for cover in covers:
         rows: dict[str, list] = {}
         for sid in scenes:
             a = split.arrays[sid]
             mask = masks[(sid, cover)]
             truth = _phys(reg, "S2L2A", a["S2L2A"])
-            preds = []
+            preds = []  # (row name, prediction, how it was made: start, strength, samples)
             for st in starts:
                 res = pipe({"S2L2A": a["S2L2A"], "S1RTC": a["S1RTC"], "DEM": a["DEM"]}, ["S2L2A"],
                            regenerate={"S2L2A": mask}, steps=ev.steps, sampler=ev.sampler, samples=n, seed=ev.seed,
                            tile=ev.tile, overlap=ev.overlap, batch=ev.batch, progress=False,
                            start="noise" if st is None else "interpolate", strength=1.0 if st is None else st)["S2L2A"]
                 assert np.array_equal(res.sample[:, ~mask], truth[:, ~mask].astype(np.float32)), "clear pixels changed"
-                preds.append((cloud_row(st), res.sample))
+                how = {"start": "noise" if st is None else "interpolate", "strength": 1.0 if st is None else st}
+                preds.append((cloud_row(st), res.sample, {**how, "samples": 1}))
                 if n > 1:
-                    preds.append((f"{cloud_row(st)}, mean of {n} samples", res.mean))
+                    preds.append((f"{cloud_row(st)}, mean of {n} samples", res.mean, {**how, "samples": n}))
             blind = pipe({"S1RTC": a["S1RTC"], "DEM": a["DEM"]}, ["S2L2A"], steps=ev.steps, sampler=ev.sampler,
                          samples=1, seed=ev.seed, tile=ev.tile, overlap=ev.overlap, batch=ev.batch,
                          progress=False)["S2L2A"].sample
             interp = np.stack([fillnodata(truth[b].astype(np.float32), mask=(~mask).astype(np.uint8),
                                           max_search_distance=200) for b in range(truth.shape[0])])
-            preds += [(blind_name, blind), ("fillnodata interpolation", interp)]
-            for name, pred in preds:
+            preds += [(blind_name, blind, {"start": "noise", "strength": 1.0, "samples": 1, "clear_pixels": False}),
+                      ("fillnodata interpolation", interp, {"baseline": True})]
+            for name, pred, how in preds:
                 p, t = pred[:, mask], truth[:, mask]
                 rows.setdefault(name, []).append({"PSNR": psnr_np(p, t, 1.0), "SAM": sam_np(p, t), "MAE": mae_np(p, t)})
-        table[f"{int(cover * 100)}%"] = {k: {q: float(np.mean([r[q] for r in v])) for q in ("PSNR", "SAM", "MAE")}
-                                         for k, v in rows.items()}
+                hows[name] = how
+        table[f"{int(cover * 100)}%"] = {k: {**{q: float(np.mean([r[q] for r in v])) for q in ("PSNR", "SAM", "MAE")},
+                                             **hows[k]} for k, v in rows.items()}
     return table
 
 
@@ -431,6 +435,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sweep-steps", default="5,10,20,50,100")
     p.add_argument("--out", required=True, help="results.json")
     p.add_argument("--reuse", default=None, help="an earlier results.json: parts already scored there are kept")
+    p.add_argument("--baselines-only", action="store_true",
+                   help="score only the baselines (a file to --reuse when cogen is re-scored later)")
     p.add_argument("--notes", default=None, help="a Markdown file of analysis to include in the report")
     p.add_argument("--report", default=None, help="write a Markdown page (figures beside it)")
     a = p.parse_args(argv)
@@ -449,8 +455,8 @@ def main(argv: list[str] | None = None) -> None:
     fig_dir = Path(a.report).parent / FIG_DIR if a.report else None
     ev = Evaluator(split, reg, a.samples, a.steps, a.sampler, a.tile, a.overlap, a.seed, a.batch, fig_dir)
     prev: dict[str, Any] = json.loads(Path(a.reuse).read_text()) if a.reuse and Path(a.reuse).is_file() else {}
-    results: dict[str, Any] = {"cogen": {}}
-    predictors = {"cogen": cogen_predictor(pipe, ev)}
+    results: dict[str, Any] = {}
+    predictors = {} if a.baselines_only else {"cogen": cogen_predictor(pipe, ev)}
     if "mean" in a.baseline:
         priors = {}
         for d, (c, t) in directions.items():
@@ -491,13 +497,17 @@ def main(argv: list[str] | None = None) -> None:
         results["robustness"] = {"target": tgt, "methods": meths, "table": table,
                                  "mean": {k: float(np.mean([v[k] for v in table.values()])) for k in meths},
                                  "worst": {k: float(np.min([v[k] for v in table.values()])) for k in meths}}
-    if a.cloud_removal and "cloud_removal" in prev:
+    if a.baselines_only:
+        pass  # cloud removal and the sweep score cogen
+    elif a.cloud_removal and "cloud_removal" in prev:
         results["cloud_removal"] = prev["cloud_removal"]
     elif a.cloud_removal:
         print(f"[{time.time() - t0:6.0f}s] cloud removal", flush=True)
         covers = [float(c) for c in a.cloud_covers.split(",")]
         results["cloud_removal"] = cloud_removal_eval(pipe, ev, split, covers, a.seed, a.cloud_strength)
-    if a.sweep and "sweep" in prev:
+    if a.baselines_only:
+        pass
+    elif a.sweep and "sweep" in prev:
         results["sweep"] = prev["sweep"]
     elif a.sweep:
         c, t = parse_direction(a.sweep)
@@ -533,7 +543,7 @@ def main(argv: list[str] | None = None) -> None:
                        "seconds": time.time() - t0 + prev.get("meta", {}).get("seconds", 0.0)}
     write_json(a.out, results)
     cmd = "python -m cogen.evaluate " + " ".join(f"'{x}'" if ">" in x or " " in x else x for x in (argv or sys.argv[1:]))
-    if a.report:
+    if a.report and not a.baselines_only:
         write_report(Path(a.report), results, cmd, Path(a.notes).read_text() if a.notes else None)
     print(f"wrote {a.out}" + (f" and {a.report}" if a.report else ""))
 

@@ -38,11 +38,13 @@ def table(r: dict) -> str:
             if not c:
                 continue
             fill = c["fillnodata interpolation"]
-            for name, one in c.items():
-                if not name.startswith("cogen") or "mean of" in name or "without" in name:
+            for name, one in c.items():  # one sample with the clear pixels, each start; its mean of N beside it
+                if one.get("baseline") or not one.get("clear_pixels", True) or one.get("samples") != 1:
                     continue
-                mean = next((v for k, v in c.items() if k.startswith(name + ", mean of")), None)
-                how = "from the interpolation" + name.split("interpolation")[1].split(" (")[0] if "interpolation" in name else "from noise"
+                mean = next((v for v in c.values() if v.get("samples", 1) > 1 and v.get("start") == one["start"]
+                             and v.get("strength") == one["strength"]), None)
+                how = (f"from the interpolation, strength {one['strength']:g}" if one["start"] == "interpolate"
+                       else "from noise")
                 cell = (f"{mean['PSNR']:.2f} dB / {mean['SAM']:.2f}° (one sample: {one['PSNR']:.2f} dB / {one['SAM']:.2f}°)"
                         if mean else f"{one['PSNR']:.2f} dB / {one['SAM']:.2f}°")
                 metric = "PSNR / SAM in masks" + (", mean of samples" if mean else ", one sample")

@@ -1,4 +1,6 @@
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +38,17 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
                                              "cogen from the interpolation, strength 0.5 (clear pixels + S1RTC + DEM)",
                                              "cogen from the interpolation, strength 0.5 (clear pixels + S1RTC + DEM), "
                                              "mean of 2 samples", "fillnodata interpolation"}
+    cr = r["cloud_removal"]["30%"]
+    im = cr["cogen from the interpolation, strength 0.5 (clear pixels + S1RTC + DEM), mean of 2 samples"]
+    assert (im["start"], im["strength"], im["samples"]) == ("interpolate", 0.5, 2)
+    assert cr["fillnodata interpolation"]["baseline"] and not cr["cogen without clear pixels (S1RTC + DEM)"]["clear_pixels"]
+    # the README's headline table reads how each cloud row was made from these fields
+    spec = importlib.util.spec_from_file_location("readme_table", Path(__file__).parent.parent / "scripts" / "readme_table.py")
+    rt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rt)
+    cloud_lines = [ln for ln in rt.table(r).splitlines() if ln.startswith("| cloud removal, 30%")]
+    assert len(cloud_lines) == 2 and "from noise" in cloud_lines[0] and "strength 0.5" in cloud_lines[1]
+    assert f"{im['PSNR']:.2f} dB" in cloud_lines[1] and f"fillnodata {cr['fillnodata interpolation']['PSNR']:.2f}" in cloud_lines[1]
     assert len(r["sweep"]["psnr"]["ddim"]) == 2
     text = report.read_text()
     assert "Missing-modality robustness" in text and "figures/" in text
@@ -45,3 +58,26 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
           "--direction", "S1RTC->S2L2A", "--samples", "2", "--steps", "2", "--tile", "16", "--reuse", str(out),
           "--out", str(tmp_path / "r2.json")])
     assert json.loads((tmp_path / "r2.json").read_text())["cogen"]["S1RTC->S2L2A"] == r["cogen"]["S1RTC->S2L2A"]
+
+
+def test_baselines_only_then_cogen_reusing_them(tmp_path, tiny_bundle, synth_root):
+    split = tmp_path / "split.yaml"
+    split.write_text("splits:\n  train: {default: {cols: [0, 32]}}\n  test: {default: {cols: [32, 64]}}\n")
+    common = ["--checkpoint", str(tiny_bundle), "--data", str(synth_root), "--split-file", str(split), "--split", "test",
+              "--direction", "S2L2A->LULC", "--samples", "2", "--steps", "2", "--tile", "16", "--baseline", "mean",
+              "--baseline-checkpoint", str(tiny_bundle), "--robustness", "LULC:S2L2A,S1RTC", "--cloud-removal",
+              "--cloud-covers", "0.3"]
+    base = tmp_path / "base.json"
+    main(common + ["--baselines-only", "--out", str(base), "--report", str(tmp_path / "R.md")])
+    b = json.loads(base.read_text())
+    assert "cogen" not in b and "cloud_removal" not in b and not (tmp_path / "R.md").exists()
+    assert b["robustness"]["methods"] == ["deterministic (same backbone)"]
+    full = tmp_path / "full.json"
+    main(common + ["--reuse", str(base), "--out", str(full)])
+    f = json.loads(full.read_text())
+    assert f["training mean / class prior"] == b["training mean / class prior"]
+    assert f["deterministic (same backbone)"] == b["deterministic (same backbone)"]
+    assert set(f["robustness"]["methods"]) == {"cogen", "deterministic (same backbone)"}
+    assert "S2L2A->LULC" in f["cogen"] and "30%" in f["cloud_removal"]
+    for sub, row in f["robustness"]["table"].items():
+        assert row["deterministic (same backbone)"] == b["robustness"]["table"][sub]["deterministic (same backbone)"]
