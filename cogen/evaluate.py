@@ -144,7 +144,14 @@ class Evaluator:
         self.split, self.reg = split, registry
         self.samples, self.steps, self.sampler = samples, steps, sampler
         self.tile, self.overlap, self.seed, self.batch = tile, overlap, seed, batch
+        self.tile_by_target: dict[str, list[int]] = {}  # as SampleConfig.tile_by_target
         self.fig_dir = fig_dir
+
+    def tiling(self, targets) -> tuple[int, int]:
+        """(tile, overlap) of a call with these targets, the same for every method."""
+        from .pipeline import default_tiling
+
+        return default_tiling(self, list(targets))
 
     # -- one direction, one predictor ---------------------------------------------------------------------
     def run(self, predictor, cond: list[str], tgt: list[str], label: str, samples: int | None = None,
@@ -221,8 +228,9 @@ class Evaluator:
 def cogen_predictor(pipe, ev: "Evaluator", regenerate_fn=None):
     def predict(sid, conds, tgt, samples, steps=None, sampler=None):
         regen = regenerate_fn(sid) if regenerate_fn else None
+        tile, overlap = ev.tiling(tgt)
         res = pipe(conds, tgt, steps=steps or ev.steps, sampler=sampler or ev.sampler, samples=samples, seed=ev.seed,
-                   tile=ev.tile, overlap=ev.overlap, batch=ev.batch, progress=False, regenerate=regen)
+                   tile=tile, overlap=overlap, batch=ev.batch, progress=False, regenerate=regen)
         out = {}
         for m, r in res.items():
             out[m] = {"sample": r.sample, "mean": r.mean, "std": r.std, "classes": r.classes,
@@ -293,6 +301,7 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
     blind_name = "cogen without clear pixels (S1RTC + DEM)"
     starts = [None, *strengths]
     hows: dict[str, dict] = {}
+    tile, overlap = ev.tiling(["S2L2A"])
     for cover in covers:
         rows: dict[str, list] = {}
         for sid in scenes:
@@ -303,7 +312,7 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
             for st in starts:
                 res = pipe({"S2L2A": a["S2L2A"], "S1RTC": a["S1RTC"], "DEM": a["DEM"]}, ["S2L2A"],
                            regenerate={"S2L2A": mask}, steps=ev.steps, sampler=ev.sampler, samples=n, seed=ev.seed,
-                           tile=ev.tile, overlap=ev.overlap, batch=ev.batch, progress=False,
+                           tile=tile, overlap=overlap, batch=ev.batch, progress=False,
                            start="noise" if st is None else "interpolate", strength=1.0 if st is None else st)["S2L2A"]
                 assert np.array_equal(res.sample[:, ~mask], truth[:, ~mask].astype(np.float32)), "clear pixels changed"
                 how = {"start": "noise" if st is None else "interpolate", "strength": 1.0 if st is None else st}
@@ -311,7 +320,7 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
                 if n > 1:
                     preds.append((f"{cloud_row(st)}, mean of {n} samples", res.mean, {**how, "samples": n}))
             blind = pipe({"S1RTC": a["S1RTC"], "DEM": a["DEM"]}, ["S2L2A"], steps=ev.steps, sampler=ev.sampler,
-                         samples=1, seed=ev.seed, tile=ev.tile, overlap=ev.overlap, batch=ev.batch,
+                         samples=1, seed=ev.seed, tile=tile, overlap=overlap, batch=ev.batch,
                          progress=False)["S2L2A"].sample
             interp = np.stack([fillnodata(truth[b].astype(np.float32), mask=(~mask).astype(np.uint8),
                                           max_search_distance=200) for b in range(truth.shape[0])])
@@ -347,7 +356,9 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
          "with data range 1.", "", "Command:", "", "```", command, "```", ""]
     meta = results["meta"]
     L += [f"Checkpoint `{meta['checkpoint']}`; {meta['samples']} samples, {meta['steps']} {meta['sampler']} steps, "
-          f"tiles {meta['tile']} px (overlap {meta['overlap']}), seed {meta['seed']}, patch grid "
+          f"tiles {meta['tile']} px (overlap {meta['overlap']})"
+          + "".join(f", {m} targets: tiles {t} px (overlap {o})" for m, (t, o) in meta.get("tile_by_target", {}).items())
+          + f", seed {meta['seed']}, patch grid "
           f"{'moved every step' if meta.get('grid_shift', True) else 'fixed (--no-grid-shift)'}; {meta['seconds']:.0f} s.", ""]
     L += ["Reference figures on this split (per-pixel random forest, from the data's README): LULC from S2L2A "
           "acc 0.769 / mIoU 0.431; from S1RTC 0.375 / 0.135; from S2L2A+S1RTC+DEM 0.792 / 0.455. S1RTC -> S2L2A "
@@ -421,6 +432,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sampler", default="ddim")
     p.add_argument("--tile", type=int, default=32)
     p.add_argument("--overlap", type=int, default=0)
+    p.add_argument("--tile-for", action="append", default=[], metavar="M=TILE,OVERLAP",
+                   help="tile and overlap for calls whose targets are all M, e.g. LULC=32,0 (repeatable)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-grid-shift", action="store_true", help="sample with the model's patch grid fixed")
@@ -454,6 +467,14 @@ def main(argv: list[str] | None = None) -> None:
     split = Split(a.data, reg, a.split_file, a.split)
     fig_dir = Path(a.report).parent / FIG_DIR if a.report else None
     ev = Evaluator(split, reg, a.samples, a.steps, a.sampler, a.tile, a.overlap, a.seed, a.batch, fig_dir)
+    for spec in a.tile_for:
+        try:
+            m, v = spec.split("=")
+            t_o = [int(x) for x in v.split(",")]
+            assert len(t_o) == 2
+        except (ValueError, AssertionError):
+            raise UsageError(f"--tile-for {spec!r}: expected M=TILE,OVERLAP, e.g. LULC=32,0") from None
+        ev.tile_by_target[m.strip()] = t_o
     prev: dict[str, Any] = json.loads(Path(a.reuse).read_text()) if a.reuse and Path(a.reuse).is_file() else {}
     results: dict[str, Any] = {}
     predictors = {} if a.baselines_only else {"cogen": cogen_predictor(pipe, ev)}
@@ -538,7 +559,7 @@ def main(argv: list[str] | None = None) -> None:
         results["sweep"] = {"direction": a.sweep, "steps": steps, "psnr": psnr, "seconds": secs, "figure": fig}
     results["meta"] = {"checkpoint": str(pipe.bundle.path), "checkpoint_sha256": pipe.bundle.digest,
                        "samples": a.samples, "steps": a.steps, "sampler": a.sampler, "tile": a.tile,
-                       "overlap": a.overlap, "seed": a.seed, "grid_shift": pipe.grid_shift,
+                       "overlap": a.overlap, "tile_by_target": ev.tile_by_target, "seed": a.seed, "grid_shift": pipe.grid_shift,
                        "directions": list(directions), "split": a.split,
                        "seconds": time.time() - t0 + prev.get("meta", {}).get("seconds", 0.0)}
     write_json(a.out, results)

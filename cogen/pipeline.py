@@ -324,8 +324,9 @@ class CogenPipeline:
         sc = self.bundle.config.sample
         steps, sampler = steps or sc.steps, sampler or sc.sampler
         guidance = sc.guidance if guidance is None else guidance
-        tile, overlap = tile or sc.tile, sc.overlap if overlap is None else overlap
         targets = list(targets)
+        t0, o0 = default_tiling(sc, targets)
+        tile, overlap = tile or t0, o0 if overlap is None else overlap
         regenerate = dict(regenerate or {})
         if start is None:  # the checkpoint's choice for cloud removal; generation from nothing starts from noise
             start = sc.start if regenerate and set(targets) <= set(regenerate) else "noise"
@@ -658,6 +659,16 @@ class CogenPipeline:
         for m, (shape, known, km) in tspec.items():
             res[m] = out[m] if known is None else torch.where(km[:, None], known, out[m])
         return res
+
+
+def default_tiling(sc, targets: Sequence[str]) -> tuple[int, int]:
+    """(tile, overlap) for these targets: `sc.tile_by_target`'s entry when every target has the same one,
+    else `sc.tile`, `sc.overlap`."""
+    per = {tuple(sc.tile_by_target[m]) if m in sc.tile_by_target else None for m in targets}
+    if len(per) == 1 and None not in per:
+        tile, overlap = per.pop()
+        return int(tile), int(overlap)
+    return sc.tile, sc.overlap
 
 
 def global_noise(seed: int, sample: int, mod_index: int, row: int, col: int, c: int, h: int, w: int) -> torch.Tensor:

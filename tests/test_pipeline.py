@@ -307,3 +307,20 @@ def test_interpolated_start_by_blocks_equals_the_whole_scene_interpolation(regis
     np.testing.assert_array_equal(got[:, reached], full[:, reached])
     np.testing.assert_array_equal(got[:, v], x[:, v])
     assert np.isfinite(got).all() and np.array_equal(st.window(80, 0, 16), np.zeros((12, 16, 16), np.float32))
+
+
+def test_tile_by_target_picks_the_tiling_of_the_targets(tiny_bundle):
+    from cogen.config import SampleConfig
+    from cogen.errors import UsageError
+    from cogen.pipeline import CogenPipeline, default_tiling
+
+    sc = SampleConfig(tile=64, overlap=16, tile_by_target={"LULC": [32, 8]})
+    assert default_tiling(sc, ["LULC"]) == (32, 8)
+    assert default_tiling(sc, ["S2L2A"]) == (64, 16)
+    assert default_tiling(sc, ["S2L2A", "LULC"]) == (64, 16)  # mixed targets: the general default
+    pipe = CogenPipeline.from_checkpoint(tiny_bundle)
+    pipe.bundle.config.sample.tile_by_target = {"LULC": [16, 16]}  # overlap = tile: refused, so it was used
+    s1 = np.zeros((2, 32, 32), np.float32)
+    with pytest.raises(UsageError, match="overlap 16 must be smaller than tile 16"):
+        pipe({"S1RTC": s1}, ["LULC"], steps=1, progress=False)
+    pipe({"S1RTC": s1}, ["S2L2A"], steps=1, progress=False)  # other targets keep the checkpoint's tiling
