@@ -96,6 +96,8 @@ class SampleConfig:
     # per target modality, [tile, overlap] used instead when every target of a call has the same entry
     # (e.g. {LULC: [32, 8]}: a model that imputes best on large tiles may segment best on small ones)
     tile_by_target: dict[str, list[int]] = field(default_factory=dict)
+    # [tile, overlap] for calls that regenerate part of a target (cloud removal, nodata holes); empty: as above
+    tile_regenerate: list[int] = field(default_factory=list)
     grid_shift: bool = True  # move the patch grid at every denoising step (see cogen.diffusion.sampling)
     start: str = "noise"  # cloud removal: masked pixels start from noise, or "interpolate" (see CogenPipeline)
     strength: float = 0.5  # with start=interpolate: the noise level started from (1 = pure noise)

@@ -145,13 +145,14 @@ class Evaluator:
         self.samples, self.steps, self.sampler = samples, steps, sampler
         self.tile, self.overlap, self.seed, self.batch = tile, overlap, seed, batch
         self.tile_by_target: dict[str, list[int]] = {}  # as SampleConfig.tile_by_target
+        self.tile_regenerate: list[int] = []  # as SampleConfig.tile_regenerate
         self.fig_dir = fig_dir
 
-    def tiling(self, targets) -> tuple[int, int]:
+    def tiling(self, targets, regenerate: bool = False) -> tuple[int, int]:
         """(tile, overlap) of a call with these targets, the same for every method."""
         from .pipeline import default_tiling
 
-        return default_tiling(self, list(targets))
+        return default_tiling(self, list(targets), regenerate)
 
     # -- one direction, one predictor ---------------------------------------------------------------------
     def run(self, predictor, cond: list[str], tgt: list[str], label: str, samples: int | None = None,
@@ -228,7 +229,7 @@ class Evaluator:
 def cogen_predictor(pipe, ev: "Evaluator", regenerate_fn=None):
     def predict(sid, conds, tgt, samples, steps=None, sampler=None):
         regen = regenerate_fn(sid) if regenerate_fn else None
-        tile, overlap = ev.tiling(tgt)
+        tile, overlap = ev.tiling(tgt, regenerate=regen is not None)
         res = pipe(conds, tgt, steps=steps or ev.steps, sampler=sampler or ev.sampler, samples=samples, seed=ev.seed,
                    tile=tile, overlap=overlap, batch=ev.batch, progress=False, regenerate=regen)
         out = {}
@@ -301,7 +302,8 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
     blind_name = "cogen without clear pixels (S1RTC + DEM)"
     starts = [None, *strengths]
     hows: dict[str, dict] = {}
-    tile, overlap = ev.tiling(["S2L2A"])
+    tile, overlap = ev.tiling(["S2L2A"], regenerate=True)
+    blind_tile, blind_overlap = ev.tiling(["S2L2A"])  # S2L2A generated from nothing
     for cover in covers:
         rows: dict[str, list] = {}
         for sid in scenes:
@@ -320,7 +322,7 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
                 if n > 1:
                     preds.append((f"{cloud_row(st)}, mean of {n} samples", res.mean, {**how, "samples": n}))
             blind = pipe({"S1RTC": a["S1RTC"], "DEM": a["DEM"]}, ["S2L2A"], steps=ev.steps, sampler=ev.sampler,
-                         samples=1, seed=ev.seed, tile=tile, overlap=overlap, batch=ev.batch,
+                         samples=1, seed=ev.seed, tile=blind_tile, overlap=blind_overlap, batch=ev.batch,
                          progress=False)["S2L2A"].sample
             interp = np.stack([fillnodata(truth[b].astype(np.float32), mask=(~mask).astype(np.uint8),
                                           max_search_distance=200) for b in range(truth.shape[0])])
@@ -358,6 +360,7 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
     L += [f"Checkpoint `{meta['checkpoint']}`; {meta['samples']} samples, {meta['steps']} {meta['sampler']} steps, "
           f"tiles {meta['tile']} px (overlap {meta['overlap']})"
           + "".join(f", {m} targets: tiles {t} px (overlap {o})" for m, (t, o) in meta.get("tile_by_target", {}).items())
+          + "".join(f", cloud removal: tiles {t} px (overlap {o})" for t, o in ([meta["tile_regenerate"]] if meta.get("tile_regenerate") else []))
           + f", seed {meta['seed']}, patch grid "
           f"{'moved every step' if meta.get('grid_shift', True) else 'fixed (--no-grid-shift)'}; {meta['seconds']:.0f} s.", ""]
     L += ["Reference figures on this split (per-pixel random forest, from the data's README): LULC from S2L2A "
@@ -434,6 +437,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--overlap", type=int, default=0)
     p.add_argument("--tile-for", action="append", default=[], metavar="M=TILE,OVERLAP",
                    help="tile and overlap for calls whose targets are all M, e.g. LULC=32,0 (repeatable)")
+    p.add_argument("--tile-regenerate", default=None, metavar="TILE,OVERLAP",
+                   help="tile and overlap for cloud removal (targets given in part), e.g. 32,0")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-grid-shift", action="store_true", help="sample with the model's patch grid fixed")
@@ -475,6 +480,12 @@ def main(argv: list[str] | None = None) -> None:
         except (ValueError, AssertionError):
             raise UsageError(f"--tile-for {spec!r}: expected M=TILE,OVERLAP, e.g. LULC=32,0") from None
         ev.tile_by_target[m.strip()] = t_o
+    if a.tile_regenerate:
+        try:
+            ev.tile_regenerate = [int(x) for x in a.tile_regenerate.split(",")]
+            assert len(ev.tile_regenerate) == 2
+        except (ValueError, AssertionError):
+            raise UsageError(f"--tile-regenerate {a.tile_regenerate!r}: expected TILE,OVERLAP, e.g. 32,0") from None
     prev: dict[str, Any] = json.loads(Path(a.reuse).read_text()) if a.reuse and Path(a.reuse).is_file() else {}
     results: dict[str, Any] = {}
     predictors = {} if a.baselines_only else {"cogen": cogen_predictor(pipe, ev)}
@@ -559,7 +570,8 @@ def main(argv: list[str] | None = None) -> None:
         results["sweep"] = {"direction": a.sweep, "steps": steps, "psnr": psnr, "seconds": secs, "figure": fig}
     results["meta"] = {"checkpoint": str(pipe.bundle.path), "checkpoint_sha256": pipe.bundle.digest,
                        "samples": a.samples, "steps": a.steps, "sampler": a.sampler, "tile": a.tile,
-                       "overlap": a.overlap, "tile_by_target": ev.tile_by_target, "seed": a.seed, "grid_shift": pipe.grid_shift,
+                       "overlap": a.overlap, "tile_by_target": ev.tile_by_target,
+                       "tile_regenerate": ev.tile_regenerate, "seed": a.seed, "grid_shift": pipe.grid_shift,
                        "directions": list(directions), "split": a.split,
                        "seconds": time.time() - t0 + prev.get("meta", {}).get("seconds", 0.0)}
     write_json(a.out, results)

@@ -66,13 +66,13 @@ def test_baselines_only_then_cogen_reusing_them(tmp_path, tiny_bundle, synth_roo
     common = ["--checkpoint", str(tiny_bundle), "--data", str(synth_root), "--split-file", str(split), "--split", "test",
               "--direction", "S2L2A->LULC", "--samples", "2", "--steps", "2", "--tile", "16", "--baseline", "mean",
               "--baseline-checkpoint", str(tiny_bundle), "--robustness", "LULC:S2L2A,S1RTC", "--cloud-removal",
-              "--cloud-covers", "0.3", "--tile-for", "LULC=32,0"]
+              "--cloud-covers", "0.3", "--tile-for", "LULC=32,0", "--tile-regenerate", "16,0"]
     base = tmp_path / "base.json"
     main(common + ["--baselines-only", "--out", str(base), "--report", str(tmp_path / "R.md")])
     b = json.loads(base.read_text())
     assert "cogen" not in b and "cloud_removal" not in b and not (tmp_path / "R.md").exists()
     assert b["robustness"]["methods"] == ["deterministic (same backbone)"]
-    assert b["meta"]["tile_by_target"] == {"LULC": [32, 0]}
+    assert b["meta"]["tile_by_target"] == {"LULC": [32, 0]} and b["meta"]["tile_regenerate"] == [16, 0]
     full = tmp_path / "full.json"
     main(common + ["--reuse", str(base), "--out", str(full)])
     f = json.loads(full.read_text())

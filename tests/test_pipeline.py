@@ -324,3 +324,12 @@ def test_tile_by_target_picks_the_tiling_of_the_targets(tiny_bundle):
     with pytest.raises(UsageError, match="overlap 16 must be smaller than tile 16"):
         pipe({"S1RTC": s1}, ["LULC"], steps=1, progress=False)
     pipe({"S1RTC": s1}, ["S2L2A"], steps=1, progress=False)  # other targets keep the checkpoint's tiling
+    sc2 = SampleConfig(tile=64, overlap=16, tile_regenerate=[32, 8])
+    assert default_tiling(sc2, ["S2L2A"], regenerate=True) == (32, 8)
+    assert default_tiling(sc2, ["S2L2A"]) == (64, 16)
+    pipe.bundle.config.sample.tile_by_target = {}
+    pipe.bundle.config.sample.tile_regenerate = [16, 16]  # used for cloud removal only
+    s2 = np.full((12, 32, 32), 1000.0, np.float32)
+    with pytest.raises(UsageError, match="overlap 16 must be smaller than tile 16"):
+        pipe({"S2L2A": s2, "S1RTC": s1}, ["S2L2A"], regenerate={"S2L2A": np.ones((32, 32), bool)}, steps=1,
+             progress=False)
