@@ -3,8 +3,7 @@ and plot its training curve.
 
     python scripts/ship_model.py runs/demo checkpoints/demo --curve docs/figures/demo_training_curve.png
     python scripts/ship_model.py runs/demo_inpaint checkpoints/demo --set sample.start=interpolate --set sample.strength=0.3 \
-        --set sample.tile=64 --set sample.overlap=16 --set "sample.tile_by_target={LULC: [32, 8]}" \
-        --set "sample.tile_regenerate=[32, 8]"
+        --set "sample.tile_by_target={S2L2A: [64, 16]}" --set "sample.tile_regenerate=[32, 8]"
 """
 from __future__ import annotations
 
