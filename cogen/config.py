@@ -229,5 +229,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config_from_dict(d)
 
 
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """`cfg` with ['sample.tile=64', ...] applied, parsed and type-checked as on the command line."""
+    return config_from_dict(_merge(cfg.to_dict(), parse_overrides(overrides)))
+
+
 def config_from_dict(d: dict[str, Any]) -> Config:
     return _build(Config, d, "")

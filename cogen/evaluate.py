@@ -49,14 +49,15 @@ class Split:
     """The raw arrays of every scene's region of one split (small evaluation splits fit in memory)."""
 
     def __init__(self, root: str | Path, registry: Registry, split_file: str | None, split: str | None,
-                 modalities: Sequence[str] | None = None):
-        """Reads every modality of every scene, or only `modalities`."""
+                 modalities: Sequence[str] | None = None, cols: tuple[int, int] | None = None):
+        """Reads every modality of every scene, or only `modalities`; `cols` instead of a split: these columns
+        of every scene."""
+        from .data.dataset import Region
+
         self.registry = registry
         self.files = discover(root, registry)
         default, regions = load_split(split_file, split) if split else (None, {})
-        from .data.dataset import Region
-
-        default = default or Region()
+        default = Region(cols=cols) if cols is not None else (default or Region())
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
         self.valid: dict[str, dict[str, np.ndarray]] = {}
         for sid, mods in sorted(self.files.items()):
@@ -226,12 +227,14 @@ class Evaluator:
 
 
 # ---- predictors: (scene, {m: raw}, targets, samples) -> {m: {"sample"/"mean"/"std"/"classes"/"confidence"}} ----
-def cogen_predictor(pipe, ev: "Evaluator", regenerate_fn=None):
+def cogen_predictor(pipe, ev: "Evaluator", regenerate_fn=None, guidance: float | None = None):
+    """guidance: None for the checkpoint's own."""
     def predict(sid, conds, tgt, samples, steps=None, sampler=None):
         regen = regenerate_fn(sid) if regenerate_fn else None
         tile, overlap = ev.tiling(tgt, regenerate=regen is not None)
-        res = pipe(conds, tgt, steps=steps or ev.steps, sampler=sampler or ev.sampler, samples=samples, seed=ev.seed,
-                   tile=tile, overlap=overlap, batch=ev.batch, progress=False, regenerate=regen)
+        res = pipe(conds, tgt, steps=steps or ev.steps, sampler=sampler or ev.sampler, guidance=guidance,
+                   samples=samples, seed=ev.seed, tile=tile, overlap=overlap, batch=ev.batch, progress=False,
+                   regenerate=regen)
         out = {}
         for m, r in res.items():
             out[m] = {"sample": r.sample, "mean": r.mean, "std": r.std, "classes": r.classes,
@@ -419,6 +422,17 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
         tmp.write_text("\n".join(L) + "\n")
 
 
+def _tile_overlap(value: str, error: str) -> list[int]:
+    """'32,0' -> [32, 0]; anything else raises UsageError(error)."""
+    try:
+        t_o = [int(x) for x in value.split(",")]
+    except ValueError:
+        t_o = []
+    if len(t_o) != 2:
+        raise UsageError(error)
+    return t_o
+
+
 @cli_exit
 def main(argv: list[str] | None = None) -> None:
     import sys
@@ -473,19 +487,11 @@ def main(argv: list[str] | None = None) -> None:
     fig_dir = Path(a.report).parent / FIG_DIR if a.report else None
     ev = Evaluator(split, reg, a.samples, a.steps, a.sampler, a.tile, a.overlap, a.seed, a.batch, fig_dir)
     for spec in a.tile_for:
-        try:
-            m, v = spec.split("=")
-            t_o = [int(x) for x in v.split(",")]
-            assert len(t_o) == 2
-        except (ValueError, AssertionError):
-            raise UsageError(f"--tile-for {spec!r}: expected M=TILE,OVERLAP, e.g. LULC=32,0") from None
-        ev.tile_by_target[m.strip()] = t_o
+        m, _, v = spec.partition("=")
+        ev.tile_by_target[m.strip()] = _tile_overlap(v, f"--tile-for {spec!r}: expected M=TILE,OVERLAP, e.g. LULC=32,0")
     if a.tile_regenerate:
-        try:
-            ev.tile_regenerate = [int(x) for x in a.tile_regenerate.split(",")]
-            assert len(ev.tile_regenerate) == 2
-        except (ValueError, AssertionError):
-            raise UsageError(f"--tile-regenerate {a.tile_regenerate!r}: expected TILE,OVERLAP, e.g. 32,0") from None
+        ev.tile_regenerate = _tile_overlap(a.tile_regenerate,
+                                           f"--tile-regenerate {a.tile_regenerate!r}: expected TILE,OVERLAP, e.g. 32,0")
     prev: dict[str, Any] = json.loads(Path(a.reuse).read_text()) if a.reuse and Path(a.reuse).is_file() else {}
     results: dict[str, Any] = {}
     predictors = {} if a.baselines_only else {"cogen": cogen_predictor(pipe, ev)}
@@ -529,19 +535,16 @@ def main(argv: list[str] | None = None) -> None:
         results["robustness"] = {"target": tgt, "methods": meths, "table": table,
                                  "mean": {k: float(np.mean([v[k] for v in table.values()])) for k in meths},
                                  "worst": {k: float(np.min([v[k] for v in table.values()])) for k in meths}}
-    if a.baselines_only:
-        pass  # cloud removal and the sweep score cogen
-    elif a.cloud_removal and "cloud_removal" in prev:
+    cogen_parts = not a.baselines_only  # cloud removal and the sweep score cogen only
+    if cogen_parts and a.cloud_removal and "cloud_removal" in prev:
         results["cloud_removal"] = prev["cloud_removal"]
-    elif a.cloud_removal:
+    elif cogen_parts and a.cloud_removal:
         print(f"[{time.time() - t0:6.0f}s] cloud removal", flush=True)
         covers = [float(c) for c in a.cloud_covers.split(",")]
         results["cloud_removal"] = cloud_removal_eval(pipe, ev, split, covers, a.seed, a.cloud_strength)
-    if a.baselines_only:
-        pass
-    elif a.sweep and "sweep" in prev:
+    if cogen_parts and a.sweep and "sweep" in prev:
         results["sweep"] = prev["sweep"]
-    elif a.sweep:
+    elif cogen_parts and a.sweep:
         c, t = parse_direction(a.sweep)
         steps = [int(s) for s in a.sweep_steps.split(",")]
         psnr, secs = {}, {}

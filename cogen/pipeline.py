@@ -325,9 +325,9 @@ class CogenPipeline:
         steps, sampler = steps or sc.steps, sampler or sc.sampler
         guidance = sc.guidance if guidance is None else guidance
         targets = list(targets)
-        t0, o0 = default_tiling(sc, targets, regenerate=bool(set(targets) & set(regenerate or {})))
-        tile, overlap = tile or t0, o0 if overlap is None else overlap
         regenerate = dict(regenerate or {})
+        t0, o0 = default_tiling(sc, targets, regenerate=bool(set(targets) & set(regenerate)))
+        tile, overlap = tile or t0, o0 if overlap is None else overlap
         if start is None:  # the checkpoint's choice for cloud removal; generation from nothing starts from noise
             start = sc.start if regenerate and set(targets) <= set(regenerate) else "noise"
         strength = sc.strength if strength is None else strength
@@ -664,7 +664,7 @@ class CogenPipeline:
 def default_tiling(sc, targets: Sequence[str], regenerate: bool = False) -> tuple[int, int]:
     """(tile, overlap) for these targets: `sc.tile_regenerate` when part of a target is regenerated and it is
     set; else `sc.tile_by_target`'s entry when every target has the same one; else `sc.tile`, `sc.overlap`."""
-    if regenerate and getattr(sc, "tile_regenerate", None):
+    if regenerate and sc.tile_regenerate:
         tile, overlap = sc.tile_regenerate
         return int(tile), int(overlap)
     per = {tuple(sc.tile_by_target[m]) if m in sc.tile_by_target else None for m in targets}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +35,7 @@ def main(argv=None) -> None:
     pipe = CogenPipeline.from_checkpoint(a.checkpoint)
     reg, toks = pipe.registry, pipe.bundle.tokenizers
     c0, c1 = (int(v) for v in a.cols.split(","))
-    with tempfile.TemporaryDirectory() as tmp:
-        sf = Path(tmp) / "split.yaml"
-        sf.write_text(f"splits:\n  select:\n    default: {{cols: [{c0}, {c1}]}}\n")
-        split = Split(a.data, reg, str(sf), "select", ["S1RTC", "S2L2A"])
+    split = Split(a.data, reg, None, None, ["S1RTC", "S2L2A"], cols=(c0, c1))
     xs, cs = [], []
     full = np.ones((64, 64), bool)
     for sid in split.scenes:

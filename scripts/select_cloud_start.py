@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,10 +34,7 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     pipe = CogenPipeline.from_checkpoint(a.checkpoint)
     c0, c1 = (int(v) for v in a.cols.split(","))
-    with tempfile.TemporaryDirectory() as tmp:
-        sf = Path(tmp) / "split.yaml"
-        sf.write_text(f"splits:\n  select:\n    default: {{cols: [{c0}, {c1}]}}\n")
-        split = Split(a.data, pipe.registry, str(sf), "select", ["S2L2A", "S1RTC", "DEM"])
+    split = Split(a.data, pipe.registry, None, None, ["S2L2A", "S1RTC", "DEM"], cols=(c0, c1))
     sc = pipe.bundle.config.sample
     ev = Evaluator(split, pipe.registry, a.samples, a.steps, sc.sampler, a.tile, 0, 0, 16, None)
     t0 = time.time()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cogen.errors import UsageError  # noqa: E402
-from cogen.evaluate import Evaluator, Split, parse_direction  # noqa: E402
+from cogen.evaluate import Evaluator, Split, cogen_predictor, parse_direction  # noqa: E402
 from cogen.pipeline import CogenPipeline  # noqa: E402
 
 KEYS = {"tile": int, "overlap": int, "steps": int, "sampler": str, "guidance": float}
@@ -52,24 +51,15 @@ def main(argv=None) -> None:
     settings = [parse_setting(s) for s in a.setting] or [{}]
     pipe = CogenPipeline.from_checkpoint(a.checkpoint)
     c0, c1 = (int(v) for v in a.cols.split(","))
-    with tempfile.TemporaryDirectory() as tmp:
-        sf = Path(tmp) / "split.yaml"
-        sf.write_text(f"splits:\n  select:\n    default: {{cols: [{c0}, {c1}]}}\n")
-        split = Split(a.data, pipe.registry, str(sf), "select", cond + tgt)
+    split = Split(a.data, pipe.registry, None, None, cond + tgt, cols=(c0, c1))
     print(f"{a.direction}, columns {c0}-{c1 - 1}, {a.samples} samples, seed {a.seed}")
     for s in settings:
         sc = {"tile": 32, "overlap": 0, "steps": a.steps, "sampler": "ddim", "guidance": 1.0, **s}
         ev = Evaluator(split, pipe.registry, a.samples, sc["steps"], sc["sampler"], sc["tile"], sc["overlap"], a.seed,
                        16, None)
 
-        def predict(sid, conds, targets, samples, steps=None, sampler=None):
-            res = pipe(conds, targets, steps=sc["steps"], sampler=sc["sampler"], guidance=sc["guidance"],
-                       samples=samples, seed=a.seed, tile=sc["tile"], overlap=sc["overlap"], progress=False)
-            return {m: {"sample": r.sample, "mean": r.mean, "std": r.std, "classes": r.classes,
-                        "confidence": r.confidence} for m, r in res.items()}
-
         t0 = time.time()
-        out = ev.run(predict, cond, tgt, a.direction)
+        out = ev.run(cogen_predictor(pipe, ev, guidance=sc["guidance"]), cond, tgt, a.direction)
         label = ", ".join(f"{k} {v}" for k, v in sc.items())
         for m in tgt:
             o = out[m]

@@ -13,9 +13,10 @@ import shutil
 from pathlib import Path
 
 import torch
-import yaml
 
 from cogen.checkpoint import atomic_dir, load_bundle
+from cogen.config import apply_overrides
+from cogen.errors import ConfigError
 from cogen.registry import Registry
 
 
@@ -34,15 +35,10 @@ def main() -> None:
     b = load_bundle(ck / "ema" if (ck / "ema").is_dir() else ck)
     reg = Registry.from_yaml(a.registry, a.stats)
     step = json.loads((ck / "state.json").read_text())["step"] if (ck / "state.json").is_file() else None
-    for kv in a.set:  # e.g. sample.start=interpolate: how the shipped model samples by default
-        key, _, val = kv.partition("=")
-        *path, last = key.split(".")
-        node = b.config
-        for k in path:
-            node = getattr(node, k)
-        if not hasattr(node, last):
-            raise SystemExit(f"--set {kv}: no setting {key}")
-        setattr(node, last, yaml.safe_load(val))
+    try:  # e.g. sample.start=interpolate: how the shipped model samples by default
+        b.config = apply_overrides(b.config, a.set)
+    except ConfigError as e:
+        raise SystemExit(f"--set: {e}") from None
 
     def build(d: Path) -> None:
         model = b.model.to(torch.float16)

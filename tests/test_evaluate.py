@@ -2,6 +2,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cogen.evaluate import main, parse_direction
@@ -82,3 +83,17 @@ def test_baselines_only_then_cogen_reusing_them(tmp_path, tiny_bundle, synth_roo
     assert "S2L2A->LULC" in f["cogen"] and "30%" in f["cloud_removal"]
     for sub, row in f["robustness"]["table"].items():
         assert row["deterministic (same backbone)"] == b["robustness"]["table"][sub]["deterministic (same backbone)"]
+
+
+def test_split_over_columns_without_a_split_file(registry, synth_root, tmp_path):
+    from cogen.evaluate import Split
+
+    sf = tmp_path / "split.yaml"
+    sf.write_text("splits:\n  sel: {default: {cols: [8, 24]}}\n")
+    by_cols = Split(synth_root, registry, None, None, ["S2L2A", "LULC"], cols=(8, 24))
+    by_file = Split(synth_root, registry, str(sf), "sel", ["S2L2A", "LULC"])
+    assert by_cols.scenes == by_file.scenes and by_cols.scenes
+    for sid in by_cols.scenes:
+        for m in ("S2L2A", "LULC"):
+            assert by_cols.arrays[sid][m].shape[-1] == 16
+            np.testing.assert_array_equal(by_cols.arrays[sid][m], by_file.arrays[sid][m])

@@ -129,3 +129,18 @@ def test_trains_on_vae_latents_and_the_bundle_carries_the_tokenizer(tmp_path):
     tok = b.tokenizers["S2L2A"]
     assert isinstance(tok, VAETokenizer) and tok.linear and torch.equal(tok.lin_basis, vae.lin_basis)
     assert b.model.patch_size("S2L2A") == 1
+
+
+def test_apply_overrides_parses_and_checks_like_the_command_line():
+    from cogen.config import apply_overrides, load_config
+    from cogen.errors import ConfigError
+
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    out = apply_overrides(cfg, ["sample.tile_by_target={S2L2A: [64, 16]}", "sample.tile_regenerate=[32, 8]",
+                                "sample.strength=0.3"])
+    assert out.sample.tile_by_target == {"S2L2A": [64, 16]} and out.sample.tile_regenerate == [32, 8]
+    assert out.sample.strength == 0.3 and out.model == cfg.model
+    with pytest.raises(ConfigError, match="unknown config key sample.tiles"):
+        apply_overrides(cfg, ["sample.tiles=64"])
+    with pytest.raises(ConfigError, match="sample.tile_regenerate"):
+        apply_overrides(cfg, ["sample.tile_regenerate=big"])
