@@ -36,6 +36,9 @@ def common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     g.add_argument("--batch", type=int, default=16, help="tile-samples per forward pass")
     g.add_argument("--no-grid-shift", action="store_true",
                    help="keep the model's patch grid fixed across steps (default: moved at every step)")
+    g.add_argument("--shift-ensemble", type=int, default=None, metavar="N",
+                   help="average every step over N patch-grid offsets (N times the model calls; default: the "
+                        "checkpoint's sample.shift_ensemble)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 

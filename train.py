@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from cogen.checkpoint import verify, write_bundle_files, write_manifest
 from cogen.config import Config, load_config
 from cogen.data import SceneDataset, collate_scenes, load_split
-from cogen.diffusion.loss import diffusion_loss, encode_batch, regression_loss
+from cogen.diffusion.loss import balanced_class_weights, diffusion_loss, encode_batch, regression_loss
 from cogen.diffusion.schedule import Diffusion
 from cogen.errors import CheckpointError, CogenError
 from cogen.models.transformer import CogenTransformer, build_model
@@ -146,16 +146,25 @@ def train(cfg: Config, resume: bool = True) -> dict:
     categorical = {m: registry[m].is_categorical for m in cfg.data.modalities}
     patch_sizes = {m: model.patch_size(m) for m in model.names}
 
-    def loss_fn(net, z, ok, present, gen):
-        if t_cfg.objective == "regression":
-            return regression_loss(net, z, ok, present, cfg.roles, gen, categorical)
-        return diffusion_loss(net, z, ok, present, diffusion, cfg.roles, gen, patch_sizes=patch_sizes)
-
     ckpts = find_checkpoints(out_dir)
     if t_cfg.init_from and not ckpts:
         init_weights(model, t_cfg.init_from, log)
     samples_per_step = o.batch_size * o.grad_accum * world
     train_ds, val_ds = datasets(cfg, registry, t_cfg.steps * samples_per_step)
+    class_weights = {}
+    if t_cfg.class_balance < 0:
+        raise CogenError(f"train.class_balance={t_cfg.class_balance}: use 0 (off) or a positive power such as 0.5")
+    if t_cfg.class_balance > 0:
+        for m in (m for m, c in categorical.items() if c):
+            class_weights[m] = balanced_class_weights(train_ds.class_counts(m), t_cfg.class_balance)
+            log(f"{m} class weights: " + ", ".join(f"{n} {w:.2f}" for n, w in
+                                                    zip((c.name for c in registry[m].classes), class_weights[m].tolist())))
+
+    def loss_fn(net, z, ok, present, gen):
+        if t_cfg.objective == "regression":
+            return regression_loss(net, z, ok, present, cfg.roles, gen, categorical, class_weights=class_weights)
+        return diffusion_loss(net, z, ok, present, diffusion, cfg.roles, gen, patch_sizes=patch_sizes,
+                              class_weights=class_weights)
     opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: get_lr(s, cfg))
     model, opt, sched = acc.prepare(model, opt, sched)

@@ -84,6 +84,10 @@ class TrainConfig:
     on_nonfinite: str = "stop"  # stop | skip
     threads: int | None = None
     init_from: str | None = None  # start from the weights of this cogen bundle (fine-tuning); ignored on resume
+    # class maps as targets: weight each pixel's loss by (training frequency of its class) ^ -class_balance,
+    # normalised to mean 1 over the training pixels (0 = off, 0.5 = inverse square root, 1 = inverse);
+    # rare classes (built area, bare ground) then count in the loss, not only the dominant ones
+    class_balance: float = 0.0
 
 
 @dataclass
@@ -99,6 +103,9 @@ class SampleConfig:
     # [tile, overlap] for calls that regenerate part of a target (cloud removal, nodata holes); empty: as above
     tile_regenerate: list[int] = field(default_factory=list)
     grid_shift: bool = True  # move the patch grid at every denoising step (see cogen.diffusion.sampling)
+    # with grid_shift: average every step's prediction over this many patch-grid offsets (1 = one model call
+    # per step; N costs N calls). Removes patch-grid texture from the samples (docs/SAMPLING.md)
+    shift_ensemble: int = 1
     start: str = "noise"  # cloud removal: masked pixels start from noise, or "interpolate" (see CogenPipeline)
     strength: float = 0.5  # with start=interpolate: the noise level started from (1 = pure noise)
 

@@ -256,6 +256,7 @@ class CogenPipeline:
         self.registry = bundle.registry
         self.diffusion = bundle.diffusion
         self.grid_shift = bool(bundle.config.sample.grid_shift)  # see cogen.diffusion.sampling
+        self.shift_ensemble = bundle.config.sample.shift_ensemble
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str = "cpu", modalities=None) -> "CogenPipeline":
@@ -270,6 +271,17 @@ class CogenPipeline:
         return u
 
     # ---- API ---------------------------------------------------------------------------------------------
+    @property
+    def shift_ensemble(self) -> int:
+        """Patch-grid offsets each denoising step is averaged over (cogen.diffusion.sampling.denoise)."""
+        return self._shift_ensemble
+
+    @shift_ensemble.setter
+    def shift_ensemble(self, n: int) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
+            raise UsageError(f"shift ensemble {n!r} must be a whole number from 1 to 64 (e.g. 4)")
+        self._shift_ensemble = n
+
     def __call__(self, conditions: Mapping[str, Any], targets: Sequence[str], *, steps: int | None = None,
                  sampler: str | None = None, guidance: float | None = None, samples: int = 1, seed: int = 0,
                  tile: int | None = None, overlap: int | None = None, regenerate: Mapping[str, Any] | None = None,
@@ -631,7 +643,7 @@ class CogenPipeline:
             partial = self.bundle.config.roles.p_partial > 0  # trained to take known tokens clean
             z0 = {m: toks[m].encode(rep(v).to(dev)) for m, v in (init or {}).items()}
             z = denoise(self.model, self.diffusion, conditions, tspec, steps, sampler, guidance, noise, gen, unit,
-                        partial, z0 or None, strength)
+                        partial, z0 or None, strength, self.shift_ensemble)
         for m in targets:
             mod = self.registry[m]
             x = toks[m].decode(z[m]).cpu()

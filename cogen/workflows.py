@@ -31,6 +31,8 @@ def _pipeline(args, modalities) -> CogenPipeline:
     pipe = CogenPipeline.from_checkpoint(args.checkpoint, args.device, modalities)
     if args.no_grid_shift:
         pipe.grid_shift = False
+    if args.shift_ensemble is not None:
+        pipe.shift_ensemble = args.shift_ensemble
     return pipe
 
 
@@ -221,7 +223,6 @@ def demo(args: argparse.Namespace) -> dict:
         if not p.is_file():
             raise UsageError(f"{p}: not found; --scene must be a shipped scene id (see {data / m})")
     pipe = _pipeline(args, ["S2L2A", "S1RTC", "DEM", "LULC"])
-    steps = args.steps or 10
     results: dict[str, Any] = {}
     with OutputDir(args.out, args.overwrite) as od:
         inp = od.path / "inputs"
@@ -242,7 +243,7 @@ def demo(args: argparse.Namespace) -> dict:
                                                   mask_values=None, samples=1)),
         ]
         for name, fn, kw in jobs:
-            a = argparse.Namespace(**{**vars(args), **kw, "out": str(od.path / name), "overwrite": False, "steps": steps})
+            a = argparse.Namespace(**{**vars(args), **kw, "out": str(od.path / name), "overwrite": False})
             t = time.time()
             print(f"demo: {name} ...", flush=True)
             with contextlib.redirect_stdout(io.StringIO()):  # the jobs' own lines name the staging folder

@@ -1,4 +1,5 @@
-"""Compare sampling settings (tile, overlap, steps, sampler, guidance) for one direction on training pixels.
+"""Compare sampling settings (tile, overlap, steps, sampler, guidance,
+patch-grid ensemble) for one direction on training pixels.
 
 Like scripts/select_cloud_start.py, the test strips (columns 160-223) are never used: the settings are scored
 on the 64 training columns next to them (96-159). The model has seen these pixels in training (as random
@@ -23,7 +24,7 @@ from cogen.errors import UsageError  # noqa: E402
 from cogen.evaluate import Evaluator, Split, cogen_predictor, parse_direction  # noqa: E402
 from cogen.pipeline import CogenPipeline  # noqa: E402
 
-KEYS = {"tile": int, "overlap": int, "steps": int, "sampler": str, "guidance": float}
+KEYS = {"tile": int, "overlap": int, "steps": int, "sampler": str, "guidance": float, "shift_ensemble": int}
 
 
 def parse_setting(s: str) -> dict:
@@ -54,7 +55,8 @@ def main(argv=None) -> None:
     split = Split(a.data, pipe.registry, None, None, cond + tgt, cols=(c0, c1))
     print(f"{a.direction}, columns {c0}-{c1 - 1}, {a.samples} samples, seed {a.seed}")
     for s in settings:
-        sc = {"tile": 32, "overlap": 0, "steps": a.steps, "sampler": "ddim", "guidance": 1.0, **s}
+        sc = {"tile": 32, "overlap": 0, "steps": a.steps, "sampler": "ddim", "guidance": 1.0, "shift_ensemble": 1, **s}
+        pipe.shift_ensemble = sc["shift_ensemble"]
         ev = Evaluator(split, pipe.registry, a.samples, sc["steps"], sc["sampler"], sc["tile"], sc["overlap"], a.seed,
                        16, None)
 

@@ -143,3 +143,18 @@ def test_manifest(tmp_path):
 def test_region_restriction():
     ds = SceneDataset(SHIPPED, modalities=["DEM"], region=Region(cols=(160, 224)), mode="grid")
     assert all(ds[i]["values"]["DEM"].shape == (1, 64, 64) for i in range(len(ds)))
+
+
+def test_class_counts_cover_the_region_only(registry):
+    """Per-class pixel counts (for class-balanced loss weights) over the training columns only."""
+    import rasterio
+
+    tr, trs = load_split("configs/split.yaml", "train")
+    ds = SceneDataset(SHIPPED, modalities=["LULC"], crop=32, region=tr, regions=trs, length=1)
+    want = np.zeros(registry["LULC"].num_classes, np.int64)
+    for f in sorted((SHIPPED / "LULC").glob("*.tif")):
+        with rasterio.open(f) as src:
+            a = src.read(1)[:, :160]
+        want += [(a == cid).sum() for cid in registry["LULC"].class_ids]
+    got = ds.class_counts("LULC")
+    assert got.tolist() == want.tolist() and got.sum() == 5 * 224 * 160

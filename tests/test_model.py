@@ -373,3 +373,100 @@ def test_partial_sampling_feeds_whole_known_tokens_clean_on_the_moved_grid(shift
     denoise(rec, Diffusion(), cond, {"C": ((2, 4, 8, 8), known, km)}, steps=3,
             generator=torch.Generator().manual_seed(0), grid_shift=shift, partial=False)
     assert all(cc is None for _, cc in calls)
+
+
+# ---- patch-grid ensemble ----------------------------------------------------------------------------------
+def test_ensemble_offsets_are_distinct_and_start_with_the_steps_own():
+    from cogen.diffusion.sampling import ensemble_offsets
+
+    assert ensemble_offsets((1, 3), 4, 1) == [(1, 3)]
+    assert ensemble_offsets((1, 3), 4, 4) == [(1, 3), (3, 1), (1, 1), (3, 3)]  # half a patch apart
+    assert ensemble_offsets((0, 0), 1, 4) == [(0, 0)]  # no grid to move
+    every = ensemble_offsets((2, 1), 4, 16)
+    assert len(set(every)) == 16 and every[0] == (2, 1)
+    assert len(ensemble_offsets((0, 0), 4, 99)) == 16  # at most every offset once
+
+
+def test_shift_ensemble_averages_the_prediction_over_grid_offsets():
+    """K = 1 is the plain loop; with K = 4 each step's prediction is the mean of the calls on the 4 offsets."""
+    from cogen.diffusion.sampling import denoise, ensemble_offsets, grid_offset, shifted_call
+
+    m, d = tiny(), Diffusion()
+    cond = {"A": inputs()["A"]}
+    tgt = {"C": ((2, 4, 8, 8), None, None)}
+    noise = {"C": torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))}
+    run = lambda k: denoise(m, d, cond, tgt, 2, "ddim", noise=noise, grid_shift=4, shift_ensemble=k)["C"]
+    plain = denoise(m, d, cond, tgt, 2, "ddim", noise=noise, grid_shift=4)["C"]
+    torch.testing.assert_close(run(1), plain)
+    ens = run(4)
+    assert not torch.allclose(ens, plain)
+    calls = []
+    orig = m.forward
+
+    def record(x, t, *a):
+        calls.append(x["C"].shape)
+        return orig(x, t, *a)
+
+    m.forward = record
+    run(4)
+    assert len(calls) == 8  # 2 steps x 4 offsets
+    # one step by hand: the mean of the four shifted predictions, then the scheduler's step
+    m.forward = orig
+    sched = d.scheduler("ddim")
+    sched.set_timesteps(1)
+    ts = sched.timesteps[0]
+    x = noise["C"] * sched.init_noise_sigma
+    t = {"A": torch.zeros(2), "C": torch.full((2,), d.model_time(ts))}
+    offs = ensemble_offsets(grid_offset(0, 4), 4, 4)
+    out = sum(shifted_call(m, {**cond, "C": x}, t, o, 4)["C"] for o in offs) / 4
+    want = sched.step(out, ts, x).prev_sample
+    got = denoise(m, d, cond, tgt, 1, "ddim", noise=noise, grid_shift=4, shift_ensemble=4)["C"]
+    torch.testing.assert_close(got, want)
+
+
+def test_pipeline_shift_ensemble_is_checked(tiny_bundle):
+    from cogen.errors import UsageError
+    from cogen.pipeline import CogenPipeline
+
+    pipe = CogenPipeline.from_checkpoint(tiny_bundle)
+    assert pipe.shift_ensemble == 1  # the config's default
+    for bad in (0, -2, 2.5, True, 65):
+        with pytest.raises(UsageError, match="shift ensemble"):
+            pipe.shift_ensemble = bad
+    pipe.shift_ensemble = 4
+    cond = {"S1RTC": torch.rand(2, 16, 16).numpy() * 0.1}
+    a = pipe(cond, ["S2L2A"], steps=2, tile=16, overlap=0, seed=0, progress=False)["S2L2A"].sample
+    pipe.shift_ensemble = 1
+    b = pipe(cond, ["S2L2A"], steps=2, tile=16, overlap=0, seed=0, progress=False)["S2L2A"].sample
+    assert a.shape == b.shape and not (a == b).all()
+
+
+# ---- class-balanced loss ----------------------------------------------------------------------------------
+def test_balanced_class_weights_by_hand():
+    from cogen.diffusion.loss import balanced_class_weights
+
+    # counts 75 / 25 / 0: inverse frequencies 4/3 and 4, rescaled so the pixel-weighted mean is 1:
+    # (75 * 4/3 + 25 * 4) / 100 = 2  ->  2/3 and 2; the unseen class gets 0
+    w = balanced_class_weights([75, 25, 0], 1.0)
+    torch.testing.assert_close(w, torch.tensor([2 / 3, 2.0, 0.0]))
+    # square root: 1/sqrt(.75), 1/sqrt(.25) = 1.1547, 2; mean (75*1.1547 + 25*2)/100 = 1.3660
+    torch.testing.assert_close(balanced_class_weights([75, 25], 0.5), torch.tensor([1.1547 / 1.3660, 2 / 1.3660]),
+                               atol=1e-4, rtol=0)
+    # the cap: a class 10^4 times rarer is weighted at most 10 times the most frequent
+    w = balanced_class_weights([10_000, 1], 1.0)
+    assert float(w[1] / w[0]) == pytest.approx(10.0)
+    torch.testing.assert_close(balanced_class_weights([5, 5], 0.0), torch.ones(2))
+
+
+def test_class_weighted_loss_weights_each_cell_by_its_true_class():
+    from cogen.diffusion.loss import class_weight_map, masked_mse
+
+    code = -torch.ones(1, 3, 2, 2)
+    code[0, 0, 0, :] = 1  # top row class 0
+    code[0, 2, 1, :] = 1  # bottom row class 2
+    wmap = class_weight_map(code, torch.tensor([1.0, 5.0, 3.0]))
+    torch.testing.assert_close(wmap, torch.tensor([[[1.0, 1.0], [3.0, 3.0]]]))
+    pred, tgt = torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)  # error 1 everywhere
+    valid = torch.tensor([[[True, True], [True, False]]])
+    torch.testing.assert_close(masked_mse(pred, tgt, valid), torch.tensor([1.0]))
+    torch.testing.assert_close(masked_mse(pred, tgt, valid, wmap), torch.tensor([(1 + 1 + 3) / 3]))

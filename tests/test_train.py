@@ -144,3 +144,13 @@ def test_apply_overrides_parses_and_checks_like_the_command_line():
         apply_overrides(cfg, ["sample.tiles=64"])
     with pytest.raises(ConfigError, match="sample.tile_regenerate"):
         apply_overrides(cfg, ["sample.tile_regenerate=big"])
+
+
+def test_class_balance_weights_the_land_cover_loss(tmp_path):
+    """train.class_balance logs the class weights and changes the loss; a negative power is an error."""
+    plain = run_train(tmp_path / "a", "train.steps=2", "train.ckpt_every=2")
+    bal = run_train(tmp_path / "b", "train.steps=2", "train.ckpt_every=2", "train.class_balance=0.5")
+    assert "LULC class weights: water" in bal.stderr + bal.stdout
+    assert losses(tmp_path / "a") != losses(tmp_path / "b")
+    bad = run_train(tmp_path / "c", "train.steps=1", "train.class_balance=-1", check=False)
+    assert bad.returncode != 0 and "train.class_balance=-1" in bad.stderr

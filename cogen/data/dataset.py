@@ -175,6 +175,18 @@ class SceneDataset(Dataset):
         raw, ok = raw[:, r : r + h, c : c + w], ok[r : r + h, c : c + w]
         return to_model_space(self.registry[m], raw, ok)
 
+    def class_counts(self, m: str) -> np.ndarray:
+        """(K,) valid pixel counts per class of categorical modality `m` over the dataset's regions."""
+        mod = self.registry[m]
+        counts = np.zeros(mod.num_classes, np.int64)
+        for sid in self.scene_ids:
+            if m not in self.files[sid]:
+                continue
+            raw, ok = self._region_arrays(sid, m)
+            for i, cid in enumerate(mod.class_ids):
+                counts[i] += int(((raw[0] == cid) & ok).sum())
+        return counts
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 

@@ -23,19 +23,42 @@ def encode_batch(batch: Mapping[str, Any], tokenizers: Mapping[str, Any]) -> tup
     return z, ok, present
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Per-sample mean squared error over valid cells (B,); (B,C,h,w) tensors, (B,h,w) mask."""
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+               weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample mean squared error over valid cells (B,); (B,C,h,w) tensors, (B,h,w) mask; optional (B,h,w)
+    cell weights (mean 1 over the training data), summed over valid cells and divided by their number."""
     err = ((pred.float() - target.float()) ** 2).mean(dim=1)  # (B, h, w)
     w = valid.float()
-    return (err * w).sum(dim=(1, 2)) / w.sum(dim=(1, 2)).clamp(min=1.0)
+    num = err * w if weight is None else err * w * weight.float()
+    return num.sum(dim=(1, 2)) / w.sum(dim=(1, 2)).clamp(min=1.0)
+
+
+def class_weight_map(code: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(B,K,h,w) one-hot class code -> (B,h,w) the weight of each cell's class (`weights`: (K,))."""
+    return weights.to(code.device)[code.argmax(dim=1)]
+
+
+def balanced_class_weights(counts, power: float, cap: float = 10.0) -> torch.Tensor:
+    """(K,) training pixel counts -> weights freq^-power, capped at `cap` times the smallest, with mean 1 over
+    the training pixels (so the loss keeps its scale); classes never seen get weight 0 (they take no loss)."""
+    c = torch.as_tensor(counts, dtype=torch.float64)
+    seen = c > 0
+    w = torch.zeros_like(c)
+    w[seen] = (c[seen] / c.sum()) ** -power
+    w[seen] = torch.minimum(w[seen], w[seen].min() * cap)
+    w = w / ((w * c).sum() / c.sum())
+    return w.float()
 
 
 def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, torch.Tensor],
                    present: Mapping[str, torch.Tensor], diffusion: Diffusion, roles_cfg: RoleConfig,
                    generator: torch.Generator, roles: Mapping[str, torch.Tensor] | None = None,
-                   patch_sizes: Mapping[str, int] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+                   patch_sizes: Mapping[str, int] | None = None,
+                   class_weights: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """One batch's loss: mean over (sample, target modality) pairs of the masked MSE of the prediction.
 
+    class_weights: {m: (K,)} for class maps: each cell's loss is weighted by its true class's weight
+    (`balanced_class_weights`).
     Conditions enter clean at t = 0 and never get loss; absent modalities are masked out of attention (or
     left out of the sequence when absent for the whole batch). With `roles_cfg.p_partial` > 0 a target may
     be given in part: its known tokens (`known_regions`, aligned to `patch_sizes[m]`) enter clean and are
@@ -67,7 +90,8 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
     for m in x_in:
         is_t = (roles[m] == TARGET).to(out[m].device).float()
         v = valid[m] & ~clean[m] if m in clean else valid[m]
-        per_sample = masked_mse(out[m], tgt[m], v) * diffusion.loss_weight(t[m]).to(out[m].device)
+        cw = class_weight_map(z[m], class_weights[m]) if class_weights and m in class_weights else None
+        per_sample = masked_mse(out[m], tgt[m], v, cw) * diffusion.loss_weight(t[m]).to(out[m].device)
         total = total + (per_sample * is_t).sum()
         count = count + is_t.sum()
         if is_t.sum() > 0:
@@ -78,8 +102,8 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
 
 def regression_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, torch.Tensor],
                     present: Mapping[str, torch.Tensor], roles_cfg: RoleConfig, generator: torch.Generator,
-                    categorical: Mapping[str, bool], roles: Mapping[str, torch.Tensor] | None = None
-                    ) -> tuple[torch.Tensor, dict[str, Any]]:
+                    categorical: Mapping[str, bool], roles: Mapping[str, torch.Tensor] | None = None,
+                    class_weights: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """The deterministic baseline on the same backbone: targets enter as zeros at t = 1 and the network
     predicts them in one pass; MSE for continuous targets, cross-entropy (logits = output channels) for
     class maps. Roles are drawn exactly as for diffusion training."""
@@ -101,6 +125,8 @@ def regression_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, to
             target_idx = z[m].argmax(dim=1)  # the one-hot code back to class indices
             ce = torch.nn.functional.cross_entropy(out[m].float(), target_idx, reduction="none")  # (B,h,w)
             w = valid[m].float()
+            if class_weights and m in class_weights:
+                ce = ce * class_weights[m].to(ce.device)[target_idx]
             per_sample = (ce * w).sum(dim=(1, 2)) / w.sum(dim=(1, 2)).clamp(min=1.0)
         else:
             per_sample = masked_mse(out[m], z[m], valid[m])

@@ -40,6 +40,28 @@ def grid_offset(step: int, unit: int) -> tuple[int, int]:
     return dy, dx
 
 
+def ensemble_offsets(first: tuple[int, int], unit: int, n: int) -> list[tuple[int, int]]:
+    """`n` distinct patch-grid offsets starting with `first`: the others spread evenly over the unit x unit
+    offsets (for unit 4 and n 4: first, then first + (2, 2), + (0, 2), + (2, 0), all mod 4)."""
+    if unit <= 1 or n <= 1:
+        return [first]
+    n = min(n, unit * unit)
+    k = 1
+    while k * k < n:
+        k += 1
+    step = max(1, unit // k)
+    grid = [(a * step, b * step) for a in range(k) for b in range(k)]
+    grid.sort(key=lambda d: (-(d[0] == d[1]), d))  # the diagonal first: (0,0), (2,2), then (0,2), (2,0)
+    out = []
+    for d in grid:
+        o = ((first[0] + d[0]) % unit, (first[1] + d[1]) % unit)
+        if o not in out:
+            out.append(o)
+        if len(out) == n:
+            break
+    return out
+
+
 def clean_cells(known: torch.Tensor, p: int) -> torch.Tensor:
     """(B, 1, h, w) bool known cells -> the same mask reduced to whole p x p tokens (all cells known), as the
     model reduces it (`clean_tokens`)."""
@@ -79,7 +101,7 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
             steps: int = 20, sampler: str = "ddim", guidance: float = 1.0,
             noise: Mapping[str, torch.Tensor] | None = None, generator: torch.Generator | None = None,
             grid_shift: int = 0, partial: bool = False, init: Mapping[str, torch.Tensor] | None = None,
-            strength: float = 1.0) -> dict[str, torch.Tensor]:
+            strength: float = 1.0, shift_ensemble: int = 1) -> dict[str, torch.Tensor]:
     """Sample target latents.
 
     conditions: {m: (B, c, h, w) clean latents}.
@@ -87,6 +109,8 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
         (B, h, w) bool or None.
     noise: {m: (B, c, h, w)} initial noise (drawn from `generator` if not given).
     grid_shift: the model's largest patch size to move the patch grid at every step (0: off).
+    shift_ensemble: with grid_shift, average each step's prediction over this many patch-grid offsets
+        (the step's own and then evenly spread ones, :func:`ensemble_offsets`); 1: one call per step.
     partial: the model was trained with partial targets: fully known tokens enter clean (module docstring).
     init: {m: (B, c, h, w) clean latent estimate} for every target, to start from at level `strength`.
     Returns {m: (B, c, h, w)} clean latents of the targets.
@@ -122,12 +146,16 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
         tm = diffusion.model_time(ts)
         inp = {m: scheds[m].scale_model_input(x[m], ts) for m in targets}
         times = {m: torch.full((B,), tm, device=dev) for m in targets}
-        off = grid_offset(i, grid_shift)
         kn = known if partial else None
-        out = shifted_call(model, {**cond, **inp}, {**{m: zeros for m in cond}, **times}, off, grid_shift, kn)
-        if guidance != 1.0 and cond:
-            out_u = shifted_call(model, inp, times, off, grid_shift, kn)
-            out = {m: out_u[m] + guidance * (out[m] - out_u[m]) for m in targets}
+        offs = ensemble_offsets(grid_offset(i, grid_shift), grid_shift, shift_ensemble)
+        out = {}
+        for off in offs:
+            o = shifted_call(model, {**cond, **inp}, {**{m: zeros for m in cond}, **times}, off, grid_shift, kn)
+            if guidance != 1.0 and cond:
+                u = shifted_call(model, inp, times, off, grid_shift, kn)
+                o = {m: u[m] + guidance * (o[m] - u[m]) for m in targets}
+            for m in targets:
+                out[m] = o[m] / len(offs) + (out[m] if m in out else 0)
         nxt = timesteps[i + 1] if i + 1 < len(timesteps) else None
         for m in targets:
             x[m] = scheds[m].step(out[m], ts, x[m], generator=generator).prev_sample
