@@ -260,13 +260,11 @@ def mean_predictor(reg: Registry, prior: dict[str, np.ndarray]):
 
 
 def class_prior(root, registry: Registry, split_file, split: str, m: str) -> np.ndarray:
-    tr = Split(root, registry, split_file, split, modalities=[m])
-    counts = np.zeros(registry[m].num_classes)
-    for sid in tr.scenes:
-        if m in tr.arrays[sid]:
-            a = tr.arrays[sid][m][0]
-            for i, cid in enumerate(registry[m].class_ids):
-                counts[i] += (a == cid).sum()
+    from .data.dataset import SceneDataset
+
+    region, regions = load_split(split_file, split)
+    counts = SceneDataset(root, registry=registry, modalities=[m], region=region, regions=regions,
+                          mode="grid").class_counts(m)
     return counts / max(counts.sum(), 1)
 
 

@@ -57,12 +57,11 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
                    class_weights: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """One batch's loss: mean over (sample, target modality) pairs of the masked MSE of the prediction.
 
-    class_weights: {m: (K,)} for class maps: each cell's loss is weighted by its true class's weight
-    (`balanced_class_weights`).
     Conditions enter clean at t = 0 and never get loss; absent modalities are masked out of attention (or
     left out of the sequence when absent for the whole batch). With `roles_cfg.p_partial` > 0 a target may
     be given in part: its known tokens (`known_regions`, aligned to `patch_sizes[m]`) enter clean and are
-    left out of its loss."""
+    left out of its loss. class_weights: {m: (K,)} for class maps: each cell's loss is weighted by its true
+    class's weight (`balanced_class_weights`)."""
     roles = dict(roles) if roles is not None else sample_roles(present, roles_cfg, generator)
     t = sample_times(roles, diffusion.sample_t, roles_cfg, generator)
     x_in, tgt, inputs_present, clean = {}, {}, {}, {}
@@ -126,7 +125,7 @@ def regression_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, to
             ce = torch.nn.functional.cross_entropy(out[m].float(), target_idx, reduction="none")  # (B,h,w)
             w = valid[m].float()
             if class_weights and m in class_weights:
-                ce = ce * class_weights[m].to(ce.device)[target_idx]
+                ce = ce * class_weight_map(z[m], class_weights[m])
             per_sample = (ce * w).sum(dim=(1, 2)) / w.sum(dim=(1, 2)).clamp(min=1.0)
         else:
             per_sample = masked_mse(out[m], z[m], valid[m])
