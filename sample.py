@@ -39,6 +39,9 @@ def common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     g.add_argument("--shift-ensemble", type=int, default=None, metavar="N",
                    help="average every step over N patch-grid offsets (N times the model calls; default: the "
                         "checkpoint's sample.shift_ensemble)")
+    g.add_argument("--final-denoise", type=float, default=None, metavar="T",
+                   help="after the last step, one more model call at model time T (0-1) that removes the noise "
+                        "the last step left; 0 = off (default: the checkpoint's sample.final_denoise)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 

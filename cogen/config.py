@@ -106,6 +106,9 @@ class SampleConfig:
     # with grid_shift: average every step's prediction over this many patch-grid offsets (1 = one model call
     # per step; N costs N calls). Removes patch-grid texture from the samples (docs/SAMPLING.md)
     shift_ensemble: int = 1
+    # 0 = off; else a model time in (0, 1): after the last step, one more call treats the result as noised to
+    # that level and keeps the model's clean estimate, removing noise the last step left (docs/SAMPLING.md)
+    final_denoise: float = 0.0
     start: str = "noise"  # cloud removal: masked pixels start from noise, or "interpolate" (see CogenPipeline)
     strength: float = 0.5  # with start=interpolate: the noise level started from (1 = pure noise)
 

@@ -365,6 +365,7 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
           + f", seed {meta['seed']}, patch grid "
           f"{'moved every step' if meta.get('grid_shift', True) else 'fixed (--no-grid-shift)'}"
           + (f", each step averaged over {meta['shift_ensemble']} grid offsets" if meta.get("shift_ensemble", 1) > 1 else "")
+          + (f", a clean-up call at model time {meta['final_denoise']:g} after the last step" if meta.get("final_denoise") else "")
           + f"; {meta['seconds']:.0f} s.", ""]
     L += ["Reference figures on this split (per-pixel random forest, from the data's README): LULC from S2L2A "
           "acc 0.769 / mIoU 0.431; from S1RTC 0.375 / 0.135; from S2L2A+S1RTC+DEM 0.792 / 0.455. S1RTC -> S2L2A "
@@ -408,7 +409,8 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
         sw = results["sweep"]
         k = sw.get("shift_ensemble", 1)
         L += ["", f"## Sampling efficiency: {sw['direction']} (1 sample, "
-              f"{'one model call per step' if k == 1 else f'{k} grid offsets per step'})", "", f"![steps]({sw['figure']})", "",
+              f"{'one model call per step' if k == 1 else f'{k} grid offsets per step'}"
+              f"{', then a clean-up call' if sw.get('final_denoise') else ''})", "", f"![steps]({sw['figure']})", "",
               "| sampler | " + " | ".join(str(s) for s in sw["steps"]) + " |", "|---|" + "---|" * len(sw["steps"])]
         for smp, vals in sw["psnr"].items():
             L.append(f"| {smp} PSNR | " + " | ".join(f"{v:.2f}" for v in vals) + " |")
@@ -460,6 +462,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-grid-shift", action="store_true", help="sample with the model's patch grid fixed")
     p.add_argument("--shift-ensemble", type=int, default=None, metavar="N",
                    help="average every step over N patch-grid offsets (default: the checkpoint's)")
+    p.add_argument("--final-denoise", type=float, default=None, metavar="T",
+                   help="model time of a clean-up call after the last step, 0 = off (default: the checkpoint's)")
     p.add_argument("--baseline", action="append", default=[], choices=["mean"], help="training mean / class prior")
     p.add_argument("--baseline-checkpoint", default=None, help="a deterministic (train.objective=regression) bundle")
     p.add_argument("--robustness", default=None, help="TARGET:A,B,C -> scores TARGET for every non-empty subset")
@@ -483,6 +487,8 @@ def main(argv: list[str] | None = None) -> None:
     pipe.grid_shift = not a.no_grid_shift
     if a.shift_ensemble is not None:
         pipe.shift_ensemble = a.shift_ensemble
+    if a.final_denoise is not None:
+        pipe.final_denoise = a.final_denoise
     reg = pipe.registry
     directions = {d: parse_direction(d) for d in a.direction}
     for d, (c, t) in directions.items():
@@ -577,12 +583,12 @@ def main(argv: list[str] | None = None) -> None:
             plt.close(f)
             fig = f"{FIG_DIR}/sweep.png"
         results["sweep"] = {"direction": a.sweep, "steps": steps, "psnr": psnr, "seconds": secs, "figure": fig,
-                            "shift_ensemble": pipe.shift_ensemble}
+                            "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise}
     results["meta"] = {"checkpoint": str(pipe.bundle.path), "checkpoint_sha256": pipe.bundle.digest,
                        "samples": a.samples, "steps": a.steps, "sampler": a.sampler, "tile": a.tile,
                        "overlap": a.overlap, "tile_by_target": ev.tile_by_target,
                        "tile_regenerate": ev.tile_regenerate, "seed": a.seed, "grid_shift": pipe.grid_shift,
-                       "shift_ensemble": pipe.shift_ensemble,
+                       "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise,
                        "directions": list(directions), "split": a.split,
                        "seconds": time.time() - t0 + prev.get("meta", {}).get("seconds", 0.0)}
     write_json(a.out, results)

@@ -257,6 +257,7 @@ class CogenPipeline:
         self.diffusion = bundle.diffusion
         self.grid_shift = bool(bundle.config.sample.grid_shift)  # see cogen.diffusion.sampling
         self.shift_ensemble = bundle.config.sample.shift_ensemble
+        self.final_denoise = bundle.config.sample.final_denoise
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str = "cpu", modalities=None) -> "CogenPipeline":
@@ -281,6 +282,17 @@ class CogenPipeline:
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
             raise UsageError(f"shift ensemble {n!r} must be a whole number from 1 to 64 (e.g. 4)")
         self._shift_ensemble = n
+
+    @property
+    def final_denoise(self) -> float:
+        """Model time of the extra clean-up call after the last step; 0 = off (cogen.diffusion.sampling.denoise)."""
+        return self._final_denoise
+
+    @final_denoise.setter
+    def final_denoise(self, t: float) -> None:
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < 1:
+            raise UsageError(f"final denoise {t!r} must be a model time from 0 (off) to below 1 (e.g. 0.05)")
+        self._final_denoise = float(t)
 
     def __call__(self, conditions: Mapping[str, Any], targets: Sequence[str], *, steps: int | None = None,
                  sampler: str | None = None, guidance: float | None = None, samples: int = 1, seed: int = 0,
@@ -643,7 +655,7 @@ class CogenPipeline:
             partial = self.bundle.config.roles.p_partial > 0  # trained to take known tokens clean
             z0 = {m: toks[m].encode(rep(v).to(dev)) for m, v in (init or {}).items()}
             z = denoise(self.model, self.diffusion, conditions, tspec, steps, sampler, guidance, noise, gen, unit,
-                        partial, z0 or None, strength, self.shift_ensemble)
+                        partial, z0 or None, strength, self.shift_ensemble, self.final_denoise)
         for m in targets:
             mod = self.registry[m]
             x = toks[m].decode(z[m]).cpu()

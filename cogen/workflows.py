@@ -33,6 +33,8 @@ def _pipeline(args, modalities) -> CogenPipeline:
         pipe.grid_shift = False
     if args.shift_ensemble is not None:
         pipe.shift_ensemble = args.shift_ensemble
+    if args.final_denoise is not None:
+        pipe.final_denoise = args.final_denoise
     return pipe
 
 

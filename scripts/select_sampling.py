@@ -24,7 +24,7 @@ from cogen.errors import UsageError  # noqa: E402
 from cogen.evaluate import Evaluator, Split, cogen_predictor, parse_direction  # noqa: E402
 from cogen.pipeline import CogenPipeline  # noqa: E402
 
-KEYS = {"tile": int, "overlap": int, "steps": int, "sampler": str, "guidance": float, "shift_ensemble": int}
+KEYS = {"tile": int, "overlap": int, "steps": int, "sampler": str, "guidance": float, "shift_ensemble": int, "final_denoise": float}
 
 
 def parse_setting(s: str) -> dict:
@@ -55,8 +55,10 @@ def main(argv=None) -> None:
     split = Split(a.data, pipe.registry, None, None, cond + tgt, cols=(c0, c1))
     print(f"{a.direction}, columns {c0}-{c1 - 1}, {a.samples} samples, seed {a.seed}")
     for s in settings:
-        sc = {"tile": 32, "overlap": 0, "steps": a.steps, "sampler": "ddim", "guidance": 1.0, "shift_ensemble": 1, **s}
+        sc = {"tile": 32, "overlap": 0, "steps": a.steps, "sampler": "ddim", "guidance": 1.0, "shift_ensemble": 1, "final_denoise": 0.0,
+              **s}
         pipe.shift_ensemble = sc["shift_ensemble"]
+        pipe.final_denoise = sc["final_denoise"]
         ev = Evaluator(split, pipe.registry, a.samples, sc["steps"], sc["sampler"], sc["tile"], sc["overlap"], a.seed,
                        16, None)
 

@@ -25,7 +25,7 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
           "--direction", "S1RTC->S2L2A", "--direction", "S2L2A->LULC", "--samples", "2", "--steps", "2",
           "--tile", "16", "--baseline", "mean", "--baseline-checkpoint", str(tiny_bundle), "--robustness",
           "LULC:S2L2A,S1RTC", "--cloud-removal", "--cloud-covers", "0.3", "--cloud-strength", "0.5", "--sweep", "S1RTC->S2L2A",
-          "--sweep-steps", "2,3", "--shift-ensemble", "2", "--out", str(out), "--report", str(report)])
+          "--sweep-steps", "2,3", "--shift-ensemble", "2", "--final-denoise", "0.05", "--out", str(out), "--report", str(report)])
     r = json.loads(out.read_text())
     s2 = r["cogen"]["S1RTC->S2L2A"]["S2L2A"]
     assert {"sample", "mean", "diversity", "hf_power_ratio", "wasserstein"} <= set(s2)
@@ -54,6 +54,9 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
     text = report.read_text()
     assert "Missing-modality robustness" in text and "figures/" in text
     assert r["meta"]["shift_ensemble"] == r["sweep"]["shift_ensemble"] == 2
+    assert r["meta"]["final_denoise"] == r["sweep"]["final_denoise"] == 0.05
+    assert "a clean-up call at model time 0.05 after the last step" in text
+    assert "2 grid offsets per step, then a clean-up call)" in text
     assert "each step averaged over 2 grid offsets" in text and "2 grid offsets per step" in text
     assert (report.parent / "figures" / "sweep.png").is_file()
     # reuse: nothing is recomputed, same figures

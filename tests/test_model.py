@@ -441,6 +441,52 @@ def test_pipeline_shift_ensemble_is_checked(tiny_bundle):
     assert a.shape == b.shape and not (a == b).all()
 
 
+def test_final_denoise_is_one_more_clean_estimate():
+    """final_denoise t: the loop's result treated as noised to level t and replaced by the model's clean
+    estimate from it (v-prediction: a * x - b * v); known cells stay exact; 0 is the plain loop."""
+    from cogen.diffusion.sampling import denoise
+
+    m, d = tiny(), Diffusion()
+    cond = {"A": inputs()["A"]}
+    noise = {"C": torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))}
+    tgt = {"C": ((2, 4, 8, 8), None, None)}
+    plain = denoise(m, d, cond, tgt, 2, "ddim", noise=noise)["C"]
+    torch.testing.assert_close(denoise(m, d, cond, tgt, 2, "ddim", noise=noise, final_denoise=0.0)["C"], plain)
+    got = denoise(m, d, cond, tgt, 2, "ddim", noise=noise, final_denoise=0.08)["C"]
+    t = torch.full((2,), 0.08)
+    v = m({**cond, "C": plain}, {"A": torch.zeros(2), "C": t})["C"]
+    a, b = d.coefficients(t)
+    torch.testing.assert_close(got, a.view(-1, 1, 1, 1) * plain - b.view(-1, 1, 1, 1) * v)
+    assert not torch.allclose(got, plain)
+    f = Diffusion(prediction="flow")  # flow matching: x0 = x_t - t * (noise - x0) prediction
+    plain_f = denoise(m, f, cond, tgt, 2, "euler", noise=noise)["C"]
+    got_f = denoise(m, f, cond, tgt, 2, "euler", noise=noise, final_denoise=0.08)["C"]
+    out_f = m({**cond, "C": plain_f}, {"A": torch.zeros(2), "C": t})["C"]
+    torch.testing.assert_close(got_f, plain_f - 0.08 * out_f)
+    known = torch.randn(2, 4, 8, 8)
+    km = torch.zeros(2, 8, 8, dtype=torch.bool)
+    km[:, :4] = True
+    out = denoise(m, d, cond, {"C": ((2, 4, 8, 8), known, km)}, 2, "ddim", noise=noise, final_denoise=0.08)["C"]
+    torch.testing.assert_close(out[:, :, :4], known[:, :, :4])
+    assert not torch.allclose(out[:, :, 4:], plain[:, :, 4:])
+
+
+def test_pipeline_final_denoise_is_checked(tiny_bundle):
+    from cogen.errors import UsageError
+    from cogen.pipeline import CogenPipeline
+
+    pipe = CogenPipeline.from_checkpoint(tiny_bundle)
+    assert pipe.final_denoise == 0.0  # the config's default
+    for bad in (-0.1, 1.0, 2, "0.1", True):
+        with pytest.raises(UsageError, match="final denoise"):
+            pipe.final_denoise = bad
+    cond = {"S1RTC": torch.rand(2, 16, 16).numpy() * 0.1}
+    a = pipe(cond, ["S2L2A"], steps=2, tile=16, overlap=0, seed=0, progress=False)["S2L2A"].sample
+    pipe.final_denoise = 0.1
+    b = pipe(cond, ["S2L2A"], steps=2, tile=16, overlap=0, seed=0, progress=False)["S2L2A"].sample
+    assert a.shape == b.shape and not (a == b).all()
+
+
 # ---- class-balanced loss ----------------------------------------------------------------------------------
 def test_balanced_class_weights_by_hand():
     from cogen.diffusion.loss import balanced_class_weights

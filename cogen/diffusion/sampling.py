@@ -9,7 +9,9 @@ called with `partial=True`: tokens whose cells are all known then enter clean, a
 `CogenTransformer.forward`), so the generated part sees the known part exactly from the first step instead
 of through noise. A target may also start from an estimate (`init`, e.g. an interpolation of the known
 cells into the gaps) noised to the level `strength` (1 = pure noise) instead of from pure noise; the
-sampler then runs only the last `strength` share of its steps (SDEdit). Guidance contrasts the prediction with the one where the
+sampler then runs only the last `strength` share of its steps (SDEdit). An optional clean-up call after
+the last step (`final_denoise`) treats the result as slightly noised and keeps the model's clean estimate of
+it, removing noise the last step left behind. Guidance contrasts the prediction with the one where the
 conditions are absent: out = uncond + g * (cond - uncond).
 """
 from __future__ import annotations
@@ -29,6 +31,11 @@ def _noise_to(sched, diffusion: Diffusion, x0: torch.Tensor, noise: torch.Tensor
     if hasattr(sched, "scale_noise"):  # flow-matching Euler
         return sched.scale_noise(x0, ts[:1].to(x0.device), noise)
     return sched.add_noise(x0, noise, ts.to(x0.device))
+
+
+def _model_input(sched, x: torch.Tensor, timestep) -> torch.Tensor:
+    """The scheduler's scaling of the network input (Euler's 1 / sqrt(sigma^2 + 1)); flow schedulers have none."""
+    return sched.scale_model_input(x, timestep) if hasattr(sched, "scale_model_input") else x
 
 
 def grid_offset(step: int, unit: int) -> tuple[int, int]:
@@ -101,7 +108,7 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
             steps: int = 20, sampler: str = "ddim", guidance: float = 1.0,
             noise: Mapping[str, torch.Tensor] | None = None, generator: torch.Generator | None = None,
             grid_shift: int = 0, partial: bool = False, init: Mapping[str, torch.Tensor] | None = None,
-            strength: float = 1.0, shift_ensemble: int = 1) -> dict[str, torch.Tensor]:
+            strength: float = 1.0, shift_ensemble: int = 1, final_denoise: float = 0.0) -> dict[str, torch.Tensor]:
     """Sample target latents.
 
     conditions: {m: (B, c, h, w) clean latents}.
@@ -113,6 +120,9 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
         (the step's own and then evenly spread ones, :func:`ensemble_offsets`); 1: one call per step.
     partial: the model was trained with partial targets: fully known tokens enter clean (module docstring).
     init: {m: (B, c, h, w) clean latent estimate} for every target, to start from at level `strength`.
+    final_denoise: 0 (off) or a model time in (0, 1): after the last step, the result is treated as noised
+        to that level and replaced by the model's clean estimate from it (one more call, or one per grid
+        offset), which removes noise the last step left behind.
     Returns {m: (B, c, h, w)} clean latents of the targets.
     """
     dev = next(model.parameters()).device
@@ -133,7 +143,7 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
                 s.set_begin_index(len(s.timesteps) - n_run)
     eps = {m: (noise[m] if noise is not None and m in noise else torch.randn(shape, generator=generator)).to(dev, dtype)
            for m, (shape, _, _) in targets.items()}
-    x = {m: eps[m] * scheds[m].init_noise_sigma for m in targets}
+    x = {m: eps[m] * getattr(scheds[m], "init_noise_sigma", 1.0) for m in targets}  # flow schedulers: 1
     if init:
         x = {m: _noise_to(scheds[m], diffusion, init[m].to(dev, dtype), eps[m], timesteps[0]) for m in targets}
     cond = {m: v.to(dev, dtype) for m, v in conditions.items()}
@@ -142,11 +152,10 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
     known = {m: (k.to(dev, dtype), km.to(dev)[:, None]) for m, (_, k, km) in targets.items() if k is not None}
     for m, (k, km) in known.items():  # start the known cells on the trajectory of their own values
         x[m] = torch.where(km, _noise_to(scheds[m], diffusion, k, eps[m], timesteps[0]), x[m])
-    for i, ts in enumerate(timesteps):
-        tm = diffusion.model_time(ts)
-        inp = {m: scheds[m].scale_model_input(x[m], ts) for m in targets}
+    kn = known if partial else None
+
+    def predict(inp, tm, i):
         times = {m: torch.full((B,), tm, device=dev) for m in targets}
-        kn = known if partial else None
         offs = ensemble_offsets(grid_offset(i, grid_shift), grid_shift, shift_ensemble)
         out = {}
         for off in offs:
@@ -156,6 +165,10 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
                 o = {m: u[m] + guidance * (o[m] - u[m]) for m in targets}
             for m in targets:
                 out[m] = o[m] / len(offs) + (out[m] if m in out else 0)
+        return out
+
+    for i, ts in enumerate(timesteps):
+        out = predict({m: _model_input(scheds[m], x[m], ts) for m in targets}, diffusion.model_time(ts), i)
         nxt = timesteps[i + 1] if i + 1 < len(timesteps) else None
         for m in targets:
             x[m] = scheds[m].step(out[m], ts, x[m], generator=generator).prev_sample
@@ -163,4 +176,10 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
                 k, km = known[m]
                 ref = k if nxt is None else _noise_to(scheds[m], diffusion, k, eps[m], nxt)
                 x[m] = torch.where(km, ref, x[m])
+    if final_denoise > 0:
+        tf = torch.full((B,), float(final_denoise), device=dev)
+        out = predict(x, float(final_denoise), len(timesteps))
+        for m in targets:
+            x0 = diffusion.predict_x0(x[m], out[m], tf).to(x[m].dtype)
+            x[m] = torch.where(known[m][1], known[m][0], x0) if m in known else x0
     return x
