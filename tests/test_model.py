@@ -424,19 +424,25 @@ def test_shift_ensemble_averages_the_prediction_over_grid_offsets():
     torch.testing.assert_close(got, want)
 
 
-def test_pipeline_shift_ensemble_is_checked(tiny_bundle):
+@pytest.mark.parametrize("name, default, bad, match, on", [
+    ("shift_ensemble", 1, (0, -2, 2.5, True, 65), "shift ensemble", 4),
+    ("final_denoise", 0.0, (-0.1, 1.0, 2, "0.1", True), "final denoise", 0.1),
+])
+def test_pipeline_sampling_settings_are_checked_and_used(tiny_bundle, name, default, bad, match, on):
+    """The pipeline's sampling settings: the config's default, a one-line error for bad values, and a valid
+    value changes the samples."""
     from cogen.errors import UsageError
     from cogen.pipeline import CogenPipeline
 
     pipe = CogenPipeline.from_checkpoint(tiny_bundle)
-    assert pipe.shift_ensemble == 1  # the config's default
-    for bad in (0, -2, 2.5, True, 65):
-        with pytest.raises(UsageError, match="shift ensemble"):
-            pipe.shift_ensemble = bad
-    pipe.shift_ensemble = 4
+    assert getattr(pipe, name) == default  # the config's default
+    for value in bad:
+        with pytest.raises(UsageError, match=match):
+            setattr(pipe, name, value)
     cond = {"S1RTC": torch.rand(2, 16, 16).numpy() * 0.1}
+    setattr(pipe, name, on)
     a = pipe(cond, ["S2L2A"], steps=2, tile=16, overlap=0, seed=0, progress=False)["S2L2A"].sample
-    pipe.shift_ensemble = 1
+    setattr(pipe, name, default)
     b = pipe(cond, ["S2L2A"], steps=2, tile=16, overlap=0, seed=0, progress=False)["S2L2A"].sample
     assert a.shape == b.shape and not (a == b).all()
 
@@ -469,22 +475,6 @@ def test_final_denoise_is_one_more_clean_estimate():
     out = denoise(m, d, cond, {"C": ((2, 4, 8, 8), known, km)}, 2, "ddim", noise=noise, final_denoise=0.08)["C"]
     torch.testing.assert_close(out[:, :, :4], known[:, :, :4])
     assert not torch.allclose(out[:, :, 4:], plain[:, :, 4:])
-
-
-def test_pipeline_final_denoise_is_checked(tiny_bundle):
-    from cogen.errors import UsageError
-    from cogen.pipeline import CogenPipeline
-
-    pipe = CogenPipeline.from_checkpoint(tiny_bundle)
-    assert pipe.final_denoise == 0.0  # the config's default
-    for bad in (-0.1, 1.0, 2, "0.1", True):
-        with pytest.raises(UsageError, match="final denoise"):
-            pipe.final_denoise = bad
-    cond = {"S1RTC": torch.rand(2, 16, 16).numpy() * 0.1}
-    a = pipe(cond, ["S2L2A"], steps=2, tile=16, overlap=0, seed=0, progress=False)["S2L2A"].sample
-    pipe.final_denoise = 0.1
-    b = pipe(cond, ["S2L2A"], steps=2, tile=16, overlap=0, seed=0, progress=False)["S2L2A"].sample
-    assert a.shape == b.shape and not (a == b).all()
 
 
 # ---- class-balanced loss ----------------------------------------------------------------------------------
