@@ -42,6 +42,9 @@ def common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     g.add_argument("--final-denoise", type=float, default=None, metavar="T",
                    help="after the last step, one more model call at model time T (0-1) that removes the noise "
                         "the last step left; 0 = off (default: the checkpoint's sample.final_denoise)")
+    g.add_argument("--no-native-blocks", action="store_true",
+                   help="leave generated 20 m / 60 m Sentinel-2 bands at 10 m detail (default: one value per native "
+                        "2x2 / 6x6 block, as the bands are stored; see the registry's native_blocks)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 

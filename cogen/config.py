@@ -109,6 +109,8 @@ class SampleConfig:
     # 0 = off; else a model time in (0, 1): after the last step, one more call treats the result as noised to
     # that level and keeps the model's clean estimate, removing noise the last step left (docs/SAMPLING.md)
     final_denoise: float = 0.0
+    # give generated bands that the registry lists in `native_blocks` their native resolution (cogen.native)
+    native_blocks: bool = True
     start: str = "noise"  # cloud removal: masked pixels start from noise, or "interpolate" (see CogenPipeline)
     strength: float = 0.5  # with start=interpolate: the noise level started from (1 = pure noise)
 

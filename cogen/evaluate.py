@@ -60,6 +60,7 @@ class Split:
         default = Region(cols=cols) if cols is not None else (default or Region())
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
         self.valid: dict[str, dict[str, np.ndarray]] = {}
+        self.offsets: dict[str, tuple[int, int]] = {}  # (row, col) of each region in its scene
         for sid, mods in sorted(self.files.items()):
             for m, p in mods.items():
                 if modalities is not None and m not in modalities:
@@ -67,6 +68,7 @@ class Split:
                 with __import__("rasterio").open(p) as src:
                     win = regions.get(sid, default).window(src.height, src.width)
                 raw, _ = read_raster(p, window=win)
+                self.offsets[sid] = (int(win.row_off), int(win.col_off))
                 self.arrays.setdefault(sid, {})[m] = raw
                 self.valid.setdefault(sid, {})[m] = registry[m].valid_mask(raw)
         self.scenes = sorted(self.arrays)
@@ -234,7 +236,7 @@ def cogen_predictor(pipe, ev: "Evaluator", regenerate_fn=None, guidance: float |
         tile, overlap = ev.tiling(tgt, regenerate=regen is not None)
         res = pipe(conds, tgt, steps=steps or ev.steps, sampler=sampler or ev.sampler, guidance=guidance,
                    samples=samples, seed=ev.seed, tile=tile, overlap=overlap, batch=ev.batch, progress=False,
-                   regenerate=regen)
+                   regenerate=regen, grid_offset=ev.split.offsets.get(sid))
         out = {}
         for m, r in res.items():
             out[m] = {"sample": r.sample, "mean": r.mean, "std": r.std, "classes": r.classes,
@@ -324,7 +326,7 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
                     preds.append((f"{cloud_row(st)}, mean of {n} samples", res.mean, {**how, "samples": n}))
             blind = pipe({"S1RTC": a["S1RTC"], "DEM": a["DEM"]}, ["S2L2A"], steps=ev.steps, sampler=ev.sampler,
                          samples=1, seed=ev.seed, tile=blind_tile, overlap=blind_overlap, batch=ev.batch,
-                         progress=False)["S2L2A"].sample
+                         progress=False, grid_offset=split.offsets.get(sid))["S2L2A"].sample
             interp = np.stack([fillnodata(truth[b].astype(np.float32), mask=(~mask).astype(np.uint8),
                                           max_search_distance=200) for b in range(truth.shape[0])])
             preds += [(blind_name, blind, {"start": "noise", "strength": 1.0, "samples": 1, "clear_pixels": False}),
@@ -366,6 +368,7 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
           f"{'moved every step' if meta.get('grid_shift', True) else 'fixed (--no-grid-shift)'}"
           + (f", each step averaged over {meta['shift_ensemble']} grid offsets" if meta.get("shift_ensemble", 1) > 1 else "")
           + (f", a clean-up call at model time {meta['final_denoise']:g} after the last step" if meta.get("final_denoise") else "")
+          + (", generated 20 m / 60 m bands one value per native block" if meta.get("native_blocks") else "")
           + f"; {meta['seconds']:.0f} s.", ""]
     L += ["Reference figures on this split (per-pixel random forest, from the data's README): LULC from S2L2A "
           "acc 0.769 / mIoU 0.431; from S1RTC 0.375 / 0.135; from S2L2A+S1RTC+DEM 0.792 / 0.455. S1RTC -> S2L2A "
@@ -464,6 +467,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="average every step over N patch-grid offsets (default: the checkpoint's)")
     p.add_argument("--final-denoise", type=float, default=None, metavar="T",
                    help="model time of a clean-up call after the last step, 0 = off (default: the checkpoint's)")
+    p.add_argument("--no-native-blocks", action="store_true",
+                   help="leave generated 20 m / 60 m bands at 10 m detail (default: one value per native block)")
     p.add_argument("--baseline", action="append", default=[], choices=["mean"], help="training mean / class prior")
     p.add_argument("--baseline-checkpoint", default=None, help="a deterministic (train.objective=regression) bundle")
     p.add_argument("--robustness", default=None, help="TARGET:A,B,C -> scores TARGET for every non-empty subset")
@@ -489,6 +494,7 @@ def main(argv: list[str] | None = None) -> None:
         pipe.shift_ensemble = a.shift_ensemble
     if a.final_denoise is not None:
         pipe.final_denoise = a.final_denoise
+    pipe.native_blocks = pipe.native_blocks and not a.no_native_blocks
     reg = pipe.registry
     directions = {d: parse_direction(d) for d in a.direction}
     for d, (c, t) in directions.items():
@@ -583,13 +589,14 @@ def main(argv: list[str] | None = None) -> None:
             plt.close(f)
             fig = f"{FIG_DIR}/sweep.png"
         results["sweep"] = {"direction": a.sweep, "steps": steps, "psnr": psnr, "seconds": secs, "figure": fig,
-                            "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise}
+                            "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise,
+                            "native_blocks": pipe.native_blocks}
     results["meta"] = {"checkpoint": str(pipe.bundle.path), "checkpoint_sha256": pipe.bundle.digest,
                        "samples": a.samples, "steps": a.steps, "sampler": a.sampler, "tile": a.tile,
                        "overlap": a.overlap, "tile_by_target": ev.tile_by_target,
                        "tile_regenerate": ev.tile_regenerate, "seed": a.seed, "grid_shift": pipe.grid_shift,
                        "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise,
-                       "directions": list(directions), "split": a.split,
+                       "native_blocks": pipe.native_blocks, "directions": list(directions), "split": a.split,
                        "seconds": time.time() - t0 + prev.get("meta", {}).get("seconds", 0.0)}
     write_json(a.out, results)
     cmd = "python -m cogen.evaluate " + " ".join(f"'{x}'" if ">" in x or " " in x else x for x in (argv or sys.argv[1:]))

@@ -28,6 +28,7 @@ from .data.dataset import to_model_space
 from .diffusion.sampling import denoise
 from .errors import GridMismatchError, RasterError, UsageError
 from .io import Grid, WindowedWriter, check_same_grid, open_raster
+from .native import block_project, detect_block_offset
 from .registry import Modality
 from .tiling import blend_weight, tile_starts
 
@@ -258,6 +259,8 @@ class CogenPipeline:
         self.grid_shift = bool(bundle.config.sample.grid_shift)  # see cogen.diffusion.sampling
         self.shift_ensemble = bundle.config.sample.shift_ensemble
         self.final_denoise = bundle.config.sample.final_denoise
+        self.native_blocks = bool(bundle.config.sample.native_blocks)
+        self._blocks: dict[str, list[tuple[int, int, int, int]]] = {}  # per target: (band, k, row, col) of a call
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str = "cpu", modalities=None) -> "CogenPipeline":
@@ -298,7 +301,8 @@ class CogenPipeline:
                  sampler: str | None = None, guidance: float | None = None, samples: int = 1, seed: int = 0,
                  tile: int | None = None, overlap: int | None = None, regenerate: Mapping[str, Any] | None = None,
                  batch: int = 16, progress: bool = True, outputs: Mapping[str, Mapping[str, Any]] | None = None,
-                 start: str | None = None, strength: float | None = None) -> dict[str, TargetResult]:
+                 start: str | None = None, strength: float | None = None,
+                 grid_offset: tuple[int, int] | None = None) -> dict[str, TargetResult]:
         """Generate `targets` from `conditions` ({modality: GeoTIFF path or (C,H,W) raw array}).
 
         regenerate: {modality: mask} for a target that is also given (cloud removal): masked pixels are
@@ -309,11 +313,14 @@ class CogenPipeline:
             the kept ones (`rasterio.fill.fillnodata`) noised to level `strength` (1 = pure noise), and only
             the last `strength` share of the steps runs (SDEdit). Default: the checkpoint's `sample.start`
             and `sample.strength` for cloud removal (regenerated targets), noise otherwise.
+        grid_offset: (row, col) of the inputs' top-left pixel on the grid of native-resolution blocks of a
+            generated band (cogen.native), for targets that are not given; default (0, 0), blocks counted from
+            the top-left pixel. A given target (cloud removal) shows its own blocks; they are found in it.
         """
         sources = self.make_sources(conditions)
         return self.run(sources, targets, steps=steps, sampler=sampler, guidance=guidance, samples=samples,
                         seed=seed, tile=tile, overlap=overlap, regenerate=regenerate, batch=batch,
-                        progress=progress, outputs=outputs, start=start, strength=strength)
+                        progress=progress, outputs=outputs, start=start, strength=strength, grid_offset=grid_offset)
 
     def make_sources(self, conditions: Mapping[str, Any]) -> dict[str, Source]:
         sources: dict[str, Source] = {}
@@ -344,7 +351,7 @@ class CogenPipeline:
     def run(self, sources: Mapping[str, Source], targets: Sequence[str], *, steps=None, sampler=None, guidance=None,
             samples: int = 1, seed: int = 0, tile=None, overlap=None, regenerate=None, batch: int = 16,
             progress: bool = True, outputs=None, size: tuple[int, int] | None = None, start: str | None = None,
-            strength: float | None = None) -> dict[str, TargetResult]:
+            strength: float | None = None, grid_offset: tuple[int, int] | None = None) -> dict[str, TargetResult]:
         sc = self.bundle.config.sample
         steps, sampler = steps or sc.steps, sampler or sc.sampler
         guidance = sc.guidance if guidance is None else guidance
@@ -370,6 +377,7 @@ class CogenPipeline:
             elif np.asarray(mk).shape != (H, W):
                 raise GridMismatchError(f"mask for {m} has shape {np.asarray(mk).shape}, the scene is {H}x{W}")
         starts = self._starts(sources, targets, regenerate, start, strength, H, W)
+        self._blocks = self._native_blocks(sources, targets, regenerate, grid_offset)
         writers = self._make_writers(targets, H, W, samples, outputs, sources)
         try:
             # a small GDAL block cache: windows are read and written once, caching the scene would only cost memory
@@ -407,6 +415,48 @@ class CogenPipeline:
                              f"removal); {', '.join(bad)} cannot start from an interpolation; use start=noise")
         arrays = {m: InterpolatedStart(sources[m], regenerate[m], H, W) for m in targets}
         return {"arrays": arrays, "strength": float(strength)}
+
+    def _native_blocks(self, sources, targets, regenerate, grid_offset) -> dict[str, list[tuple[int, int, int, int]]]:
+        """Per continuous target: (band, k, row, col) for each band stored in k x k blocks whose grid offset
+        is known: found in the target's own input when given (bands that show no blocks there are left
+        alone), else `grid_offset`."""
+        out: dict[str, list[tuple[int, int, int, int]]] = {}
+        if not self.native_blocks:
+            return out
+        for m in targets:
+            mod = self.registry[m]
+            if mod.is_categorical or not mod.native_blocks:
+                continue
+            src = sources.get(m)
+            raw, ok = (None, None)
+            if src is not None:
+                raw, ok = src.read(0, 0, min(src.height, 512), min(src.width, 512))
+                if m in regenerate:
+                    ok = ok & ~self._mask_rows_window(regenerate[m], 0, 0, 512)[: ok.shape[0], : ok.shape[1]]
+            rows = []
+            for b, k in mod.native_blocks.items():
+                i = mod.band_index(b)
+                off = detect_block_offset(raw[i], ok, k) if raw is not None else tuple(grid_offset or (0, 0))
+                if off is not None and k > 1:
+                    rows.append((i, int(k), int(off[0]), int(off[1])))
+            out[m] = rows
+        return out
+
+    def _project_blocks(self, m, x, idx, positions, S, vals, oks) -> torch.Tensor:
+        """Generated (n*S, C, tile, tile) model-space values of target m -> one value per native block."""
+        rows = self._blocks.get(m)
+        if not rows:
+            return x
+        x = x.clone()
+        known = vals.get(m)
+        for j, tj in enumerate(idx):
+            r, c = positions[tj]
+            sl = slice(j * S, (j + 1) * S)
+            for b, k, ro, co in rows:
+                kv = known[tj, b][None].expand(S, -1, -1) if known is not None else None
+                ko = oks[m][tj][None].expand(S, -1, -1) if known is not None else None
+                x[sl, b] = block_project(x[sl, b], k, r + ro, c + co, kv, ko)
+        return x
 
     def _to_physical(self, m: str, kind: str, raw: np.ndarray) -> np.ndarray:
         mod = self.registry[m]
@@ -667,7 +717,12 @@ class CogenPipeline:
                 votes = onehot.view(len(idx), S, mod.num_classes, tile, tile).mean(dim=1)
                 out[m][idx] = votes.numpy()
             else:
-                phys = mod.denormalize(x).view(len(idx), S, mod.num_bands, tile, tile)
+                x = self._project_blocks(m, x, idx, positions, S, vals, oks)
+                phys = mod.denormalize(x)
+                if mod.valid_range is not None:  # outside it a value would read back as invalid
+                    lo, hi = sorted(v * mod.scale + mod.offset for v in mod.valid_range)
+                    phys = phys.clamp(lo, hi)
+                phys = phys.view(len(idx), S, mod.num_bands, tile, tile)
                 out[m][idx] = torch.cat([phys[:, 0], phys.mean(dim=1), (phys**2).mean(dim=1)], dim=1).numpy()
 
 

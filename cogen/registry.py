@@ -24,7 +24,7 @@ DEFAULT_STATS = CONFIG_DIR / "stats.yaml"
 
 _ENTRY_KEYS = {
     "kind", "description", "bands", "units", "transform", "nodata", "valid_range", "dtype", "rgb",
-    "display_range", "spectral", "tokenizer", "classes", "mean", "std", "data_range",
+    "display_range", "spectral", "tokenizer", "classes", "mean", "std", "data_range", "native_blocks",
 }
 
 
@@ -62,6 +62,9 @@ class Modality:
     data_range: float | None = None  # PSNR's data range in physical units (None: the truth's range)
     tokenizer: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({"type": "patch"}))
     classes: tuple[ClassInfo, ...] = ()
+    # band -> k: the band is stored upsampled from a k-times coarser native resolution, each value repeated
+    # over an aligned k x k block (cogen.native); generated bands are given the same structure
+    native_blocks: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     # ---- facts ---------------------------------------------------------------------------------------
     @property
@@ -168,6 +171,8 @@ class Modality:
             d["valid_range"] = list(self.valid_range) if self.valid_range else None
             d["spectral"] = self.spectral
             d["data_range"] = self.data_range
+            if self.native_blocks:
+                d["native_blocks"] = dict(self.native_blocks)
         if self.rgb:
             d["rgb"] = list(self.rgb)
         if self.display_range:
@@ -200,6 +205,13 @@ def _entry(name: str, d: Mapping[str, Any]) -> Modality:
             raise ConfigError(f"modality {name}: rgb band {b!r} is not one of its bands {bands}")
     vr = d.get("valid_range")
     dr = d.get("display_range")
+    blocks = dict(d.get("native_blocks") or {})
+    for b, k in blocks.items():
+        if b not in bands:
+            raise ConfigError(f"modality {name}: native_blocks band {b!r} is not one of its bands {bands}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f"modality {name}: native_blocks {b}: {k!r} must be a whole number >= 1 (e.g. 2 "
+                              f"for a 20 m band on a 10 m grid)")
     return Modality(
         name=name, kind=kind, bands=bands, units=str(d.get("units", "")), description=str(d.get("description", "")),
         scale=float(tr.get("scale", 1.0)), offset=float(tr.get("offset", 0.0)), mean=mean, std=std,
@@ -209,6 +221,7 @@ def _entry(name: str, d: Mapping[str, Any]) -> Modality:
         spectral=bool(d.get("spectral", False)),
         data_range=None if d.get("data_range") is None else float(d["data_range"]),
         tokenizer=MappingProxyType(dict(d.get("tokenizer") or {"type": "patch"})), classes=classes,
+        native_blocks=MappingProxyType(blocks),
     )
 
 

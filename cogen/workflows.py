@@ -35,6 +35,8 @@ def _pipeline(args, modalities) -> CogenPipeline:
         pipe.shift_ensemble = args.shift_ensemble
     if args.final_denoise is not None:
         pipe.final_denoise = args.final_denoise
+    if args.no_native_blocks:
+        pipe.native_blocks = False
     return pipe
 
 
