@@ -9,6 +9,7 @@ high-frequency power ratio of single samples; for class maps mIoU, accuracy and 
 
     python scripts/select_sampling.py --direction "S1RTC->S2L2A" --setting tile=32,overlap=0 --setting tile=64,overlap=16
     python scripts/select_sampling.py --direction "S2L2A->LULC" --setting tile=32,overlap=0 --setting tile=64,overlap=0
+    python scripts/select_sampling.py --direction "S1RTC->S2L2A" --setting native_blocks=false --setting native_blocks=true
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from cogen.errors import UsageError  # noqa: E402
 from cogen.evaluate import Evaluator, Split, cogen_predictor, parse_direction  # noqa: E402
 from cogen.pipeline import CogenPipeline  # noqa: E402
 
-KEYS = {"tile": int, "overlap": int, "steps": int, "sampler": str, "guidance": float, "shift_ensemble": int, "final_denoise": float}
+KEYS = {"tile": int, "overlap": int, "steps": int, "sampler": str, "guidance": float, "shift_ensemble": int, "final_denoise": float,
+        "native_blocks": bool}
 
 
 def parse_setting(s: str) -> dict:
@@ -56,8 +58,9 @@ def main(argv=None) -> None:
     print(f"{a.direction}, columns {c0}-{c1 - 1}, {a.samples} samples, seed {a.seed}")
     for s in settings:
         sc = {"tile": 32, "overlap": 0, "steps": a.steps, "sampler": "ddim", "guidance": 1.0, "shift_ensemble": 1, "final_denoise": 0.0,
-              **s}
+              "native_blocks": True, **s}
         pipe.shift_ensemble = sc["shift_ensemble"]
+        pipe.native_blocks = sc["native_blocks"]
         pipe.final_denoise = sc["final_denoise"]
         ev = Evaluator(split, pipe.registry, a.samples, sc["steps"], sc["sampler"], sc["tile"], sc["overlap"], a.seed,
                        16, None)

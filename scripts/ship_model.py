@@ -35,6 +35,10 @@ def main() -> None:
     b = load_bundle(ck / "ema" if (ck / "ema").is_dir() else ck)
     reg = Registry.from_yaml(a.registry, a.stats)
     step = json.loads((ck / "state.json").read_text())["step"] if (ck / "state.json").is_file() else None
+    source = str(ck)
+    if (ck / "cogen.json").is_file() and step is None:  # a shipped bundle again (e.g. with a newer registry)
+        old = json.loads((ck / "cogen.json").read_text())
+        step, source = old.get("step"), old.get("source", source)
     try:  # e.g. sample.start=interpolate: how the shipped model samples by default
         b.config = apply_overrides(b.config, a.set)
     except ConfigError as e:
@@ -48,7 +52,7 @@ def main() -> None:
         doc = {"format": "cogen-bundle/1", "config": b.config.to_dict(),
                "registry": {m: reg[m].to_dict() for m in b.model.names},
                "tokenizers": {m: t.config() for m, t in b.tokenizers.items()}, "step": step,
-               "source": str(ck), "weights": "EMA, stored as float16"}
+               "source": source, "weights": "EMA, stored as float16"}
         (d / "cogen.json").write_text(json.dumps(doc, indent=2))
         metrics = run / "metrics.jsonl"
         if metrics.is_file():
