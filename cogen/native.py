@@ -8,8 +8,9 @@ pixels when it has any (cloud removal: a block cut by the mask edge is measured 
 its generated pixels. :func:`detect_block_offset` finds where the blocks start in a given raster, and tells
 rasters that were resampled another way (bilinear, cubic: no repeated blocks) so they are left alone.
 
-The pipeline projects each tile's samples before tiles are blended; a block cut by a tile edge gets a blend of
-the two tiles' values there (close to, not exactly, one value), every other block one value exactly.
+The pipeline projects each tile's samples before tiles are blended. Where tiles overlap, a block gets the
+blend of two tiles' block values with weights that ramp across the overlap, so it is close to, not exactly,
+one value; blocks that lie in one tile only are one value exactly.
 """
 from __future__ import annotations
 
