@@ -102,3 +102,4 @@ def test_split_over_columns_without_a_split_file(registry, synth_root, tmp_path)
         for m in ("S2L2A", "LULC"):
             assert by_cols.arrays[sid][m].shape[-1] == 16
             np.testing.assert_array_equal(by_cols.arrays[sid][m], by_file.arrays[sid][m])
+        assert by_cols.offsets[sid] == by_file.offsets[sid] == (0, 8)  # where native blocks of the strip start
