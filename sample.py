@@ -45,6 +45,9 @@ def common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     g.add_argument("--no-native-blocks", action="store_true",
                    help="leave generated 20 m / 60 m Sentinel-2 bands at 10 m detail (default: one value per native "
                         "2x2 / 6x6 block, as the bands are stored; see the registry's native_blocks)")
+    g.add_argument("--grid-offset", default=None, metavar="ROW,COL",
+                   help="where the inputs' top-left pixel lies on the grid of those native blocks when the band is "
+                        "generated from nothing (default 0,0; a given Sentinel-2 scene shows its own)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -40,9 +40,20 @@ def _pipeline(args, modalities) -> CogenPipeline:
     return pipe
 
 
+def grid_offset(value: str | None) -> tuple[int, int] | None:
+    """--grid-offset ROW,COL -> (row, col), both whole numbers >= 0."""
+    if value is None:
+        return None
+    parts = value.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise UsageError(f"--grid-offset {value!r}: expected two whole numbers ROW,COL >= 0, e.g. --grid-offset 0,4")
+    return int(parts[0]), int(parts[1])
+
+
 def _sample_kw(args, **over) -> dict[str, Any]:
     kw = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, samples=args.samples or 1,
-              seed=args.seed, tile=args.tile, overlap=args.overlap, batch=args.batch, progress=not args.quiet)
+              seed=args.seed, tile=args.tile, overlap=args.overlap, batch=args.batch, progress=not args.quiet,
+              grid_offset=grid_offset(getattr(args, "grid_offset", None)))
     kw.update({k: v for k, v in over.items()})
     return kw
 

@@ -108,3 +108,23 @@ def test_cloud_removal_fills_blocks_cut_by_the_mask_from_their_clear_pixels(tiny
     assert len(cut) > 0
     for i in cut:  # a block cut by the mask edge is measured: its masked pixels take its clear value
         assert np.allclose(out.sample[b01][ids == i], truth[b01][ids == i], atol=1e-6)
+
+
+def test_cli_grid_offset(tmp_path, tiny_bundle, capsys):
+    import rasterio
+
+    import sample
+    from cogen.data.synthetic import make_scene
+    from cogen.io import write_raster
+    from rasterio.transform import from_origin
+
+    s1 = write_raster(tmp_path / "s1.tif", make_scene(30, 34, seed=4)["rasters"]["S1RTC"], "EPSG:32633",
+                      from_origin(500000.0, 5000000.0, 10, 10), nodata=None)
+    args = ["impute", "--input", f"S1RTC={s1}", "--target", "S2L2A", "--checkpoint", str(tiny_bundle), "--steps", "2",
+            "--tile", "48", "--overlap", "0", "--quiet"]
+    assert sample.main([*args, "--out", str(tmp_path / "o"), "--grid-offset", "1,5"]) == 0
+    with rasterio.open(tmp_path / "o" / "S2L2A.tif") as src:
+        b01 = src.read(1).astype(float)
+    assert _blocks_constant(b01, 6, 1, 5) and not _blocks_constant(b01, 6, 0, 0)
+    assert sample.main([*args, "--out", str(tmp_path / "bad"), "--grid-offset", "1"]) == 2
+    assert "--grid-offset '1'" in capsys.readouterr().err
