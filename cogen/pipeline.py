@@ -433,11 +433,13 @@ class CogenPipeline:
                 raw, ok = src.read(0, 0, min(src.height, 512), min(src.width, 512))
                 if m in regenerate:
                     ok = ok & ~self._mask_rows_window(regenerate[m], 0, 0, 512)[: ok.shape[0], : ok.shape[1]]
-            rows = []
+            rows, given = [], tuple(grid_offset or (0, 0))
             for b, k in mod.native_blocks.items():
+                if k <= 1:
+                    continue
                 i = mod.band_index(b)
-                off = detect_block_offset(raw[i], ok, k) if raw is not None else tuple(grid_offset or (0, 0))
-                if off is not None and k > 1:
+                off = detect_block_offset(raw[i], ok, k) if raw is not None else given
+                if off is not None:
                     rows.append((i, int(k), int(off[0]), int(off[1])))
             out[m] = rows
         return out
@@ -720,7 +722,7 @@ class CogenPipeline:
                 x = self._project_blocks(m, x, idx, positions, S, vals, oks)
                 phys = mod.denormalize(x)
                 if mod.valid_range is not None:  # outside it a value would read back as invalid
-                    lo, hi = sorted(v * mod.scale + mod.offset for v in mod.valid_range)
+                    lo, hi = sorted(mod.to_physical(v) for v in mod.valid_range)
                     phys = phys.clamp(lo, hi)
                 phys = phys.view(len(idx), S, mod.num_bands, tile, tile)
                 out[m][idx] = torch.cat([phys[:, 0], phys.mean(dim=1), (phys**2).mean(dim=1)], dim=1).numpy()
