@@ -42,6 +42,14 @@ def common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     g.add_argument("--final-denoise", type=float, default=None, metavar="T",
                    help="after the last step, one more model call at model time T (0-1) that removes the noise "
                         "the last step left; 0 = off (default: the checkpoint's sample.final_denoise)")
+    g.add_argument("--orientations", type=int, default=None, metavar="N",
+                   help="draw sample s turned by dihedral element s mod N (1 = off, 8 = 4 rotations x 2 flips), "
+                        "then turn it back, so a mean or vote of samples averages orientation-bound errors at no "
+                        "extra cost (default: the checkpoint's sample.orientations)")
+    g.add_argument("--no-co-targets", action="store_true",
+                   help="generate the targets alone, about 3x faster for land cover from S2L2A (default: the "
+                        "checkpoint's sample.co_targets rules add modalities generated beside a target and dropped; "
+                        "the demo model adds S2L1C, S1RTC, DEM and NDVI to land cover from S2L2A alone)")
     g.add_argument("--no-native-blocks", action="store_true",
                    help="leave generated 20 m / 60 m Sentinel-2 bands at 10 m detail (default: one value per native "
                         "2x2 / 6x6 block, as the bands are stored; see the registry's native_blocks)")

@@ -109,6 +109,15 @@ class SampleConfig:
     # 0 = off; else a model time in (0, 1): after the last step, one more call treats the result as noised to
     # that level and keeps the model's clean estimate, removing noise the last step left (docs/SAMPLING.md)
     final_denoise: float = 0.0
+    # sample s is drawn in dihedral orientation s mod this (1 = off, 8 = 4 rotations x 2 flips), then turned
+    # back: the model saw every orientation in training, so a mean or a vote of N samples averages its
+    # orientation-bound errors at no extra cost; sample 0 is always the upright one (docs/SAMPLING.md)
+    orientations: int = 1
+    # rules {target: T, given: [G, ...], exact: bool, add: [A, ...]}: when T is generated and every G is given
+    # (exact: the inputs are exactly the Gs), each A that is neither given nor asked for is generated beside T
+    # in the same joint sample, then dropped, so T is conditioned on plausible values of them too
+    # (docs/SAMPLING.md); [] = off
+    co_targets: list[dict[str, Any]] = field(default_factory=list)
     # give generated bands that the registry lists in `native_blocks` their native resolution (cogen.native)
     native_blocks: bool = True
     start: str = "noise"  # cloud removal: masked pixels start from noise, or "interpolate" (see CogenPipeline)

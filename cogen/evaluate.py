@@ -369,6 +369,12 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
           + (f", each step averaged over {meta['shift_ensemble']} grid offsets" if meta.get("shift_ensemble", 1) > 1 else "")
           + (f", a clean-up call at model time {meta['final_denoise']:g} after the last step" if meta.get("final_denoise") else "")
           + (", generated 20 m / 60 m bands one value per native block" if meta.get("native_blocks") else "")
+          + (f", sample s drawn in dihedral orientation s mod {meta['orientations']} and turned back"
+             if meta.get("orientations", 1) > 1 else "")
+          + "".join(f", {r['target']} generated jointly with {', '.join(r['add'])} (where not given; dropped)"
+                    + (f" when {'only ' if r.get('exact') else ''}{', '.join(r['given'])} "
+                       f"{'is' if len(r['given']) == 1 else 'are'} given" if r["given"] else "")
+                    for r in (meta.get("co_targets") or []))
           + f"; {meta['seconds']:.0f} s.", ""]
     L += ["Reference figures on this split (per-pixel random forest, from the data's README): LULC from S2L2A "
           "acc 0.769 / mIoU 0.431; from S1RTC 0.375 / 0.135; from S2L2A+S1RTC+DEM 0.792 / 0.455. S1RTC -> S2L2A "
@@ -469,6 +475,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="model time of a clean-up call after the last step, 0 = off (default: the checkpoint's)")
     p.add_argument("--no-native-blocks", action="store_true",
                    help="leave generated 20 m / 60 m bands at 10 m detail (default: one value per native block)")
+    p.add_argument("--no-co-targets", action="store_true",
+                   help="generate each target alone, without the checkpoint's sample.co_targets")
+    p.add_argument("--orientations", type=int, default=None, metavar="N",
+                   help="sample s drawn in dihedral orientation s mod N, 1 = off (default: the checkpoint's)")
     p.add_argument("--baseline", action="append", default=[], choices=["mean"], help="training mean / class prior")
     p.add_argument("--baseline-checkpoint", default=None, help="a deterministic (train.objective=regression) bundle")
     p.add_argument("--robustness", default=None, help="TARGET:A,B,C -> scores TARGET for every non-empty subset")
@@ -495,6 +505,10 @@ def main(argv: list[str] | None = None) -> None:
     if a.final_denoise is not None:
         pipe.final_denoise = a.final_denoise
     pipe.native_blocks = pipe.native_blocks and not a.no_native_blocks
+    if a.orientations is not None:
+        pipe.orientations = a.orientations
+    if a.no_co_targets:
+        pipe.co_targets = []
     reg = pipe.registry
     directions = {d: parse_direction(d) for d in a.direction}
     for d, (c, t) in directions.items():
@@ -590,13 +604,13 @@ def main(argv: list[str] | None = None) -> None:
             fig = f"{FIG_DIR}/sweep.png"
         results["sweep"] = {"direction": a.sweep, "steps": steps, "psnr": psnr, "seconds": secs, "figure": fig,
                             "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise,
-                            "native_blocks": pipe.native_blocks}
+                            "native_blocks": pipe.native_blocks, "orientations": pipe.orientations, "co_targets": pipe.co_targets}
     results["meta"] = {"checkpoint": str(pipe.bundle.path), "checkpoint_sha256": pipe.bundle.digest,
                        "samples": a.samples, "steps": a.steps, "sampler": a.sampler, "tile": a.tile,
                        "overlap": a.overlap, "tile_by_target": ev.tile_by_target,
                        "tile_regenerate": ev.tile_regenerate, "seed": a.seed, "grid_shift": pipe.grid_shift,
                        "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise,
-                       "native_blocks": pipe.native_blocks, "directions": list(directions), "split": a.split,
+                       "native_blocks": pipe.native_blocks, "orientations": pipe.orientations, "co_targets": pipe.co_targets, "directions": list(directions), "split": a.split,
                        "seconds": time.time() - t0 + prev.get("meta", {}).get("seconds", 0.0)}
     write_json(a.out, results)
     cmd = "python -m cogen.evaluate " + " ".join(f"'{x}'" if ">" in x or " " in x else x for x in (argv or sys.argv[1:]))

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .checkpoint import Bundle, load_bundle
 from .data.dataset import to_model_space
 from .diffusion.sampling import denoise
-from .errors import GridMismatchError, RasterError, UsageError
+from .errors import ConfigError, GridMismatchError, RasterError, UsageError
 from .io import Grid, WindowedWriter, check_same_grid, open_raster
 from .native import block_project, detect_block_offset
 from .registry import Modality
@@ -260,6 +260,8 @@ class CogenPipeline:
         self.shift_ensemble = bundle.config.sample.shift_ensemble
         self.final_denoise = bundle.config.sample.final_denoise
         self.native_blocks = bool(bundle.config.sample.native_blocks)
+        self.orientations = bundle.config.sample.orientations
+        self.co_targets = bundle.config.sample.co_targets
         self._blocks: dict[str, list[tuple[int, int, int, int]]] = {}  # per target: (band, k, row, col) of a call
 
     @classmethod
@@ -285,6 +287,42 @@ class CogenPipeline:
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
             raise UsageError(f"shift ensemble {n!r} must be a whole number from 1 to 64 (e.g. 4)")
         self._shift_ensemble = n
+
+    @property
+    def orientations(self) -> int:
+        """Sample s of a call is drawn in orientation s mod this (1: all upright; 8: the 4 rotations x 2 flips)."""
+        return self._orientations
+
+    @orientations.setter
+    def orientations(self, n: int) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 8:
+            raise UsageError(f"orientations {n!r} must be a whole number from 1 (off) to 8 (4 rotations x 2 flips)")
+        self._orientations = n
+
+    @property
+    def co_targets(self) -> list[dict[str, Any]]:
+        """Rules {"target": T, "given": [...], "add": [...]} of modalities generated beside a target and dropped
+        ([] = off; see `co_generated`)."""
+        return self._co_targets
+
+    @co_targets.setter
+    def co_targets(self, rules) -> None:
+        known = list(self.bundle.config.data.modalities)
+        eg = "e.g. [{target: LULC, given: [S2L2A], add: [S1RTC, DEM]}]"
+        out = []
+        for r in rules or []:
+            if (not isinstance(r, Mapping) or "target" not in r or "add" not in r
+                    or set(r) - {"target", "given", "exact", "add"} or not isinstance(r.get("exact", False), bool)):
+                raise ConfigError(f"sample.co_targets rule {r!r}: expected keys target, add and optionally given "
+                                  f"and exact (true: only when the inputs are exactly `given`), {eg}")
+            rule = {"target": r["target"], "given": list(r.get("given") or []), "exact": r.get("exact", False),
+                    "add": list(r["add"])}
+            for m in [rule["target"], *rule["given"], *rule["add"]]:
+                if m not in known:
+                    raise ConfigError(f"sample.co_targets names {m!r}, which this checkpoint was not trained on "
+                                      f"({', '.join(known)}); {eg}")
+            out.append(rule)
+        self._co_targets = out
 
     @property
     def final_denoise(self) -> float:
@@ -316,6 +354,9 @@ class CogenPipeline:
         grid_offset: (row, col) of the inputs' top-left pixel on the grid of native-resolution blocks of a
             generated band (cogen.native), for targets that are not given; default (0, 0), blocks counted from
             the top-left pixel. A given target (cloud removal) shows its own blocks; they are found in it.
+
+        The checkpoint's `sample.co_targets` rules may add modalities that are generated beside a target in the
+        same joint sample and dropped (`co_generated`); set `pipe.co_targets = []` to generate targets alone.
         """
         sources = self.make_sources(conditions)
         return self.run(sources, targets, steps=steps, sampler=sampler, guidance=guidance, samples=samples,
@@ -377,13 +418,14 @@ class CogenPipeline:
             elif np.asarray(mk).shape != (H, W):
                 raise GridMismatchError(f"mask for {m} has shape {np.asarray(mk).shape}, the scene is {H}x{W}")
         starts = self._starts(sources, targets, regenerate, start, strength, H, W)
-        self._blocks = self._native_blocks(sources, targets, regenerate, grid_offset)
+        extra = self.co_generated(sources, targets) if not starts else []  # an interpolated start covers targets only
+        self._blocks = self._native_blocks(sources, targets + extra, regenerate, grid_offset)
         writers = self._make_writers(targets, H, W, samples, outputs, sources)
         try:
             # a small GDAL block cache: windows are read and written once, caching the scene would only cost memory
             with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-                self._stream(sources, targets, regenerate, writers, H, W, steps, sampler, guidance, samples, seed,
-                             tile, overlap, batch, progress, starts)
+                self._stream(sources, targets + extra, regenerate, writers, H, W, steps, sampler, guidance, samples,
+                             seed, tile, overlap, batch, progress, starts)
         except BaseException:
             for ws in writers.values():
                 for w in ws.values():
@@ -400,6 +442,19 @@ class CogenPipeline:
                     setattr(r, kind, self._to_physical(m, kind, val))
             results[m] = r
         return results
+
+    def co_generated(self, sources: Mapping[str, Any], targets: Sequence[str]) -> list[str]:
+        """The modalities the `co_targets` rules add to a call: for each rule whose target is asked for and whose
+        `given` modalities are all given (with `exact`, are the only ones given), its `add` modalities that the
+        loaded model knows and that are neither given nor asked for. They are sampled jointly with the targets
+        and never written."""
+        extra: list[str] = []
+        for r in self.co_targets:
+            inputs = set(sources) - set(targets)  # a target given in part (cloud removal) is not an input
+            if r["target"] in targets and (inputs == set(r["given"]) if r["exact"] else set(r["given"]) <= inputs):
+                extra += [m for m in r["add"] if m in self.model.names and m not in sources and m not in targets
+                          and m not in extra]
+        return extra
 
     def _starts(self, sources, targets, regenerate, start, strength, H, W) -> dict:
         """{"arrays": {m: InterpolatedStart}, "strength": s} for start="interpolate", else {}."""
@@ -588,6 +643,8 @@ class CogenPipeline:
         w = wsum[:n, :W]
         has_info = (info[:n, :W] / w) > 1e-6 if sources else np.ones((n, W), bool)
         for m in targets:
+            if m not in writers:  # generated beside the targets only (co_targets)
+                continue
             mod = self.registry[m]
             a = acc[m][:, :n, :W] / w[None]
             ws = writers[m]
@@ -676,7 +733,9 @@ class CogenPipeline:
         toks = self.bundle.tokenizers
         dev = self.device
         S = samples
-        rep = lambda t: t[idx].repeat_interleave(S, dim=0)  # (n*S, ...): sample s of tile j at j*S + s
+        ks = [s % self.orientations for s in range(S)] * len(idx)  # the orientation of each (tile, sample)
+        turn = lambda t: orient(t, ks)  # draw sample s in its orientation; undone after decoding
+        rep = lambda t: turn(t[idx].repeat_interleave(S, dim=0))  # (n*S, ...): sample s of tile j at j*S + s
         conditions, tspec, noise = {}, {}, {}
         order = {m: i for i, m in enumerate(self.model.names)}
         for m, st in status.items():
@@ -696,9 +755,9 @@ class CogenPipeline:
                 tspec[m] = (shape, None, None)
         for m, (shape, _, _) in tspec.items():
             d = toks[m].downsample
-            noise[m] = torch.stack([
+            noise[m] = turn(torch.stack([  # turned with its sample, so overlapping tiles still share it
                 global_noise(seed, s, order[m], positions[j][0] // d, positions[j][1] // d, shape[1], shape[2], shape[3])
-                for j in idx for s in range(S)])
+                for j in idx for s in range(S)]))
         gen = torch.Generator().manual_seed(seed * 7919 + positions[idx[0]][0] * 104729 + positions[idx[0]][1])
         if self.bundle.config.train.objective == "regression":
             z = self._regress(conditions, tspec)
@@ -710,9 +769,9 @@ class CogenPipeline:
                         partial, z0 or None, strength, self.shift_ensemble, self.final_denoise)
         for m in targets:
             mod = self.registry[m]
-            x = toks[m].decode(z[m]).cpu()
+            x = orient(toks[m].decode(z[m]).cpu(), ks, undo=True)
             if mod.is_categorical and self.bundle.config.train.objective == "regression":
-                probs = torch.softmax(z[m].float(), dim=1).cpu()  # one pass: class probabilities as votes
+                probs = orient(torch.softmax(z[m].float(), dim=1).cpu(), ks, undo=True)  # one pass: class probabilities as votes
                 out[m][idx] = probs.view(len(idx), S, mod.num_classes, tile, tile).mean(dim=1).numpy()
             elif mod.is_categorical:  # votes: fraction of samples per class
                 onehot = torch.nn.functional.one_hot(x.long(), mod.num_classes).permute(0, 3, 1, 2).float()
@@ -740,6 +799,23 @@ class CogenPipeline:
         for m, (shape, known, km) in tspec.items():
             res[m] = out[m] if known is None else torch.where(km[:, None], known, out[m])
         return res
+
+
+def orient(x: torch.Tensor, ks: Sequence[int], undo: bool = False) -> torch.Tensor:
+    """Element i of a (B, ..., H, W) batch turned by dihedral element ks[i] (0-3: that many quarter turns; 4-7:
+    the same, then a left-right flip), or turned back with `undo`. Tiles are square, so shapes are kept."""
+    if not any(ks):
+        return x
+    out = []
+    for xi, k in zip(x, ks):
+        if undo:
+            xi = torch.flip(xi, dims=(-1,)) if k >= 4 else xi
+            xi = torch.rot90(xi, -(k % 4), dims=(-2, -1))
+        else:
+            xi = torch.rot90(xi, k % 4, dims=(-2, -1))
+            xi = torch.flip(xi, dims=(-1,)) if k >= 4 else xi
+        out.append(xi)
+    return torch.stack(out)
 
 
 def default_tiling(sc, targets: Sequence[str], regenerate: bool = False) -> tuple[int, int]:

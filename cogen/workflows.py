@@ -37,6 +37,10 @@ def _pipeline(args, modalities) -> CogenPipeline:
         pipe.final_denoise = args.final_denoise
     if args.no_native_blocks:
         pipe.native_blocks = False
+    if args.no_co_targets:
+        pipe.co_targets = []
+    if args.orientations is not None:
+        pipe.orientations = args.orientations
     return pipe
 
 

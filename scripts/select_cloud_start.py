@@ -34,11 +34,13 @@ def main(argv=None) -> None:
     p.add_argument("--shift-ensemble", type=int, default=1, help="patch-grid offsets averaged per step")
     p.add_argument("--final-denoise", type=float, default=0.0, help="model time of a last clean-up call (0: off)")
     p.add_argument("--no-native-blocks", action="store_true", help="generated 20 m / 60 m bands at 10 m detail")
+    p.add_argument("--orientations", type=int, default=1, help="sample s drawn in dihedral orientation s mod N")
     a = p.parse_args(argv)
     pipe = CogenPipeline.from_checkpoint(a.checkpoint)
     pipe.shift_ensemble = a.shift_ensemble
     pipe.final_denoise = a.final_denoise
     pipe.native_blocks = pipe.native_blocks and not a.no_native_blocks
+    pipe.orientations = a.orientations
     c0, c1 = (int(v) for v in a.cols.split(","))
     split = Split(a.data, pipe.registry, None, None, ["S2L2A", "S1RTC", "DEM"], cols=(c0, c1))
     sc = pipe.bundle.config.sample
@@ -50,7 +52,7 @@ def main(argv=None) -> None:
               **{"noise" if st is None else f"interpolate {st:g}": rows[pick(st)] for st in [None, *a.strength]}}
     print(f"columns {c0}-{c1 - 1}, cover {a.cover:.0%}, mask seed {a.seed}, mean of {a.samples} samples, "
           f"{a.steps} steps, shift ensemble {a.shift_ensemble}, final denoise {a.final_denoise}, "
-          f"native blocks {'on' if pipe.native_blocks else 'off'}, "
+          f"native blocks {'on' if pipe.native_blocks else 'off'}, orientations {a.orientations}, "
           f"{time.time() - t0:.0f} s")
     for k, v in scores.items():
         print(f"  {k:16s} PSNR {v['PSNR']:6.2f} dB  SAM {v['SAM']:5.2f} deg")

@@ -10,6 +10,7 @@ high-frequency power ratio of single samples; for class maps mIoU, accuracy and 
     python scripts/select_sampling.py --direction "S1RTC->S2L2A" --setting tile=32,overlap=0 --setting tile=64,overlap=16
     python scripts/select_sampling.py --direction "S2L2A->LULC" --setting tile=32,overlap=0 --setting tile=64,overlap=0
     python scripts/select_sampling.py --direction "S1RTC->S2L2A" --setting native_blocks=false --setting native_blocks=true
+    python scripts/select_sampling.py --direction "S2L2A->LULC" --setting co_targets=none --setting co_targets=S1RTC+DEM
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from cogen.evaluate import Evaluator, Split, cogen_predictor, parse_direction  #
 from cogen.pipeline import CogenPipeline  # noqa: E402
 
 KEYS = {"tile": int, "overlap": int, "steps": int, "sampler": str, "guidance": float, "shift_ensemble": int, "final_denoise": float,
-        "native_blocks": bool}
+        "native_blocks": bool, "orientations": int, "co_targets": str}
 
 
 def parse_setting(s: str) -> dict:
@@ -58,10 +59,16 @@ def main(argv=None) -> None:
     print(f"{a.direction}, columns {c0}-{c1 - 1}, {a.samples} samples, seed {a.seed}")
     for s in settings:
         sc = {"tile": 32, "overlap": 0, "steps": a.steps, "sampler": "ddim", "guidance": 1.0, "shift_ensemble": 1, "final_denoise": 0.0,
-              "native_blocks": True, **s}
+              "native_blocks": True, "orientations": 1, "co_targets": "", **s}
         pipe.shift_ensemble = sc["shift_ensemble"]
         pipe.native_blocks = sc["native_blocks"]
         pipe.final_denoise = sc["final_denoise"]
+        pipe.orientations = sc["orientations"]
+        co = [m for m in str(sc["co_targets"]).split("+") if m and m != "none"]
+        if any(m not in pipe.model.names for m in co):
+            raise UsageError(f"co_targets={sc['co_targets']}: name modalities of the checkpoint joined by +, "
+                             f"among {'+'.join(pipe.model.names)}, or none")
+        pipe.co_targets = [{"target": t, "add": co} for t in tgt]
         ev = Evaluator(split, pipe.registry, a.samples, sc["steps"], sc["sampler"], sc["tile"], sc["overlap"], a.seed,
                        16, None)
 
