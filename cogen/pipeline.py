@@ -24,7 +24,7 @@ from rasterio.windows import Window
 from tqdm.auto import tqdm
 
 from .checkpoint import Bundle, load_bundle
-from .data.dataset import to_model_space
+from .data.dataset import dihedral, to_model_space
 from .diffusion.sampling import denoise
 from .errors import ConfigError, GridMismatchError, RasterError, UsageError
 from .io import Grid, WindowedWriter, check_same_grid, open_raster
@@ -449,8 +449,8 @@ class CogenPipeline:
         loaded model knows and that are neither given nor asked for. They are sampled jointly with the targets
         and never written."""
         extra: list[str] = []
+        inputs = set(sources) - set(targets)  # a target given in part (cloud removal) is not an input
         for r in self.co_targets:
-            inputs = set(sources) - set(targets)  # a target given in part (cloud removal) is not an input
             if r["target"] in targets and (inputs == set(r["given"]) if r["exact"] else set(r["given"]) <= inputs):
                 extra += [m for m in r["add"] if m in self.model.names and m not in sources and m not in targets
                           and m not in extra]
@@ -801,21 +801,33 @@ class CogenPipeline:
         return res
 
 
+def apply_sampling_flags(pipe: CogenPipeline, args) -> CogenPipeline:
+    """The sampling options shared by `sample.py` and `cogen.evaluate` (--no-grid-shift, --shift-ensemble,
+    --final-denoise, --no-native-blocks, --no-co-targets, --orientations) applied over the bundle's defaults."""
+    if args.no_grid_shift:
+        pipe.grid_shift = False
+    if args.shift_ensemble is not None:
+        pipe.shift_ensemble = args.shift_ensemble
+    if args.final_denoise is not None:
+        pipe.final_denoise = args.final_denoise
+    if args.no_native_blocks:
+        pipe.native_blocks = False
+    if args.no_co_targets:
+        pipe.co_targets = []
+    if args.orientations is not None:
+        pipe.orientations = args.orientations
+    return pipe
+
+
 def orient(x: torch.Tensor, ks: Sequence[int], undo: bool = False) -> torch.Tensor:
     """Element i of a (B, ..., H, W) batch turned by dihedral element ks[i] (0-3: that many quarter turns; 4-7:
     the same, then a left-right flip), or turned back with `undo`. Tiles are square, so shapes are kept."""
     if not any(ks):
         return x
-    out = []
-    for xi, k in zip(x, ks):
-        if undo:
-            xi = torch.flip(xi, dims=(-1,)) if k >= 4 else xi
-            xi = torch.rot90(xi, -(k % 4), dims=(-2, -1))
-        else:
-            xi = torch.rot90(xi, k % 4, dims=(-2, -1))
-            xi = torch.flip(xi, dims=(-1,)) if k >= 4 else xi
-        out.append(xi)
-    return torch.stack(out)
+    if undo:  # flip back first, then turn back
+        return torch.stack([dihedral(torch.flip(xi, dims=(-1,)) if k >= 4 else xi, -(k % 4), False)
+                            for xi, k in zip(x, ks)])
+    return torch.stack([dihedral(xi, k % 4, k >= 4) for xi, k in zip(x, ks)])
 
 
 def default_tiling(sc, targets: Sequence[str], regenerate: bool = False) -> tuple[int, int]:

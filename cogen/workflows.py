@@ -14,7 +14,7 @@ import numpy as np
 from .checkpoint import REPO_ROOT, load_bundle
 from .errors import UsageError
 from .io import Grid, read_raster, write_json, write_raster
-from .pipeline import CogenPipeline, MaskSource, RasterSource
+from .pipeline import CogenPipeline, MaskSource, RasterSource, apply_sampling_flags
 from .quicklook import read_preview, render, save_grid
 from .runs import OutputDir, write_run_json
 
@@ -28,20 +28,7 @@ def _pipeline(args, modalities) -> CogenPipeline:
 
     if modalities:
         default_registry().check(modalities)
-    pipe = CogenPipeline.from_checkpoint(args.checkpoint, args.device, modalities)
-    if args.no_grid_shift:
-        pipe.grid_shift = False
-    if args.shift_ensemble is not None:
-        pipe.shift_ensemble = args.shift_ensemble
-    if args.final_denoise is not None:
-        pipe.final_denoise = args.final_denoise
-    if args.no_native_blocks:
-        pipe.native_blocks = False
-    if args.no_co_targets:
-        pipe.co_targets = []
-    if args.orientations is not None:
-        pipe.orientations = args.orientations
-    return pipe
+    return apply_sampling_flags(CogenPipeline.from_checkpoint(args.checkpoint, args.device, modalities), args)
 
 
 def grid_offset(value: str | None) -> tuple[int, int] | None:

@@ -213,7 +213,7 @@ class SceneDataset(Dataset):
             k, flip = int(rng.integers(4)), bool(rng.integers(2))
             for d in (values, valid):
                 for m in d:
-                    d[m] = _dihedral(d[m], k, flip)
+                    d[m] = dihedral(d[m], k, flip)
         return {"scene": sid, "window": (row, col, h, w), "values": values, "valid": valid}
 
 
@@ -228,7 +228,8 @@ def to_model_space(mod: Modality, raw: np.ndarray, ok: np.ndarray) -> tuple[torc
     return torch.where(valid[None], x, torch.zeros_like(x)), valid
 
 
-def _dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """x (..., H, W) turned by k quarter turns, then flipped left-right if `flip` (the training augmentation)."""
     x = torch.rot90(x, k, dims=(-2, -1))
     return torch.flip(x, dims=(-1,)) if flip else x
 
