@@ -333,11 +333,21 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
                       ("fillnodata interpolation", interp, {"baseline": True})]
             for name, pred, how in preds:
                 p, t = pred[:, mask], truth[:, mask]
-                rows.setdefault(name, []).append({"PSNR": psnr_np(p, t, 1.0), "SAM": sam_np(p, t), "MAE": mae_np(p, t)})
+                rows.setdefault(name, {})[sid] = {"PSNR": psnr_np(p, t, 1.0), "SAM": sam_np(p, t), "MAE": mae_np(p, t)}
                 hows[name] = how
-        table[f"{int(cover * 100)}%"] = {k: {**{q: float(np.mean([r[q] for r in v])) for q in ("PSNR", "SAM", "MAE")},
-                                             **hows[k]} for k, v in rows.items()}
+        table[f"{int(cover * 100)}%"] = {
+            k: {**{q: float(np.mean([r[q] for r in v.values()])) for q in ("PSNR", "SAM", "MAE")}, **hows[k],
+                "per_strip": {sid: {q: float(x) for q, x in r.items()} for sid, r in v.items()}}
+            for k, v in rows.items()}
     return table
+
+
+def cloud_strip_rows(rows: dict) -> list[str]:
+    """The methods of one cover to show strip by strip: the means of N samples and the baselines."""
+    return [k for k, s in rows.items() if "per_strip" in s and (s.get("samples", 1) > 1 or s.get("baseline"))]
+
+
+PARTS = ("meta", "robustness", "cloud_removal", "sweep")  # results.json keys that are not methods
 
 
 # ---- report ---------------------------------------------------------------------------------------------
@@ -385,7 +395,7 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
           "acc 0.769 / mIoU 0.431; from S1RTC 0.375 / 0.135; from S2L2A+S1RTC+DEM 0.792 / 0.455. S1RTC -> S2L2A "
           "PSNR: training mean 12.62 dB, random forest 13.68 dB. Cloud removal (35% masks): fillnodata 27.86 dB, "
           "SAM 4.74 deg.", ""]
-    methods = [k for k in results if k not in ("meta", "robustness", "cloud_removal", "sweep")]
+    methods = [k for k in results if k not in PARTS]
     # continuous
     L += ["## Continuous targets", "",
           "| direction | target | method | PSNR 1 sample | PSNR mean of N | SSIM (mean) | SAM deg (mean) | MAE (mean) | "
@@ -419,6 +429,18 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
         for cover, rows in results["cloud_removal"].items():
             for meth, s in rows.items():
                 L.append(f"| {cover} | {meth} | {s['PSNR']:.2f} | {s['SAM']:.2f} | {s['MAE']:.4f} |")
+        per = {cover: cloud_strip_rows(rows) for cover, rows in results["cloud_removal"].items()}
+        if any(per.values()):
+            L += ["", "Per strip (PSNR dB / SAM deg inside the masks; the table above averages these):", ""]
+            for cover, meths in per.items():
+                rows = results["cloud_removal"][cover]
+                if not meths:
+                    continue
+                L += [f"| {cover} | " + " | ".join(meths) + " |", "|---|" + "---|" * len(meths)]
+                for sid in rows[meths[0]]["per_strip"]:
+                    L.append(f"| {sid} | " + " | ".join(
+                        f"{rows[k]['per_strip'][sid]['PSNR']:.2f} / {rows[k]['per_strip'][sid]['SAM']:.2f}" for k in meths) + " |")
+                L.append("")
     if "sweep" in results:
         sw = results["sweep"]
         k = sw.get("shift_ensemble", 1)
@@ -532,6 +554,16 @@ def main(argv: list[str] | None = None) -> None:
         predictors["training mean / class prior"] = mean_predictor(reg, priors)
     if a.baseline_checkpoint:
         predictors["deterministic (same backbone)"] = cogen_predictor(CogenPipeline.from_checkpoint(a.baseline_checkpoint), ev)
+    # methods scored in the --reuse file that are not run now (e.g. a baseline whose checkpoint is not here) are kept
+    carried = [] if a.baselines_only else [k for k in prev if k not in predictors and k not in PARTS and k != "cogen"]
+    if a.robustness and carried:  # checked before anything runs: each kept method needs its whole row
+        pool_m = [m.strip() for m in a.robustness.split(":")[1].split(",")]
+        for meth in carried:
+            for k in range(1, len(pool_m) + 1):
+                for sub in itertools.combinations(pool_m, k):
+                    if prev.get("robustness", {}).get("table", {}).get(" + ".join(sub), {}).get(meth) is None:
+                        raise UsageError(f"--reuse {a.reuse}: {meth} has no '{' + '.join(sub)}' robustness row to "
+                                         f"keep; pass its checkpoint so that it can be scored")
     for name, pred in predictors.items():
         results[name] = {}
         for d, (c, t) in directions.items():
@@ -541,10 +573,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[{time.time() - t0:6.0f}s] {name}: {d}", flush=True)
             results[name][d] = ev.run(pred, c, t, d + " " + name, figure=(name == "cogen"),
                                       samples=1 if name != "cogen" else None)
+    for name in carried:
+        print(f"kept from {a.reuse}: {name} (not run now)", flush=True)
+        results[name] = {d: prev[name][d] for d in directions if d in prev[name]}
     if a.robustness:
         tgt, pool = a.robustness.split(":")
         pool_m = [m.strip() for m in pool.split(",")]
-        meths = [k for k in predictors if k != "training mean / class prior"]
+        meths = [k for k in [*predictors, *carried] if k != "training mean / class prior"]
         table = {}
         for k in range(1, len(pool_m) + 1):
             for sub in itertools.combinations(pool_m, k):

@@ -43,6 +43,12 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
     im = cr["cogen from the interpolation, strength 0.5 (clear pixels + S1RTC + DEM), mean of 2 samples"]
     assert (im["start"], im["strength"], im["samples"]) == ("interpolate", 0.5, 2)
     assert cr["fillnodata interpolation"]["baseline"] and not cr["cogen without clear pixels (S1RTC + DEM)"]["clear_pixels"]
+    # per-strip figures, whose mean is the table's, shown strip by strip for the means of N and the baseline
+    for row in cr.values():
+        assert len(row["per_strip"]) == r["cogen"]["S1RTC->S2L2A"]["S2L2A"]["scenes"]
+        assert row["SAM"] == pytest.approx(np.mean([v["SAM"] for v in row["per_strip"].values()]))
+    sid, fill = next(iter(cr["fillnodata interpolation"]["per_strip"].items()))
+    assert f"| {sid} | " in report.read_text() and f"{fill['PSNR']:.2f} / {fill['SAM']:.2f}" in report.read_text()
     # the README's headline table reads how each cloud row was made from these fields
     spec = importlib.util.spec_from_file_location("readme_table", Path(__file__).parent.parent / "scripts" / "readme_table.py")
     rt = importlib.util.module_from_spec(spec)
@@ -66,7 +72,7 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
     assert json.loads((tmp_path / "r2.json").read_text())["cogen"]["S1RTC->S2L2A"] == r["cogen"]["S1RTC->S2L2A"]
 
 
-def test_baselines_only_then_cogen_reusing_them(tmp_path, tiny_bundle, synth_root):
+def test_baselines_only_then_cogen_reusing_them(tmp_path, tiny_bundle, synth_root, capsys):
     split = tmp_path / "split.yaml"
     split.write_text("splits:\n  train: {default: {cols: [0, 32]}}\n  test: {default: {cols: [32, 64]}}\n")
     common = ["--checkpoint", str(tiny_bundle), "--data", str(synth_root), "--split-file", str(split), "--split", "test",
@@ -88,6 +94,24 @@ def test_baselines_only_then_cogen_reusing_them(tmp_path, tiny_bundle, synth_roo
     assert "S2L2A->LULC" in f["cogen"] and "30%" in f["cloud_removal"]
     for sub, row in f["robustness"]["table"].items():
         assert row["deterministic (same backbone)"] == b["robustness"]["table"][sub]["deterministic (same backbone)"]
+    # without its checkpoint, a baseline scored in the --reuse file is kept as it was, in the tables and the page
+    no_ckpt = [x for i, x in enumerate(common) if x != "--baseline-checkpoint" and common[i - 1] != "--baseline-checkpoint"]
+    kept = tmp_path / "kept.json"
+    main(no_ckpt + ["--reuse", str(full), "--out", str(kept), "--report", str(tmp_path / "K.md")])
+    k = json.loads(kept.read_text())
+    assert k["deterministic (same backbone)"] == f["deterministic (same backbone)"]
+    assert k["robustness"]["table"] == f["robustness"]["table"]
+    assert [m for m in k if m in f] == [m for m in f if m in k]  # methods in the same order as a full run
+    assert "deterministic (same backbone)" in (tmp_path / "K.md").read_text()
+    # ... and one it has no row for is an error that names the file and the fix, not a silent gap
+    f["robustness"]["table"].pop("S2L2A + S1RTC")
+    f["deterministic (same backbone)"].clear()
+    (tmp_path / "gap.json").write_text(json.dumps(f))
+    with pytest.raises(SystemExit) as e:
+        main(no_ckpt + ["--reuse", str(tmp_path / "gap.json"), "--out", str(tmp_path / "g.json")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert e.value.code != 0 and "gap.json" in err and "pass its checkpoint" in err
+    assert not (tmp_path / "g.json").exists()
 
 
 def test_split_over_columns_without_a_split_file(registry, synth_root, tmp_path):
