@@ -34,12 +34,17 @@ def ssim_np(pred: np.ndarray, true: np.ndarray, data_range: float) -> float:
     return float(ssim(p, t, data_range=data_range, kernel_size=k))
 
 
-def sam_np(pred: np.ndarray, true: np.ndarray) -> float:
-    """Mean spectral angle in degrees between per-pixel spectra; (C, ...) inputs, bands first."""
+def sam_map(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Spectral angle in degrees of every pixel; (C, ...) inputs, bands first -> (...)."""
     p = np.asarray(pred, np.float64).reshape(pred.shape[0], -1)
     t = np.asarray(true, np.float64).reshape(true.shape[0], -1)
     cos = (p * t).sum(0) / np.maximum(np.linalg.norm(p, axis=0) * np.linalg.norm(t, axis=0), 1e-20)
-    return float(np.degrees(np.arccos(np.clip(cos, -1, 1))).mean())
+    return np.degrees(np.arccos(np.clip(cos, -1, 1))).reshape(np.shape(pred)[1:])
+
+
+def sam_np(pred: np.ndarray, true: np.ndarray) -> float:
+    """Mean spectral angle in degrees between per-pixel spectra; (C, ...) inputs, bands first."""
+    return float(sam_map(pred, true).mean())
 
 
 def confusion(pred: np.ndarray, true: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:

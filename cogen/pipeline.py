@@ -705,6 +705,10 @@ class CogenPipeline:
             vals[m], oks[m] = torch.stack(xs), torch.stack(ms)
             info += oks[m].numpy().astype(np.float32)
         info = (info > 0).astype(np.float32)
+        if init:  # an SDEdit start: an input given in part starts from its own valid pixels where it is generated
+            for m in sources:
+                if m not in init and m not in targets and not bool(oks[m].all()):
+                    init[m] = nearest_fill(vals[m], oks[m])
         # roles per group of tiles sharing which conditions are complete / partial / empty
         sig = []
         for j in range(nt):
@@ -764,7 +768,7 @@ class CogenPipeline:
         else:
             unit = max(self.model.patch_size(m) for m in self.model.names) if self.grid_shift else 0
             partial = self.bundle.config.roles.p_partial > 0  # trained to take known tokens clean
-            z0 = {m: toks[m].encode(rep(v).to(dev)) for m, v in (init or {}).items()}
+            z0 = {m: toks[m].encode(rep(v).to(dev)) for m, v in (init or {}).items() if m in tspec}
             z = denoise(self.model, self.diffusion, conditions, tspec, steps, sampler, guidance, noise, gen, unit,
                         partial, z0 or None, strength, self.shift_ensemble, self.final_denoise)
         for m in targets:
@@ -817,6 +821,21 @@ def apply_sampling_flags(pipe: CogenPipeline, args) -> CogenPipeline:
     if args.orientations is not None:
         pipe.orientations = args.orientations
     return pipe
+
+
+def nearest_fill(x: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    """x (n, C, h, w) or (n, h, w) with every invalid pixel (ok False) set to its nearest valid pixel's
+    value, tile by tile; a tile without valid pixels is left as it is."""
+    from scipy.ndimage import distance_transform_edt
+
+    out = x.clone()
+    for j in range(x.shape[0]):
+        o = ok[j].numpy()
+        if o.all() or not o.any():
+            continue
+        r, c = distance_transform_edt(~o, return_distances=False, return_indices=True)
+        out[j] = x[j][..., torch.from_numpy(r), torch.from_numpy(c)]
+    return out
 
 
 def orient(x: torch.Tensor, ks: Sequence[int], undo: bool = False) -> torch.Tensor:

@@ -19,13 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cogen.evaluate import Split, _phys, cloud_masks  # noqa: E402
+from cogen.metrics import sam_map  # noqa: E402
 from cogen.pipeline import CogenPipeline, default_tiling  # noqa: E402
-
-
-def angles(p: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Per-pixel spectral angle (degrees) of (C, N) spectra."""
-    c = (p * t).sum(0) / np.maximum(np.linalg.norm(p, axis=0) * np.linalg.norm(t, axis=0), 1e-12)
-    return np.degrees(np.arccos(np.clip(c, -1.0, 1.0)))
 
 
 def main(argv=None) -> None:
@@ -57,7 +52,7 @@ def main(argv=None) -> None:
         interp = np.stack([fillnodata(truth[b].astype(np.float32), mask=(~mask).astype(np.uint8),
                                       max_search_distance=200) for b in range(truth.shape[0])])
         t = truth[:, mask]
-        ac, ai = angles(res.mean[:, mask], t), angles(interp[:, mask], t)
+        ac, ai = sam_map(res.mean[:, mask], t), sam_map(interp[:, mask], t)
         bright = t.mean(0)
         q = np.quantile(bright, np.linspace(0, 1, 6))
         print(f"{sid}: SAM cogen {ac.mean():.2f}, fillnodata {ai.mean():.2f} deg ({time.time() - t0:.0f} s)")

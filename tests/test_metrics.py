@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from cogen.metrics import (confusion, ece_np, hf_power_per_band, hf_power_ratio, iou_per_class, mae_np, miou_np, psnr_np, rmse_np,
-                           sam_np, ssim_np, wasserstein_per_band)
+                           sam_map, sam_np, ssim_np, wasserstein_per_band)
 
 
 def test_psnr_of_a_known_mse():
@@ -23,6 +23,10 @@ def test_sam_of_orthogonal_and_parallel_spectra():
     assert sam_np(np.array([[1.0], [0.0]]), np.array([[0.0], [1.0]])) == pytest.approx(90.0)
     assert sam_np(np.array([[1.0], [1.0]]), np.array([[3.0], [3.0]])) == pytest.approx(0.0, abs=1e-6)
     assert sam_np(np.array([[1.0], [0.0]]), np.array([[1.0], [1.0]])) == pytest.approx(45.0)
+    # per pixel, keeping the spatial shape: 90, 0 and 45 degrees in one (2, 1, 3) image
+    p, t = np.array([[[1.0, 1.0, 1.0]], [[0.0, 1.0, 0.0]]]), np.array([[[0.0, 3.0, 1.0]], [[1.0, 3.0, 1.0]]])
+    np.testing.assert_allclose(sam_map(p, t), [[90.0, 0.0, 45.0]], atol=1e-6)
+    assert sam_np(p, t) == pytest.approx(45.0)
 
 
 def test_ssim_identity_and_degradation():

@@ -268,6 +268,42 @@ def test_cloud_removal_started_from_the_interpolation(tiny_bundle):
         pipe({"S1RTC": s1}, ["S2L2A"], start="interpolate", steps=2, tile=16, overlap=0, progress=False)
 
 
+def test_interpolated_start_with_holes_in_a_condition_and_a_scene_smaller_than_a_tile(tiny_bundle):
+    """A condition with nodata holes (or the padding of a scene smaller than a tile) is generated where it is
+    invalid; with start="interpolate" it starts from its own valid pixels (nearest fill), as the target does.
+    Clear pixels stay exact; a categorical condition with holes works the same way."""
+    from cogen.pipeline import CogenPipeline
+
+    pipe = CogenPipeline.from_checkpoint(tiny_bundle)
+    rng = np.random.default_rng(1)
+    for h, w, tile in ((32, 32, 16), (12, 20, 16)):  # the second is padded into one 16 px tile
+        s2 = (rng.random((12, h, w)) * 3000 + 200).astype(np.int16)
+        s1 = rng.normal(-12, 2, (2, h, w)).astype(np.float32)
+        s1[:, 2:7, 3:9] = np.nan  # a hole in the radar
+        lulc = rng.choice([1, 2, 4, 5], (1, h, w)).astype(np.uint8)
+        lulc[:, 9:12, 0:3] = 0  # and in the land cover (nodata 0)
+        mask = np.zeros((h, w), bool)
+        mask[3:9, 4:14] = True
+        res = pipe({"S2L2A": s2, "S1RTC": s1, "LULC": lulc}, ["S2L2A"], regenerate={"S2L2A": mask}, steps=4,
+                   samples=2, seed=0, tile=tile, overlap=0, progress=False, start="interpolate", strength=0.5)["S2L2A"]
+        assert np.array_equal(res.sample[:, ~mask], (s2 * 1e-4)[:, ~mask].astype(np.float32))
+        assert np.isfinite(res.sample).all() and np.isfinite(res.mean).all()
+
+
+def test_nearest_fill_copies_the_closest_valid_pixel():
+    import torch
+
+    from cogen.pipeline import nearest_fill
+
+    x = torch.tensor([[[1.0, 0.0, 0.0, 4.0]]]).expand(2, 3, 1, 4).clone()  # (tiles, C, h, w)
+    ok = torch.tensor([[[True, False, False, True]], [[False, False, False, False]]])
+    out = nearest_fill(x, ok)
+    assert out[0, :, 0].tolist() == [[1.0, 1.0, 4.0, 4.0]] * 3
+    assert torch.equal(out[1], x[1])  # nothing valid: left as it is
+    cls = torch.tensor([[[2, -1, -1, -1]]])  # categorical (tiles, h, w), -1 = invalid
+    assert nearest_fill(cls, cls >= 0).tolist() == [[[2, 2, 2, 2]]]
+
+
 def test_cloud_removal_cli_start_option(tmp_path, tiny_bundle):
     paths, sc = scene(tmp_path, 24, 24)
     cloud = sc["rasters"]["CLOUD"][0]
