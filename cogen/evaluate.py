@@ -291,12 +291,19 @@ def cloud_row(strength: float | None) -> str:
     return CLOUD_ONE if strength is None else f"cogen from the interpolation, strength {strength:g} (clear pixels + S1RTC + DEM)"
 
 
+def fillnodata_baseline(truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The interpolation baseline of cloud removal: each band of (C, H, W) `truth` filled inside `mask` from
+    its clear pixels (`rasterio.fill.fillnodata`, search distance 200 px), as float32."""
+    from rasterio.fill import fillnodata
+
+    return np.stack([fillnodata(band.astype(np.float32), mask=(~mask).astype(np.uint8), max_search_distance=200)
+                     for band in truth])
+
+
 def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float], seed: int,
                        strengths: Sequence[float] = ()) -> dict:
     """Per cover: cogen from noise and from the interpolation at each of `strengths` (one sample and the mean
     of N), cogen without the clear pixels, and fillnodata; scores inside the masks, averaged over strips."""
-    from rasterio.fill import fillnodata
-
     reg = ev.reg
     masks = cloud_masks(split, covers, seed)
     scenes = split.with_all(["S2L2A", "S1RTC", "DEM"])
@@ -327,8 +334,7 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
             blind = pipe({"S1RTC": a["S1RTC"], "DEM": a["DEM"]}, ["S2L2A"], steps=ev.steps, sampler=ev.sampler,
                          samples=1, seed=ev.seed, tile=blind_tile, overlap=blind_overlap, batch=ev.batch,
                          progress=False, grid_offset=split.offsets.get(sid))["S2L2A"].sample
-            interp = np.stack([fillnodata(truth[b].astype(np.float32), mask=(~mask).astype(np.uint8),
-                                          max_search_distance=200) for b in range(truth.shape[0])])
+            interp = fillnodata_baseline(truth, mask)
             preds += [(blind_name, blind, {"start": "noise", "strength": 1.0, "samples": 1, "clear_pixels": False}),
                       ("fillnodata interpolation", interp, {"baseline": True})]
             for name, pred, how in preds:
@@ -556,14 +562,17 @@ def main(argv: list[str] | None = None) -> None:
         predictors["deterministic (same backbone)"] = cogen_predictor(CogenPipeline.from_checkpoint(a.baseline_checkpoint), ev)
     # methods scored in the --reuse file that are not run now (e.g. a baseline whose checkpoint is not here) are kept
     carried = [] if a.baselines_only else [k for k in prev if k not in predictors and k not in PARTS and k != "cogen"]
-    if a.robustness and carried:  # checked before anything runs: each kept method needs its whole row
-        pool_m = [m.strip() for m in a.robustness.split(":")[1].split(",")]
-        for meth in carried:
-            for k in range(1, len(pool_m) + 1):
-                for sub in itertools.combinations(pool_m, k):
-                    if prev.get("robustness", {}).get("table", {}).get(" + ".join(sub), {}).get(meth) is None:
-                        raise UsageError(f"--reuse {a.reuse}: {meth} has no '{' + '.join(sub)}' robustness row to "
-                                         f"keep; pass its checkpoint so that it can be scored")
+    subsets: list[tuple[str, ...]] = []  # --robustness: every non-empty subset of the pool, and its target
+    if a.robustness:
+        tgt, pool = a.robustness.split(":")
+        pool_m = [m.strip() for m in pool.split(",")]
+        subsets = [sub for k in range(1, len(pool_m) + 1) for sub in itertools.combinations(pool_m, k)]
+    prev_rows = prev.get("robustness", {}).get("table", {})
+    for meth in carried:  # checked before anything runs: each kept method needs its whole row
+        for sub in subsets:
+            if prev_rows.get(" + ".join(sub), {}).get(meth) is None:
+                raise UsageError(f"--reuse {a.reuse}: {meth} has no '{' + '.join(sub)}' robustness row to "
+                                 f"keep; pass its checkpoint so that it can be scored")
     for name, pred in predictors.items():
         results[name] = {}
         for d, (c, t) in directions.items():
@@ -577,24 +586,21 @@ def main(argv: list[str] | None = None) -> None:
         print(f"kept from {a.reuse}: {name} (not run now)", flush=True)
         results[name] = {d: prev[name][d] for d in directions if d in prev[name]}
     if a.robustness:
-        tgt, pool = a.robustness.split(":")
-        pool_m = [m.strip() for m in pool.split(",")]
         meths = [k for k in [*predictors, *carried] if k != "training mean / class prior"]
         table = {}
-        for k in range(1, len(pool_m) + 1):
-            for sub in itertools.combinations(pool_m, k):
-                d = ",".join(sub) + "->" + tgt
-                print(f"[{time.time() - t0:6.0f}s] robustness: {d}", flush=True)
-                table[" + ".join(sub)] = {}
-                for meth in meths:
-                    done = results[meth].get(d)
-                    old = prev.get("robustness", {}).get("table", {}).get(" + ".join(sub), {}).get(meth)
-                    if old is not None:
-                        table[" + ".join(sub)][meth] = old
-                        continue
-                    r = done[tgt] if done else ev.run(predictors[meth], list(sub), [tgt], d,
-                                                      samples=1 if meth != "cogen" else None)[tgt]
-                    table[" + ".join(sub)][meth] = r["mIoU"]
+        for sub in subsets:
+            d = ",".join(sub) + "->" + tgt
+            print(f"[{time.time() - t0:6.0f}s] robustness: {d}", flush=True)
+            table[" + ".join(sub)] = {}
+            for meth in meths:
+                done = results[meth].get(d)
+                old = prev_rows.get(" + ".join(sub), {}).get(meth)
+                if old is not None:
+                    table[" + ".join(sub)][meth] = old
+                    continue
+                r = done[tgt] if done else ev.run(predictors[meth], list(sub), [tgt], d,
+                                                  samples=1 if meth != "cogen" else None)[tgt]
+                table[" + ".join(sub)][meth] = r["mIoU"]
         results["robustness"] = {"target": tgt, "methods": meths, "table": table,
                                  "mean": {k: float(np.mean([v[k] for v in table.values()])) for k in meths},
                                  "worst": {k: float(np.min([v[k] for v in table.values()])) for k in meths}}

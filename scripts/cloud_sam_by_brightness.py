@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cogen.evaluate import Split, _phys, cloud_masks  # noqa: E402
+from cogen.evaluate import Split, _phys, cloud_masks, fillnodata_baseline  # noqa: E402
 from cogen.metrics import sam_map  # noqa: E402
 from cogen.pipeline import CogenPipeline, default_tiling  # noqa: E402
 
@@ -32,8 +32,6 @@ def main(argv=None) -> None:
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--seed", type=int, default=1, help="mask seed (the evaluation uses 0)")
     a = p.parse_args(argv)
-    from rasterio.fill import fillnodata
-
     pipe = CogenPipeline.from_checkpoint(a.checkpoint)
     sc = pipe.bundle.config.sample
     c0, c1 = (int(v) for v in a.cols.split(","))
@@ -49,8 +47,7 @@ def main(argv=None) -> None:
         res = pipe({m: arr[m] for m in ("S2L2A", "S1RTC", "DEM")}, ["S2L2A"], regenerate={"S2L2A": mask},
                    samples=a.samples, seed=0, tile=tile, overlap=overlap, progress=False, start="interpolate",
                    strength=sc.strength, grid_offset=split.offsets.get(sid))["S2L2A"]
-        interp = np.stack([fillnodata(truth[b].astype(np.float32), mask=(~mask).astype(np.uint8),
-                                      max_search_distance=200) for b in range(truth.shape[0])])
+        interp = fillnodata_baseline(truth, mask)
         t = truth[:, mask]
         ac, ai = sam_map(res.mean[:, mask], t), sam_map(interp[:, mask], t)
         bright = t.mean(0)
