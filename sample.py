@@ -46,6 +46,10 @@ def common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
                    help="draw sample s turned by dihedral element s mod N (1 = off, 8 = 4 rotations x 2 flips), "
                         "then turn it back, so a mean or vote of samples averages orientation-bound errors at no "
                         "extra cost (default: the checkpoint's sample.orientations)")
+    g.add_argument("--library-neighbours", type=int, default=None, metavar="K",
+                   help="cloud removal: each generated pixel becomes the mean of the K clear pixels of the scene "
+                        "whose spectra are nearest to its generated one; 0 = off (default: the checkpoint's "
+                        "sample.library_neighbours)")
     g.add_argument("--no-co-targets", action="store_true",
                    help="generate the targets alone, about 3x faster for land cover from S2L2A (default: the "
                         "checkpoint's sample.co_targets rules add modalities generated beside a target and dropped; "

@@ -120,6 +120,10 @@ class SampleConfig:
     co_targets: list[dict[str, Any]] = field(default_factory=list)
     # give generated bands that the registry lists in `native_blocks` their native resolution (cogen.native)
     native_blocks: bool = True
+    # cloud removal: each generated pixel of a regenerated continuous target is replaced by the mean of the K
+    # clear pixels of the scene whose spectra are nearest to its generated one (cogen.library); 0 = off
+    library_neighbours: int = 0
+    library_size: int = 65536  # at most this many clear pixels, drawn at random (seeded), form that library
     start: str = "noise"  # cloud removal: masked pixels start from noise, or "interpolate" (see CogenPipeline)
     strength: float = 0.5  # with start=interpolate: the noise level started from (1 = pure noise)
 

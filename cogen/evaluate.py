@@ -327,7 +327,8 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
                            tile=tile, overlap=overlap, batch=ev.batch, progress=False,
                            start="noise" if st is None else "interpolate", strength=1.0 if st is None else st)["S2L2A"]
                 assert np.array_equal(res.sample[:, ~mask], truth[:, ~mask].astype(np.float32)), "clear pixels changed"
-                how = {"start": "noise" if st is None else "interpolate", "strength": 1.0 if st is None else st}
+                how = {"start": "noise" if st is None else "interpolate", "strength": 1.0 if st is None else st,
+                       "library_neighbours": pipe.library_neighbours}
                 preds.append((cloud_row(st), res.sample, {**how, "samples": 1}))
                 if n > 1:
                     preds.append((f"{cloud_row(st)}, mean of {n} samples", res.mean, {**how, "samples": n}))
@@ -396,6 +397,8 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
           + (f", sample s drawn in dihedral orientation s mod {meta['orientations']} and turned back"
              if meta.get("orientations", 1) > 1 else "")
           + "".join(f", {describe_co_target(r)}" for r in (meta.get("co_targets") or []))
+          + (f", cloud removal: each generated pixel moved onto the mean of the {meta['library_neighbours']} clear "
+             f"pixels of its strip with the nearest spectra" if meta.get("library_neighbours") else "")
           + f"; {meta['seconds']:.0f} s.", ""]
     L += ["Reference figures on this split (per-pixel random forest, from the data's README): LULC from S2L2A "
           "acc 0.769 / mIoU 0.431; from S1RTC 0.375 / 0.135; from S2L2A+S1RTC+DEM 0.792 / 0.455. S1RTC -> S2L2A "
@@ -512,6 +515,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="generate each target alone, without the checkpoint's sample.co_targets")
     p.add_argument("--orientations", type=int, default=None, metavar="N",
                    help="sample s drawn in dihedral orientation s mod N, 1 = off (default: the checkpoint's)")
+    p.add_argument("--library-neighbours", type=int, default=None, metavar="K",
+                   help="cloud removal: generated pixels become the mean of the K nearest clear spectra of the "
+                        "scene, 0 = off (default: the checkpoint's)")
     p.add_argument("--baseline", action="append", default=[], choices=["mean"], help="training mean / class prior")
     p.add_argument("--baseline-checkpoint", default=None, help="a deterministic (train.objective=regression) bundle")
     p.add_argument("--robustness", default=None, help="TARGET:A,B,C -> scores TARGET for every non-empty subset")
@@ -647,7 +653,8 @@ def main(argv: list[str] | None = None) -> None:
                        "overlap": a.overlap, "tile_by_target": ev.tile_by_target,
                        "tile_regenerate": ev.tile_regenerate, "seed": a.seed, "grid_shift": pipe.grid_shift,
                        "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise,
-                       "native_blocks": pipe.native_blocks, "orientations": pipe.orientations, "co_targets": pipe.co_targets, "directions": list(directions), "split": a.split,
+                       "native_blocks": pipe.native_blocks, "orientations": pipe.orientations, "co_targets": pipe.co_targets,
+                       "library_neighbours": pipe.library_neighbours, "directions": list(directions), "split": a.split,
                        "seconds": time.time() - t0 + prev.get("meta", {}).get("seconds", 0.0)}
     write_json(a.out, results)
     cmd = "python -m cogen.evaluate " + " ".join(f"'{x}'" if ">" in x or " " in x else x for x in (argv or sys.argv[1:]))

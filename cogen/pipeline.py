@@ -28,6 +28,7 @@ from .data.dataset import dihedral, to_model_space
 from .diffusion.sampling import denoise
 from .errors import ConfigError, GridMismatchError, RasterError, UsageError
 from .io import Grid, WindowedWriter, check_same_grid, open_raster
+from .library import ClearLibrary
 from .native import block_project, detect_block_offset
 from .registry import Modality
 from .tiling import blend_weight, tile_starts
@@ -262,6 +263,9 @@ class CogenPipeline:
         self.native_blocks = bool(bundle.config.sample.native_blocks)
         self.orientations = bundle.config.sample.orientations
         self.co_targets = bundle.config.sample.co_targets
+        self.library_neighbours = bundle.config.sample.library_neighbours
+        self.library_size = bundle.config.sample.library_size
+        self._libraries: dict[str, ClearLibrary] = {}  # per regenerated target, while a call runs
         self._blocks: dict[str, list[tuple[int, int, int, int]]] = {}  # per target: (band, k, row, col) of a call
 
     @classmethod
@@ -334,6 +338,29 @@ class CogenPipeline:
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < 1:
             raise UsageError(f"final denoise {t!r} must be a model time from 0 (off) to below 1 (e.g. 0.05)")
         self._final_denoise = float(t)
+
+    @property
+    def library_neighbours(self) -> int:
+        """Cloud removal: generated pixels become the mean of this many nearest clear spectra of the scene
+        (cogen.library); 0 = off."""
+        return self._library_neighbours
+
+    @library_neighbours.setter
+    def library_neighbours(self, k: int) -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= 1024:
+            raise UsageError(f"library neighbours {k!r} must be a whole number from 0 (off) to 1024 (e.g. 32)")
+        self._library_neighbours = k
+
+    @property
+    def library_size(self) -> int:
+        """At most this many clear pixels, drawn at random with the call's seed, form the library."""
+        return self._library_size
+
+    @library_size.setter
+    def library_size(self, n: int) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise UsageError(f"library size {n!r} must be a whole number of pixels of at least 1 (e.g. 65536)")
+        self._library_size = n
 
     def __call__(self, conditions: Mapping[str, Any], targets: Sequence[str], *, steps: int | None = None,
                  sampler: str | None = None, guidance: float | None = None, samples: int = 1, seed: int = 0,
@@ -420,6 +447,7 @@ class CogenPipeline:
         starts = self._starts(sources, targets, regenerate, start, strength, H, W)
         extra = self.co_generated(sources, targets) if not starts else []  # an interpolated start covers targets only
         self._blocks = self._native_blocks(sources, targets + extra, regenerate, grid_offset)
+        self._libraries = self._clear_libraries(sources, targets, regenerate, H, W, seed)
         writers = self._make_writers(targets, H, W, samples, outputs, sources)
         try:
             # a small GDAL block cache: windows are read and written once, caching the scene would only cost memory
@@ -455,6 +483,20 @@ class CogenPipeline:
                 extra += [m for m in r["add"] if m in self.model.names and m not in sources and m not in targets
                           and m not in extra]
         return extra
+
+    def _clear_libraries(self, sources, targets, regenerate, H, W, seed) -> dict[str, ClearLibrary]:
+        """{m: the library of m's clear pixels} for each regenerated continuous target (cogen.library), when
+        `library_neighbours` is on and the scene has clear pixels of m."""
+        if not self.library_neighbours:
+            return {}
+        out = {}
+        for m in targets:
+            if m in regenerate and m in sources and not self.registry[m].is_categorical:
+                lib = ClearLibrary.from_source(sources[m], lambda top, n, mk=regenerate[m]: self._mask_rows(mk, top, n, W),
+                                               H, W, self.library_size, seed)
+                if lib is not None:
+                    out[m] = lib
+        return out
 
     def _starts(self, sources, targets, regenerate, start, strength, H, W) -> dict:
         """{"arrays": {m: InterpolatedStart}, "strength": s} for start="interpolate", else {}."""
@@ -782,6 +824,9 @@ class CogenPipeline:
                 votes = onehot.view(len(idx), S, mod.num_classes, tile, tile).mean(dim=1)
                 out[m][idx] = votes.numpy()
             else:
+                if m in self._libraries:  # cloud removal: generated spectra onto the scene's measured ones
+                    gen = ~oks[m][idx].repeat_interleave(S, dim=0)
+                    x = self._libraries[m].snap_tiles(x, gen, mod, self.library_neighbours)
                 x = self._project_blocks(m, x, idx, positions, S, vals, oks)
                 phys = mod.denormalize(x)
                 if mod.valid_range is not None:  # outside it a value would read back as invalid
@@ -807,7 +852,8 @@ class CogenPipeline:
 
 def apply_sampling_flags(pipe: CogenPipeline, args) -> CogenPipeline:
     """The sampling options shared by `sample.py` and `cogen.evaluate` (--no-grid-shift, --shift-ensemble,
-    --final-denoise, --no-native-blocks, --no-co-targets, --orientations) applied over the bundle's defaults."""
+    --final-denoise, --no-native-blocks, --no-co-targets, --orientations, --library-neighbours) applied over the
+    bundle's defaults."""
     if args.no_grid_shift:
         pipe.grid_shift = False
     if args.shift_ensemble is not None:
@@ -820,6 +866,8 @@ def apply_sampling_flags(pipe: CogenPipeline, args) -> CogenPipeline:
         pipe.co_targets = []
     if args.orientations is not None:
         pipe.orientations = args.orientations
+    if args.library_neighbours is not None:
+        pipe.library_neighbours = args.library_neighbours
     return pipe
 
 

@@ -31,8 +31,11 @@ def main(argv=None) -> None:
     p.add_argument("--cover", type=float, default=0.3)
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--seed", type=int, default=1, help="mask seed (the evaluation uses 0)")
+    p.add_argument("--library-neighbours", type=int, default=0, metavar="K",
+                   help="clear-pixel library neighbours (default 0: off, the model's own spectra)")
     a = p.parse_args(argv)
     pipe = CogenPipeline.from_checkpoint(a.checkpoint)
+    pipe.library_neighbours = a.library_neighbours
     sc = pipe.bundle.config.sample
     c0, c1 = (int(v) for v in a.cols.split(","))
     split = Split(a.data, pipe.registry, None, None, ["S2L2A", "S1RTC", "DEM"], cols=(c0, c1))
@@ -40,7 +43,7 @@ def main(argv=None) -> None:
     tile, overlap = default_tiling(sc, ["S2L2A"], regenerate=True)
     t0 = time.time()
     print(f"columns {c0}-{c1 - 1}, cover {a.cover:.0%}, mask seed {a.seed}, mean of {a.samples} samples from the "
-          f"interpolation at strength {sc.strength}, {sc.steps} steps, tile {tile}/{overlap}")
+          f"interpolation at strength {sc.strength}, {sc.steps} steps, tile {tile}/{overlap}, library {a.library_neighbours}")
     for sid in split.with_all(["S2L2A", "S1RTC", "DEM"]):
         arr, mask = split.arrays[sid], masks[(sid, a.cover)]
         truth = _phys(pipe.registry, "S2L2A", arr["S2L2A"])
