@@ -123,7 +123,7 @@ class SampleConfig:
     # cloud removal: each generated pixel of a regenerated continuous target is replaced by the mean of the K
     # clear pixels of the scene whose spectra are nearest to its generated one (cogen.library); 0 = off
     library_neighbours: int = 0
-    library_size: int = 65536  # at most this many clear pixels, drawn at random (seeded), form that library
+    library_size: int = 16384  # at most this many clear pixels, drawn at random (seeded), form that library
     start: str = "noise"  # cloud removal: masked pixels start from noise, or "interpolate" (see CogenPipeline)
     strength: float = 0.5  # with start=interpolate: the noise level started from (1 = pure noise)
 

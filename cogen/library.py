@@ -48,9 +48,13 @@ class ClearLibrary:
             ok = ok & ~masked(top, n)
             if not ok.any():
                 continue
-            x = mod.to_physical(torch.from_numpy(np.asarray(raw, np.float32)[:, ok].T.copy()))
             g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, b]).generate_state(1)[0]))
-            keys = torch.rand(x.shape[0], generator=g)
+            keys = torch.rand(int(ok.sum()), generator=g)
+            rows, cols = np.nonzero(ok)
+            if keys.numel() > size:  # only this block's `size` smallest keys can be among the scene's smallest
+                pick = keys.topk(size, largest=False).indices.numpy()
+                keys, rows, cols = keys[pick], rows[pick], cols[pick]
+            x = mod.to_physical(torch.from_numpy(np.asarray(raw[:, rows, cols], np.float32).T.copy()))
             keep_x, keep_k = torch.cat([keep_x, x]), torch.cat([keep_k, keys])
             if keep_k.numel() > size:
                 idx = keep_k.topk(size, largest=False).indices

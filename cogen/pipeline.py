@@ -359,7 +359,7 @@ class CogenPipeline:
     @library_size.setter
     def library_size(self, n: int) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise UsageError(f"library size {n!r} must be a whole number of pixels of at least 1 (e.g. 65536)")
+            raise UsageError(f"library size {n!r} must be a whole number of pixels of at least 1 (e.g. 16384)")
         self._library_size = n
 
     def __call__(self, conditions: Mapping[str, Any], targets: Sequence[str], *, steps: int | None = None,
