@@ -11,27 +11,22 @@ samples' PSNR.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cloud_probe import parser  # noqa: E402
+
 from cogen.evaluate import Evaluator, Split, cloud_removal_eval, cloud_row  # noqa: E402
 from cogen.pipeline import CogenPipeline  # noqa: E402
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default="checkpoints/demo")
-    p.add_argument("--data", default="data/terramind-examples")
-    p.add_argument("--cols", default="96,160", help="training columns to use")
+    p = parser(__doc__, samples=4)
     p.add_argument("--strength", type=float, action="append", default=[])
-    p.add_argument("--cover", type=float, default=0.3)
-    p.add_argument("--samples", type=int, default=4)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--tile", type=int, default=32)
-    p.add_argument("--seed", type=int, default=1, help="mask seed (the evaluation uses 0)")
     p.add_argument("--shift-ensemble", type=int, default=1, help="patch-grid offsets averaged per step")
     p.add_argument("--final-denoise", type=float, default=0.0, help="model time of a last clean-up call (0: off)")
     p.add_argument("--no-native-blocks", action="store_true", help="generated 20 m / 60 m bands at 10 m detail")

@@ -12,7 +12,6 @@ runs the chosen K inside the sampler (every sample moved before the native-block
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -20,38 +19,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cogen.evaluate import Split, _phys, cloud_masks, fillnodata_baseline  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cloud_probe import describe, parser, strips  # noqa: E402
+
+from cogen.evaluate import fillnodata_baseline  # noqa: E402
 from cogen.library import ClearLibrary  # noqa: E402
 from cogen.metrics import psnr_np, sam_np  # noqa: E402
-from cogen.pipeline import CogenPipeline, default_tiling  # noqa: E402
+from cogen.pipeline import CogenPipeline  # noqa: E402
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default="checkpoints/demo")
-    p.add_argument("--data", default="data/terramind-examples")
-    p.add_argument("--cols", default="96,160", help="training columns to use")
-    p.add_argument("--cover", type=float, default=0.3)
-    p.add_argument("--samples", type=int, default=8)
-    p.add_argument("--seed", type=int, default=1, help="mask seed (the evaluation uses 0)")
+    p = parser(__doc__)
     p.add_argument("--k", type=int, action="append", default=[], help="neighbour counts to try (repeatable)")
     a = p.parse_args(argv)
     pipe = CogenPipeline.from_checkpoint(a.checkpoint)
     pipe.library_neighbours = 0
-    sc = pipe.bundle.config.sample
-    c0, c1 = (int(v) for v in a.cols.split(","))
-    split = Split(a.data, pipe.registry, None, None, ["S2L2A", "S1RTC", "DEM"], cols=(c0, c1))
-    masks = cloud_masks(split, [a.cover], a.seed)
-    tile, overlap = default_tiling(sc, ["S2L2A"], regenerate=True)
     t0 = time.time()
     scores: dict[str, list[tuple[float, float]]] = {}
-    for sid in split.with_all(["S2L2A", "S1RTC", "DEM"]):
-        arr, mask = split.arrays[sid], masks[(sid, a.cover)]
-        truth = _phys(pipe.registry, "S2L2A", arr["S2L2A"])
-        res = pipe({m: arr[m] for m in ("S2L2A", "S1RTC", "DEM")}, ["S2L2A"], regenerate={"S2L2A": mask},
-                   samples=a.samples, seed=0, tile=tile, overlap=overlap, progress=False, start="interpolate",
-                   strength=sc.strength, grid_offset=split.offsets.get(sid))["S2L2A"]
+    for sid, truth, mask, res in strips(pipe, a):
         est = (res.mean if res.mean is not None else res.sample)[:, mask]
         t = truth[:, mask]
         lib = ClearLibrary(torch.from_numpy(truth[:, ~mask].T.astype(np.float32)))
@@ -61,9 +46,7 @@ def main(argv=None) -> None:
         for name, v in cands.items():
             scores.setdefault(name, []).append((psnr_np(v, t, 1.0), sam_np(v, t)))
         print(f"{sid} ({time.time() - t0:.0f} s)", flush=True)
-    print(f"columns {c0}-{c1 - 1}, cover {a.cover:.0%}, mask seed {a.seed}, mean of {a.samples} samples from the "
-          f"interpolation at strength {sc.strength}, tile {tile}/{overlap}; PSNR / SAM inside the masks, mean "
-          f"over strips (SAM per strip)")
+    print(f"{describe(pipe, a)}; PSNR / SAM inside the masks, mean over strips (SAM per strip)")
     for name, v in scores.items():
         v = np.array(v)
         print(f"  {name:12s} PSNR {v[:, 0].mean():6.2f} dB  SAM {v[:, 1].mean():5.2f} deg  ("
