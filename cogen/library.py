@@ -81,10 +81,7 @@ class ClearLibrary:
         units), the others returned as they are."""
         if not bool(generated.any()):
             return x
-        phys = mod.denormalize(x)
-        sel = phys.permute(0, 2, 3, 1)[generated]  # (n, C)
-        snapped = self.snap(sel, k)
-        out = phys.permute(0, 2, 3, 1).clone()
-        out[generated] = snapped
-        out = mod.normalize(mod.from_physical(out.permute(0, 3, 1, 2)))
+        phys = mod.denormalize(x).permute(0, 2, 3, 1).contiguous()  # (B, h, w, C): pixels as spectra
+        phys[generated] = self.snap(phys[generated], k)
+        out = mod.normalize(mod.from_physical(phys.permute(0, 3, 1, 2)))
         return torch.where(generated[:, None], out, x)
