@@ -50,6 +50,10 @@ def common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
                    help="cloud removal: each generated pixel becomes the mean of the K clear pixels of the scene "
                         "whose spectra are nearest to its generated one; 0 = off (default: the checkpoint's "
                         "sample.library_neighbours)")
+    g.add_argument("--vote-sigma", type=float, default=None, metavar="PX",
+                   help="class maps: smooth each pixel's vote of the samples with its neighbours' (Gaussian, sigma "
+                        "in pixels) before the majority is taken; 0 = off (default: the checkpoint's "
+                        "sample.vote_sigma)")
     g.add_argument("--no-co-targets", action="store_true",
                    help="generate the targets alone, about 3x faster for land cover from S2L2A (default: the "
                         "checkpoint's sample.co_targets rules add modalities generated beside a target and dropped; "

@@ -124,6 +124,10 @@ class SampleConfig:
     # clear pixels of the scene whose spectra are nearest to its generated one (cogen.library); 0 = off
     library_neighbours: int = 0
     library_size: int = 16384  # at most this many clear pixels, drawn at random (seeded), form that library
+    # class maps: each pixel's vote (fraction of samples per class) is replaced by the Gaussian-weighted mean of
+    # the valid votes around it, sigma in pixels, before the majority and confidence are taken (cogen.votes);
+    # 0 = off
+    vote_sigma: float = 0.0
     start: str = "noise"  # cloud removal: masked pixels start from noise, or "interpolate" (see CogenPipeline)
     strength: float = 0.5  # with start=interpolate: the noise level started from (1 = pure noise)
 

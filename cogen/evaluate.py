@@ -399,6 +399,8 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
           + "".join(f", {describe_co_target(r)}" for r in (meta.get("co_targets") or []))
           + (f", cloud removal: each generated pixel moved onto the mean of the {meta['library_neighbours']} clear "
              f"pixels of its strip with the nearest spectra" if meta.get("library_neighbours") else "")
+          + (f", class maps: each pixel's vote smoothed with its neighbours' (Gaussian, sigma {meta['vote_sigma']:g} px) "
+             f"before the majority" if meta.get("vote_sigma") else "")
           + f"; {meta['seconds']:.0f} s.", ""]
     L += ["Reference figures on this split (per-pixel random forest, from the data's README): LULC from S2L2A "
           "acc 0.769 / mIoU 0.431; from S1RTC 0.375 / 0.135; from S2L2A+S1RTC+DEM 0.792 / 0.455. S1RTC -> S2L2A "
@@ -518,6 +520,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--library-neighbours", type=int, default=None, metavar="K",
                    help="cloud removal: generated pixels become the mean of the K nearest clear spectra of the "
                         "scene, 0 = off (default: the checkpoint's)")
+    p.add_argument("--vote-sigma", type=float, default=None, metavar="PX",
+                   help="class maps: Gaussian smoothing (sigma in pixels) of the votes before the majority, 0 = off "
+                        "(default: the checkpoint's)")
     p.add_argument("--baseline", action="append", default=[], choices=["mean"], help="training mean / class prior")
     p.add_argument("--baseline-checkpoint", default=None, help="a deterministic (train.objective=regression) bundle")
     p.add_argument("--robustness", default=None, help="TARGET:A,B,C -> scores TARGET for every non-empty subset")
@@ -654,7 +659,8 @@ def main(argv: list[str] | None = None) -> None:
                        "tile_regenerate": ev.tile_regenerate, "seed": a.seed, "grid_shift": pipe.grid_shift,
                        "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise,
                        "native_blocks": pipe.native_blocks, "orientations": pipe.orientations, "co_targets": pipe.co_targets,
-                       "library_neighbours": pipe.library_neighbours, "directions": list(directions), "split": a.split,
+                       "library_neighbours": pipe.library_neighbours, "vote_sigma": pipe.vote_sigma,
+                       "directions": list(directions), "split": a.split,
                        "seconds": time.time() - t0 + prev.get("meta", {}).get("seconds", 0.0)}
     write_json(a.out, results)
     cmd = "python -m cogen.evaluate " + " ".join(f"'{x}'" if ">" in x or " " in x else x for x in (argv or sys.argv[1:]))

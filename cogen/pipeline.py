@@ -32,6 +32,7 @@ from .library import ClearLibrary
 from .native import block_project, detect_block_offset
 from .registry import Modality
 from .tiling import blend_weight, tile_starts
+from .votes import VoteSmoother
 
 NOISE_BLOCK = 32  # latent cells per side of one block of the global noise field
 GDAL_CACHE_MB = 64
@@ -265,6 +266,7 @@ class CogenPipeline:
         self.co_targets = bundle.config.sample.co_targets
         self.library_neighbours = bundle.config.sample.library_neighbours
         self.library_size = bundle.config.sample.library_size
+        self.vote_sigma = bundle.config.sample.vote_sigma
         self._libraries: dict[str, ClearLibrary] = {}  # per regenerated target, while a call runs
         self._blocks: dict[str, list[tuple[int, int, int, int]]] = {}  # per target: (band, k, row, col) of a call
 
@@ -361,6 +363,18 @@ class CogenPipeline:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise UsageError(f"library size {n!r} must be a whole number of pixels of at least 1 (e.g. 16384)")
         self._library_size = n
+
+    @property
+    def vote_sigma(self) -> float:
+        """Class maps: sigma in pixels of the spatial smoothing of the votes before the majority (cogen.votes);
+        0 = off."""
+        return self._vote_sigma
+
+    @vote_sigma.setter
+    def vote_sigma(self, s: float) -> None:
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s <= 16:
+            raise UsageError(f"vote sigma {s!r} must be a number of pixels from 0 (off) to 16 (e.g. 1)")
+        self._vote_sigma = float(s)
 
     def __call__(self, conditions: Mapping[str, Any], targets: Sequence[str], *, steps: int | None = None,
                  sampler: str | None = None, guidance: float | None = None, samples: int = 1, seed: int = 0,
@@ -651,6 +665,8 @@ class CogenPipeline:
         wsum = np.zeros((tile, Wp), np.float32)
         info = np.zeros((tile, Wp), np.float32)
         top = 0
+        smoothers = {m: VoteSmoother(self.vote_sigma, H) for m in targets
+                     if self.vote_sigma > 0 and m in writers and self.registry[m].is_categorical}
         per_fwd = max(1, batch // samples)
         bar = tqdm(total=len(rows) * len(cols), desc="tiles", disable=not progress, dynamic_ncols=True)
         for ri, r in enumerate(rows):
@@ -668,7 +684,7 @@ class CogenPipeline:
             nxt = rows[ri + 1] if ri + 1 < len(rows) else H
             n = min(nxt, H) - top  # rows [top, nxt) are final
             if n > 0:
-                self._flush(sources, targets, regenerate, writers, acc, wsum, info, top, n, W, samples)
+                self._flush(sources, targets, regenerate, writers, acc, wsum, info, top, n, W, samples, smoothers)
             shift = nxt - top
             for a in list(acc.values()) + [wsum, info]:
                 a[..., : tile - shift, :] = a[..., shift:, :] if shift < tile else 0
@@ -680,7 +696,9 @@ class CogenPipeline:
         mod = self.registry[m]
         return mod.num_classes if mod.is_categorical else 3 * mod.num_bands  # sample0, sum, sum of squares
 
-    def _flush(self, sources, targets, regenerate, writers, acc, wsum, info, top, n, W, samples):
+    def _flush(self, sources, targets, regenerate, writers, acc, wsum, info, top, n, W, samples, smoothers=None):
+        """Write rows [top, top + n), final now; a class map with a `VoteSmoother` in `smoothers` writes the
+        rows its smoother releases instead (it holds back the rows whose neighbours below are not in yet)."""
         win = Window(0, top, W, n)
         w = wsum[:n, :W]
         has_info = (info[:n, :W] / w) > 1e-6 if sources else np.ones((n, W), bool)
@@ -691,13 +709,19 @@ class CogenPipeline:
             a = acc[m][:, :n, :W] / w[None]
             ws = writers[m]
             if mod.is_categorical:
+                cwin, has = win, has_info
+                if m in (smoothers or {}):
+                    r0, a, has = smoothers[m].push(top, a, has_info)
+                    if not has.shape[0]:
+                        continue
+                    cwin = Window(0, r0, W, has.shape[0])
                 idx = a.argmax(axis=0)
                 ids = np.asarray(mod.class_ids)[idx]
                 nod = mod.nodata if mod.nodata is not None else 0
-                ids = np.where(has_info, ids, nod)
-                ws["classes"].write(ids[None].astype(ws["classes"].dtype), win)
-                conf = np.where(has_info, a.max(axis=0), np.nan).astype(np.float32)
-                ws["confidence"].write(conf[None], win)
+                ids = np.where(has, ids, nod)
+                ws["classes"].write(ids[None].astype(ws["classes"].dtype), cwin)
+                conf = np.where(has, a.max(axis=0), np.nan).astype(np.float32)
+                ws["confidence"].write(conf[None], cwin)
                 continue
             C = mod.num_bands
             s0, mean, sq = a[:C], a[C : 2 * C], a[2 * C :]
@@ -852,8 +876,8 @@ class CogenPipeline:
 
 def apply_sampling_flags(pipe: CogenPipeline, args) -> CogenPipeline:
     """The sampling options shared by `sample.py` and `cogen.evaluate` (--no-grid-shift, --shift-ensemble,
-    --final-denoise, --no-native-blocks, --no-co-targets, --orientations, --library-neighbours) applied over the
-    bundle's defaults."""
+    --final-denoise, --no-native-blocks, --no-co-targets, --orientations, --library-neighbours, --vote-sigma)
+    applied over the bundle's defaults."""
     if args.no_grid_shift:
         pipe.grid_shift = False
     if args.shift_ensemble is not None:
@@ -868,6 +892,8 @@ def apply_sampling_flags(pipe: CogenPipeline, args) -> CogenPipeline:
         pipe.orientations = args.orientations
     if args.library_neighbours is not None:
         pipe.library_neighbours = args.library_neighbours
+    if args.vote_sigma is not None:
+        pipe.vote_sigma = args.vote_sigma
     return pipe
 
 
