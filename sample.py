@@ -45,7 +45,8 @@ def common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     g.add_argument("--orientations", type=int, default=None, metavar="N",
                    help="draw sample s turned by dihedral element s mod N (1 = off, 8 = 4 rotations x 2 flips), "
                         "then turn it back, so a mean or vote of samples averages orientation-bound errors at no "
-                        "extra cost (default: the checkpoint's sample.orientations)")
+                        "extra cost; for every call, cloud removal included (default: the checkpoint's "
+                        "sample.orientations, and sample.orientations_regenerate for cloud removal)")
     g.add_argument("--library-neighbours", type=int, default=None, metavar="K",
                    help="cloud removal: each generated pixel becomes the mean of the K clear pixels of the scene "
                         "whose spectra are nearest to its generated one; 0 = off (default: the checkpoint's "

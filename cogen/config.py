@@ -113,6 +113,8 @@ class SampleConfig:
     # back: the model saw every orientation in training, so a mean or a vote of N samples averages its
     # orientation-bound errors at no extra cost; sample 0 is always the upright one (docs/SAMPLING.md)
     orientations: int = 1
+    # the same for calls that regenerate part of a target (cloud removal, nodata holes); 0 = as `orientations`
+    orientations_regenerate: int = 0
     # rules {target: T, given: [G, ...], exact: bool, add: [A, ...]}: when T is generated and every G is given
     # (exact: the inputs are exactly the Gs), each A that is neither given nor asked for is generated beside T
     # in the same joint sample, then dropped, so T is conditioned on plausible values of them too

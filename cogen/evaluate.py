@@ -328,7 +328,8 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
                            start="noise" if st is None else "interpolate", strength=1.0 if st is None else st)["S2L2A"]
                 assert np.array_equal(res.sample[:, ~mask], truth[:, ~mask].astype(np.float32)), "clear pixels changed"
                 how = {"start": "noise" if st is None else "interpolate", "strength": 1.0 if st is None else st,
-                       "library_neighbours": pipe.library_neighbours}
+                       "library_neighbours": pipe.library_neighbours,
+                       "orientations": pipe.orientations_regenerate or pipe.orientations}
                 preds.append((cloud_row(st), res.sample, {**how, "samples": 1}))
                 if n > 1:
                     preds.append((f"{cloud_row(st)}, mean of {n} samples", res.mean, {**how, "samples": n}))
@@ -397,6 +398,8 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
           + (f", sample s drawn in dihedral orientation s mod {meta['orientations']} and turned back"
              if meta.get("orientations", 1) > 1 else "")
           + "".join(f", {describe_co_target(r)}" for r in (meta.get("co_targets") or []))
+          + (f", cloud removal: sample s drawn in dihedral orientation s mod {meta['orientations_regenerate']} and "
+             f"turned back" if meta.get("orientations_regenerate") else "")
           + (f", cloud removal: each generated pixel moved onto the mean of the {meta['library_neighbours']} clear "
              f"pixels of its strip with the nearest spectra" if meta.get("library_neighbours") else "")
           + (f", class maps: each pixel's vote smoothed with its neighbours' (Gaussian, sigma {meta['vote_sigma']:g} px) "
@@ -516,7 +519,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-co-targets", action="store_true",
                    help="generate each target alone, without the checkpoint's sample.co_targets")
     p.add_argument("--orientations", type=int, default=None, metavar="N",
-                   help="sample s drawn in dihedral orientation s mod N, 1 = off (default: the checkpoint's)")
+                   help="sample s drawn in dihedral orientation s mod N, 1 = off, for every call, cloud removal "
+                        "included (default: the checkpoint's orientations and orientations_regenerate)")
     p.add_argument("--library-neighbours", type=int, default=None, metavar="K",
                    help="cloud removal: generated pixels become the mean of the K nearest clear spectra of the "
                         "scene, 0 = off (default: the checkpoint's)")
@@ -658,7 +662,8 @@ def main(argv: list[str] | None = None) -> None:
                        "overlap": a.overlap, "tile_by_target": ev.tile_by_target,
                        "tile_regenerate": ev.tile_regenerate, "seed": a.seed, "grid_shift": pipe.grid_shift,
                        "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise,
-                       "native_blocks": pipe.native_blocks, "orientations": pipe.orientations, "co_targets": pipe.co_targets,
+                       "native_blocks": pipe.native_blocks, "orientations": pipe.orientations,
+                       "orientations_regenerate": pipe.orientations_regenerate, "co_targets": pipe.co_targets,
                        "library_neighbours": pipe.library_neighbours, "vote_sigma": pipe.vote_sigma,
                        "directions": list(directions), "split": a.split,
                        "seconds": time.time() - t0 + prev.get("meta", {}).get("seconds", 0.0)}

@@ -263,6 +263,8 @@ class CogenPipeline:
         self.final_denoise = bundle.config.sample.final_denoise
         self.native_blocks = bool(bundle.config.sample.native_blocks)
         self.orientations = bundle.config.sample.orientations
+        self.orientations_regenerate = bundle.config.sample.orientations_regenerate
+        self._call_orientations = self.orientations  # those of the call running now (see `run`)
         self.co_targets = bundle.config.sample.co_targets
         self.library_neighbours = bundle.config.sample.library_neighbours
         self.library_size = bundle.config.sample.library_size
@@ -304,6 +306,18 @@ class CogenPipeline:
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 8:
             raise UsageError(f"orientations {n!r} must be a whole number from 1 (off) to 8 (4 rotations x 2 flips)")
         self._orientations = n
+
+    @property
+    def orientations_regenerate(self) -> int:
+        """`orientations` for calls that regenerate part of a target (cloud removal); 0 = as `orientations`."""
+        return self._orientations_regenerate
+
+    @orientations_regenerate.setter
+    def orientations_regenerate(self, n: int) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 8:
+            raise UsageError(f"orientations for regenerated targets {n!r} must be a whole number from 0 (as "
+                             f"orientations) to 8 (4 rotations x 2 flips)")
+        self._orientations_regenerate = n
 
     @property
     def co_targets(self) -> list[dict[str, Any]]:
@@ -439,7 +453,9 @@ class CogenPipeline:
         guidance = sc.guidance if guidance is None else guidance
         targets = list(targets)
         regenerate = dict(regenerate or {})
-        t0, o0 = default_tiling(sc, targets, regenerate=bool(set(targets) & set(regenerate)))
+        part = bool(set(targets) & set(regenerate))  # part of a target is regenerated (cloud removal)
+        t0, o0 = default_tiling(sc, targets, regenerate=part)
+        self._call_orientations = self.orientations_regenerate if part and self.orientations_regenerate else self.orientations
         tile, overlap = tile or t0, o0 if overlap is None else overlap
         if start is None:  # the checkpoint's choice for cloud removal; generation from nothing starts from noise
             start = sc.start if regenerate and set(targets) <= set(regenerate) else "noise"
@@ -803,7 +819,7 @@ class CogenPipeline:
         toks = self.bundle.tokenizers
         dev = self.device
         S = samples
-        ks = [s % self.orientations for s in range(S)] * len(idx)  # the orientation of each (tile, sample)
+        ks = [s % self._call_orientations for s in range(S)] * len(idx)  # the orientation of each (tile, sample)
         turn = lambda t: orient(t, ks)  # draw sample s in its orientation; undone after decoding
         rep = lambda t: turn(t[idx].repeat_interleave(S, dim=0))  # (n*S, ...): sample s of tile j at j*S + s
         conditions, tspec, noise = {}, {}, {}
@@ -888,8 +904,9 @@ def apply_sampling_flags(pipe: CogenPipeline, args) -> CogenPipeline:
         pipe.native_blocks = False
     if args.no_co_targets:
         pipe.co_targets = []
-    if args.orientations is not None:
+    if args.orientations is not None:  # every call, cloud removal included
         pipe.orientations = args.orientations
+        pipe.orientations_regenerate = 0
     if args.library_neighbours is not None:
         pipe.library_neighbours = args.library_neighbours
     if args.vote_sigma is not None:

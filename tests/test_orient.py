@@ -54,6 +54,38 @@ def test_turned_samples_come_back_upright(tiny_bundle):
     assert not np.allclose(out.mean[:, mask], up.mean[:, mask], atol=1e-3)  # the others were turned
 
 
+def test_orientations_for_regenerated_targets_only(tiny_bundle):
+    """orientations_regenerate turns the samples of cloud removal as orientations would, and leaves calls that
+    generate a target whole upright; 0 means as orientations; the CLI's --orientations applies to both."""
+    import argparse
+
+    from cogen.data.synthetic import make_scene
+    from cogen.pipeline import CogenPipeline, apply_sampling_flags
+
+    sc = make_scene(32, 32, seed=4)["rasters"]
+    pipe = CogenPipeline.from_checkpoint(tiny_bundle)
+    assert pipe.orientations_regenerate == 0
+    mask = np.zeros((32, 32), bool)
+    mask[4:12, 20:30] = True
+    cond = {"S2L2A": sc["S2L2A"], "S1RTC": sc["S1RTC"]}
+    kw = dict(steps=2, samples=4, seed=0, tile=32, overlap=0, progress=False)
+    cloud = lambda: pipe(cond, ["S2L2A"], regenerate={"S2L2A": mask}, start="noise", **kw)["S2L2A"].mean
+    whole = lambda: pipe({"S1RTC": sc["S1RTC"]}, ["S2L2A"], **kw)["S2L2A"].mean
+    up_cloud, up_whole = cloud(), whole()
+    pipe.orientations = 8
+    turned_cloud, turned_whole = cloud(), whole()
+    pipe.orientations, pipe.orientations_regenerate = 1, 8
+    assert np.array_equal(cloud(), turned_cloud) and not np.allclose(turned_cloud, up_cloud, atol=1e-3)
+    assert np.array_equal(whole(), up_whole) and not np.allclose(turned_whole, up_whole, atol=1e-3)
+    for bad in (-1, 9, 2.0, True):
+        with pytest.raises(UsageError, match="orientations for regenerated"):
+            pipe.orientations_regenerate = bad
+    ns = argparse.Namespace(no_grid_shift=False, shift_ensemble=None, final_denoise=None, no_native_blocks=False,
+                            no_co_targets=False, orientations=2, library_neighbours=None, vote_sigma=None)
+    apply_sampling_flags(pipe, ns)
+    assert (pipe.orientations, pipe.orientations_regenerate) == (2, 0)
+
+
 def test_co_targets_are_generated_jointly_and_dropped(tiny_bundle):
     from cogen.data.synthetic import make_scene
     from cogen.pipeline import CogenPipeline
