@@ -399,7 +399,7 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
              if meta.get("orientations", 1) > 1 else "")
           + "".join(f", {describe_co_target(r)}" for r in (meta.get("co_targets") or []))
           + (f", cloud removal: sample s drawn in dihedral orientation s mod {meta['orientations_regenerate']} and "
-             f"turned back" if meta.get("orientations_regenerate") else "")
+             f"turned back" if meta.get("orientations_regenerate", 0) > 1 else "")
           + (f", cloud removal: each generated pixel moved onto the mean of the {meta['library_neighbours']} clear "
              f"pixels of its strip with the nearest spectra" if meta.get("library_neighbours") else "")
           + (f", class maps: each pixel's vote smoothed with its neighbours' (Gaussian, sigma {meta['vote_sigma']:g} px) "

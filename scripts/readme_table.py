@@ -62,6 +62,8 @@ def table(r: dict) -> str:
     if m.get("native_blocks"):
         ens += ", generated 20 m / 60 m bands one value per native block"
     ens += "".join(f", {describe_co_target(rule)}" for rule in m.get("co_targets") or [])
+    if m.get("orientations_regenerate", 0) > 1:
+        ens += f", cloud removal's sample s drawn in dihedral orientation s mod {m['orientations_regenerate']} and turned back"
     if m.get("library_neighbours"):
         ens += (f", cloud removal's generated pixels moved onto the mean of their {m['library_neighbours']} nearest "
                 "clear spectra")
