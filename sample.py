@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cogen.flags import add_sampling_flags
+
 
 def common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     g = p.add_argument_group("common options")
@@ -34,34 +36,7 @@ def common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     g.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: the checkpoint's)")
     g.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels")
     g.add_argument("--batch", type=int, default=16, help="tile-samples per forward pass")
-    g.add_argument("--no-grid-shift", action="store_true",
-                   help="keep the model's patch grid fixed across steps (default: moved at every step)")
-    g.add_argument("--shift-ensemble", type=int, default=None, metavar="N",
-                   help="average every step over N patch-grid offsets (N times the model calls; default: the "
-                        "checkpoint's sample.shift_ensemble)")
-    g.add_argument("--final-denoise", type=float, default=None, metavar="T",
-                   help="after the last step, one more model call at model time T (0-1) that removes the noise "
-                        "the last step left; 0 = off (default: the checkpoint's sample.final_denoise)")
-    g.add_argument("--orientations", type=int, default=None, metavar="N",
-                   help="draw sample s turned by dihedral element s mod N (1 = off, 8 = 4 rotations x 2 flips), "
-                        "then turn it back, so a mean or vote of samples averages orientation-bound errors at no "
-                        "extra cost; for every call, cloud removal included (default: the checkpoint's "
-                        "sample.orientations, and sample.orientations_regenerate for cloud removal)")
-    g.add_argument("--library-neighbours", type=int, default=None, metavar="K",
-                   help="cloud removal: each generated pixel becomes the mean of the K clear pixels of the scene "
-                        "whose spectra are nearest to its generated one; 0 = off (default: the checkpoint's "
-                        "sample.library_neighbours)")
-    g.add_argument("--vote-sigma", type=float, default=None, metavar="PX",
-                   help="class maps: smooth each pixel's vote of the samples with its neighbours' (Gaussian, sigma "
-                        "in pixels) before the majority is taken; 0 = off (default: the checkpoint's "
-                        "sample.vote_sigma)")
-    g.add_argument("--no-co-targets", action="store_true",
-                   help="generate the targets alone, about 3x faster for land cover from S2L2A (default: the "
-                        "checkpoint's sample.co_targets rules add modalities generated beside a target and dropped; "
-                        "the demo model adds S2L1C, S1RTC, DEM and NDVI to land cover from S2L2A alone)")
-    g.add_argument("--no-native-blocks", action="store_true",
-                   help="leave generated 20 m / 60 m Sentinel-2 bands at 10 m detail (default: one value per native "
-                        "2x2 / 6x6 block, as the bands are stored; see the registry's native_blocks)")
+    add_sampling_flags(g)
     g.add_argument("--grid-offset", default=None, metavar="ROW,COL",
                    help="where the inputs' top-left pixel lies on the grid of those native blocks when the band is "
                         "generated from nothing (default 0,0; a given Sentinel-2 scene shows its own)")

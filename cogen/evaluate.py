@@ -23,6 +23,7 @@ import numpy as np
 
 from .data.dataset import discover, load_split
 from .errors import UsageError, cli_exit
+from .flags import add_sampling_flags, apply_sampling_flags
 from .io import atomic_path, read_raster, write_json
 from .metrics import (confusion, ece_np, hf_power_ratios, iou_per_class, mae_np, psnr_np, rmse_np, sam_np, ssim_np,
                       wasserstein_per_band)
@@ -329,7 +330,7 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
                 assert np.array_equal(res.sample[:, ~mask], truth[:, ~mask].astype(np.float32)), "clear pixels changed"
                 how = {"start": "noise" if st is None else "interpolate", "strength": 1.0 if st is None else st,
                        "library_neighbours": pipe.library_neighbours,
-                       "orientations": pipe.orientations_regenerate or pipe.orientations}
+                       "orientations": pipe.orientations_for(regenerate=True)}
                 preds.append((cloud_row(st), res.sample, {**how, "samples": 1}))
                 if n > 1:
                     preds.append((f"{cloud_row(st)}, mean of {n} samples", res.mean, {**how, "samples": n}))
@@ -509,24 +510,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="tile and overlap for cloud removal (targets given in part), e.g. 32,0")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-grid-shift", action="store_true", help="sample with the model's patch grid fixed")
-    p.add_argument("--shift-ensemble", type=int, default=None, metavar="N",
-                   help="average every step over N patch-grid offsets (default: the checkpoint's)")
-    p.add_argument("--final-denoise", type=float, default=None, metavar="T",
-                   help="model time of a clean-up call after the last step, 0 = off (default: the checkpoint's)")
-    p.add_argument("--no-native-blocks", action="store_true",
-                   help="leave generated 20 m / 60 m bands at 10 m detail (default: one value per native block)")
-    p.add_argument("--no-co-targets", action="store_true",
-                   help="generate each target alone, without the checkpoint's sample.co_targets")
-    p.add_argument("--orientations", type=int, default=None, metavar="N",
-                   help="sample s drawn in dihedral orientation s mod N, 1 = off, for every call, cloud removal "
-                        "included (default: the checkpoint's orientations and orientations_regenerate)")
-    p.add_argument("--library-neighbours", type=int, default=None, metavar="K",
-                   help="cloud removal: generated pixels become the mean of the K nearest clear spectra of the "
-                        "scene, 0 = off (default: the checkpoint's)")
-    p.add_argument("--vote-sigma", type=float, default=None, metavar="PX",
-                   help="class maps: Gaussian smoothing (sigma in pixels) of the votes before the majority, 0 = off "
-                        "(default: the checkpoint's)")
+    add_sampling_flags(p)
     p.add_argument("--baseline", action="append", default=[], choices=["mean"], help="training mean / class prior")
     p.add_argument("--baseline-checkpoint", default=None, help="a deterministic (train.objective=regression) bundle")
     p.add_argument("--robustness", default=None, help="TARGET:A,B,C -> scores TARGET for every non-empty subset")
@@ -544,7 +528,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--report", default=None, help="write a Markdown page (figures beside it)")
     a = p.parse_args(argv)
     t0 = time.time()
-    from .pipeline import CogenPipeline, apply_sampling_flags
+    from .pipeline import CogenPipeline
 
     pipe = apply_sampling_flags(CogenPipeline.from_checkpoint(a.checkpoint), a)
     pipe.grid_shift = not a.no_grid_shift  # the evaluation moves the grid unless told not to, whatever the bundle says

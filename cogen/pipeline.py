@@ -319,6 +319,10 @@ class CogenPipeline:
                              f"orientations) to 8 (4 rotations x 2 flips)")
         self._orientations_regenerate = n
 
+    def orientations_for(self, regenerate: bool) -> int:
+        """The orientations of a call: `orientations_regenerate` (when set) if it regenerates part of a target."""
+        return self.orientations_regenerate if regenerate and self.orientations_regenerate else self.orientations
+
     @property
     def co_targets(self) -> list[dict[str, Any]]:
         """Rules {"target": T, "given": [...], "add": [...]} of modalities generated beside a target and dropped
@@ -455,7 +459,7 @@ class CogenPipeline:
         regenerate = dict(regenerate or {})
         part = bool(set(targets) & set(regenerate))  # part of a target is regenerated (cloud removal)
         t0, o0 = default_tiling(sc, targets, regenerate=part)
-        self._call_orientations = self.orientations_regenerate if part and self.orientations_regenerate else self.orientations
+        self._call_orientations = self.orientations_for(part)
         tile, overlap = tile or t0, o0 if overlap is None else overlap
         if start is None:  # the checkpoint's choice for cloud removal; generation from nothing starts from noise
             start = sc.start if regenerate and set(targets) <= set(regenerate) else "noise"
@@ -888,30 +892,6 @@ class CogenPipeline:
         for m, (shape, known, km) in tspec.items():
             res[m] = out[m] if known is None else torch.where(km[:, None], known, out[m])
         return res
-
-
-def apply_sampling_flags(pipe: CogenPipeline, args) -> CogenPipeline:
-    """The sampling options shared by `sample.py` and `cogen.evaluate` (--no-grid-shift, --shift-ensemble,
-    --final-denoise, --no-native-blocks, --no-co-targets, --orientations, --library-neighbours, --vote-sigma)
-    applied over the bundle's defaults."""
-    if args.no_grid_shift:
-        pipe.grid_shift = False
-    if args.shift_ensemble is not None:
-        pipe.shift_ensemble = args.shift_ensemble
-    if args.final_denoise is not None:
-        pipe.final_denoise = args.final_denoise
-    if args.no_native_blocks:
-        pipe.native_blocks = False
-    if args.no_co_targets:
-        pipe.co_targets = []
-    if args.orientations is not None:  # every call, cloud removal included
-        pipe.orientations = args.orientations
-        pipe.orientations_regenerate = 0
-    if args.library_neighbours is not None:
-        pipe.library_neighbours = args.library_neighbours
-    if args.vote_sigma is not None:
-        pipe.vote_sigma = args.vote_sigma
-    return pipe
 
 
 def nearest_fill(x: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:

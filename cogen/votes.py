@@ -51,8 +51,8 @@ def smooth_votes(votes: np.ndarray, ok: np.ndarray, sigma: float) -> np.ndarray:
     both = F.conv2d(F.pad(both, (r, r, 0, 0)), k.view(1, 1, 1, -1))
     both = F.conv2d(F.pad(both, (0, 0, r, r)), k.view(1, 1, -1, 1))
     num, den = both[:C, 0], both[C, 0]
-    out = torch.where(den > 1e-6, num / den.clamp_min(1e-6), torch.from_numpy(np.asarray(votes, np.float32)))
-    out = out.numpy()
+    # a valid pixel carries at least its own weight (k[r]^2 > 1e-5 for sigma <= 64); invalid ones are put back
+    out = (num / den.clamp_min(1e-12)).numpy()
     return np.where(ok[None], out, votes).astype(votes.dtype, copy=False)
 
 

@@ -14,7 +14,8 @@ import numpy as np
 from .checkpoint import REPO_ROOT, load_bundle
 from .errors import UsageError
 from .io import Grid, read_raster, write_json, write_raster
-from .pipeline import CogenPipeline, MaskSource, RasterSource, apply_sampling_flags
+from .flags import apply_sampling_flags
+from .pipeline import CogenPipeline, MaskSource, RasterSource
 from .quicklook import read_preview, render, save_grid
 from .runs import OutputDir, write_run_json
 

@@ -60,7 +60,8 @@ def test_orientations_for_regenerated_targets_only(tiny_bundle):
     import argparse
 
     from cogen.data.synthetic import make_scene
-    from cogen.pipeline import CogenPipeline, apply_sampling_flags
+    from cogen.flags import apply_sampling_flags
+    from cogen.pipeline import CogenPipeline
 
     sc = make_scene(32, 32, seed=4)["rasters"]
     pipe = CogenPipeline.from_checkpoint(tiny_bundle)
