@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 from cogen.checkpoint import verify, write_bundle_files, write_manifest
 from cogen.config import Config, load_config
 from cogen.data import SceneDataset, collate_scenes, load_split
-from cogen.diffusion.loss import balanced_class_weights, diffusion_loss, encode_batch, regression_loss
+from cogen.diffusion.loss import (balanced_class_weights, dark_weight_map, diffusion_loss, encode_batch,
+                                  reference_brightness, regression_loss)
 from cogen.diffusion.schedule import Diffusion
 from cogen.errors import CheckpointError, CogenError
 from cogen.models.transformer import CogenTransformer, build_model
@@ -160,11 +161,36 @@ def train(cfg: Config, resume: bool = True) -> dict:
             log(f"{m} class weights: " + ", ".join(f"{n} {w:.2f}" for n, w in
                                                     zip((c.name for c in registry[m].classes), class_weights[m].tolist())))
 
-    def loss_fn(net, z, ok, present, gen):
+    dark = {}  # {spectral modality: reference brightness}: the dark-pixel weighting of train.dark_weight
+    if t_cfg.dark_weight != 0 and not t_cfg.dark_weight >= 1:
+        raise CogenError(f"train.dark_weight={t_cfg.dark_weight}: use 0 (off) or a cap of at least 1, such as 8")
+    if t_cfg.dark_weight >= 1:
+        if t_cfg.objective != "diffusion":
+            raise CogenError("train.dark_weight is for the diffusion objective; set train.dark_weight=0")
+        dark = {m: reference_brightness(registry[m].mean) for m in cfg.data.modalities
+                if registry[m].spectral and not categorical[m] and m in tokenizers}
+        if not dark:
+            raise CogenError("train.dark_weight: no modality of data.modalities is marked spectral in the registry")
+        log("dark-pixel weighting (cap %g) for %s" % (t_cfg.dark_weight, ", ".join(f"{m} (b_ref {b:.3f})"
+                                                                                 for m, b in dark.items())))
+
+    def pixel_weights(batch, z) -> dict:
+        out = {}
+        for m, b_ref in dark.items():
+            if m not in z:
+                continue
+            w = dark_weight_map(registry[m].denormalize(batch["values"][m]), batch["valid"][m], b_ref,
+                                t_cfg.dark_weight)
+            if w.shape[-2:] != z[m].shape[-2:]:  # a downsampling tokenizer: the mean weight of each cell
+                w = F.adaptive_avg_pool2d(w[:, None], tuple(z[m].shape[-2:]))[:, 0]
+            out[m] = w
+        return out
+
+    def loss_fn(net, z, ok, present, gen, weights=None):
         if t_cfg.objective == "regression":
             return regression_loss(net, z, ok, present, cfg.roles, gen, categorical, class_weights=class_weights)
         return diffusion_loss(net, z, ok, present, diffusion, cfg.roles, gen, patch_sizes=patch_sizes,
-                              class_weights=class_weights)
+                              class_weights=class_weights, pixel_weights=weights)
     opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: get_lr(s, cfg))
     model, opt, sched = acc.prepare(model, opt, sched)
@@ -214,7 +240,7 @@ def train(cfg: Config, resume: bool = True) -> dict:
             with acc.accumulate(model):
                 z, ok, present = encode_batch(batch, tokenizers)
                 with acc.autocast():
-                    loss, info = loss_fn(model, z, ok, present, gen)
+                    loss, info = loss_fn(model, z, ok, present, gen, pixel_weights(batch, z) if dark else None)
                 if not torch.isfinite(loss):
                     if t_cfg.on_nonfinite == "skip":
                         log(f"step {step}: non-finite loss ({loss.item()}), step skipped")

@@ -494,6 +494,59 @@ def test_balanced_class_weights_by_hand():
     torch.testing.assert_close(balanced_class_weights([5, 5], 0.0), torch.ones(2))
 
 
+def test_dark_weight_map_by_hand():
+    from cogen.diffusion.loss import dark_weight_map, reference_brightness
+
+    # mean spectrum (0.3, 0.4): RMS over bands sqrt((0.09 + 0.16) / 2)
+    assert reference_brightness([0.3, 0.4]) == pytest.approx(0.125 ** 0.5)
+    # three valid pixels of RMS 0.2, 0.05 and 0.4 against b_ref 0.2, cap 8: (b_ref / b)^2 = 1, 16 -> 8, 0.25 -> 1;
+    # mean over the valid pixels (1 + 8 + 1) / 3 = 10/3, so 0.3, 2.4, 0.3; the fourth, invalid and black, takes
+    # no part in the mean (its own weight, the cap, is 8 / (10/3) = 2.4, and the loss masks it anyway)
+    rms = torch.tensor([0.2, 0.05, 0.4, 0.0])
+    phys = rms.view(1, 1, 2, 2).expand(1, 3, 2, 2).clone()  # every band equal: RMS = the value
+    valid = torch.tensor([[[True, True], [True, False]]])
+    w = dark_weight_map(phys, valid, 0.2, 8.0)
+    torch.testing.assert_close(w, torch.tensor([[[0.3, 2.4], [0.3, 2.4]]]))
+    # the RMS is over bands: a spectrum (0.1, 0.1, 0.1, 0.5) has RMS sqrt(0.28 / 4)
+    s = torch.tensor([0.1, 0.1, 0.1, 0.5]).view(1, 4, 1, 1)
+    two = torch.cat([s, torch.full((1, 4, 1, 1), 0.07 ** 0.5)], dim=3)  # equal RMS: equal weights
+    w = dark_weight_map(two, torch.ones(1, 1, 2, dtype=torch.bool), 0.5, 100.0)
+    torch.testing.assert_close(w, torch.ones(1, 1, 2))
+    # no valid pixel: weight 1
+    torch.testing.assert_close(dark_weight_map(phys, torch.zeros_like(valid), 0.2, 8.0), torch.ones(1, 2, 2))
+
+
+def test_pixel_weights_enter_the_diffusion_loss():
+    """Weight 2 on the left half and 0 on the right gives the loss of the left half alone (masked MSE divides
+    by the number of valid cells); other targets are untouched."""
+    from cogen.diffusion.loss import diffusion_loss
+    from cogen.diffusion.roles import CONDITION, TARGET, RoleConfig
+    from cogen.diffusion.schedule import Diffusion
+    from cogen.models.transformer import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tiny", {"A": {"channels": 3, "patch_size": 2}, "B": {"channels": 2, "patch_size": 2}})
+    z = {"A": torch.randn(2, 3, 8, 8), "B": torch.randn(2, 2, 8, 8)}
+    ones = torch.ones(2, 8, 8, dtype=torch.bool)
+    present = {"A": torch.ones(2, dtype=torch.bool), "B": torch.ones(2, dtype=torch.bool)}
+    roles = {"A": torch.full((2,), TARGET), "B": torch.full((2,), CONDITION)}
+    left = torch.zeros(2, 8, 8, dtype=torch.bool)
+    left[..., :4] = True
+    diff, cfg = Diffusion(), RoleConfig()
+
+    def loss(valid, weights=None):
+        return diffusion_loss(model, z, valid, present, diff, cfg, torch.Generator().manual_seed(5), roles=roles,
+                              pixel_weights=weights)[0]
+
+    half = loss({"A": left, "B": ones})
+    weighted = loss({"A": ones, "B": ones}, {"A": 2.0 * left.float()})
+    plain = loss({"A": ones, "B": ones})
+    torch.testing.assert_close(weighted, half)
+    assert not torch.isclose(weighted, plain)
+    # a weight map for a modality that is only a condition changes nothing
+    torch.testing.assert_close(loss({"A": ones, "B": ones}, {"B": torch.zeros(2, 8, 8)}), plain)
+
+
 def test_class_weighted_loss_weights_each_cell_by_its_true_class():
     from cogen.diffusion.loss import class_weight_map, masked_mse
 

@@ -154,3 +154,18 @@ def test_class_balance_weights_the_land_cover_loss(tmp_path):
     assert losses(tmp_path / "a") != losses(tmp_path / "b")
     bad = run_train(tmp_path / "c", "train.steps=1", "train.class_balance=-1", check=False)
     assert bad.returncode != 0 and "train.class_balance=-1" in bad.stderr
+
+
+def test_dark_weight_weights_the_spectral_loss(tmp_path):
+    """train.dark_weight logs the reference brightness of each spectral modality and changes the loss; a cap
+    below 1, or the regression objective, is a one-line error."""
+    plain = run_train(tmp_path / "a", "train.steps=2", "train.ckpt_every=2")
+    dark = run_train(tmp_path / "b", "train.steps=2", "train.ckpt_every=2", "train.dark_weight=8")
+    out = dark.stderr + dark.stdout
+    assert "dark-pixel weighting (cap 8) for S2L2A (b_ref" in out
+    assert "dark-pixel" not in plain.stderr + plain.stdout
+    assert losses(tmp_path / "a") != losses(tmp_path / "b")
+    bad = run_train(tmp_path / "c", "train.steps=1", "train.dark_weight=0.5", check=False)
+    assert bad.returncode != 0 and "train.dark_weight=0.5" in bad.stderr
+    reg = run_train(tmp_path / "d", "train.steps=1", "train.dark_weight=8", "train.objective=regression", check=False)
+    assert reg.returncode != 0 and "train.dark_weight is for the diffusion objective" in reg.stderr

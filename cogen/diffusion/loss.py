@@ -50,18 +50,42 @@ def balanced_class_weights(counts, power: float, cap: float = 10.0) -> torch.Ten
     return w.float()
 
 
+def reference_brightness(mean) -> float:
+    """The RMS over bands of the training data's mean spectrum (the registry's per-band means, physical units):
+    the length, per band, of a typical pixel's spectrum."""
+    m = torch.as_tensor(mean, dtype=torch.float64)
+    return float((m ** 2).mean().sqrt())
+
+
+def dark_weight_map(phys: torch.Tensor, valid: torch.Tensor, b_ref: float, cap: float) -> torch.Tensor:
+    """(B,C,H,W) physical spectra, (B,H,W) valid -> (B,H,W) loss weights (b_ref / b)^2 clipped to [1, cap], b the
+    pixel's RMS over bands; normalised to mean 1 over the valid pixels of the batch (1 everywhere if none).
+
+    A squared error e^2 on a spectrum of length b turns it by about e / b radians, so weighting by 1 / b^2 makes
+    the loss follow the spectral angle; the clip keeps bright pixels at weight 1 and near-black ones bounded."""
+    b = phys.float().pow(2).mean(dim=1).sqrt()
+    w = (b_ref / b.clamp(min=1e-6)).pow(2).clamp(1.0, cap)
+    v = valid.float()
+    n = v.sum()
+    if n <= 0:
+        return torch.ones_like(w)
+    return w / ((w * v).sum() / n)
+
+
 def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, torch.Tensor],
                    present: Mapping[str, torch.Tensor], diffusion: Diffusion, roles_cfg: RoleConfig,
                    generator: torch.Generator, roles: Mapping[str, torch.Tensor] | None = None,
                    patch_sizes: Mapping[str, int] | None = None,
-                   class_weights: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+                   class_weights: Mapping[str, torch.Tensor] | None = None,
+                   pixel_weights: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """One batch's loss: mean over (sample, target modality) pairs of the masked MSE of the prediction.
 
     Conditions enter clean at t = 0 and never get loss; absent modalities are masked out of attention (or
     left out of the sequence when absent for the whole batch). With `roles_cfg.p_partial` > 0 a target may
     be given in part: its known tokens (`known_regions`, aligned to `patch_sizes[m]`) enter clean and are
     left out of its loss. class_weights: {m: (K,)} for class maps: each cell's loss is weighted by its true
-    class's weight (`balanced_class_weights`)."""
+    class's weight (`balanced_class_weights`). pixel_weights: {m: (B,h,w)} cell weights at latent resolution
+    (`dark_weight_map`), multiplied into the loss of target m."""
     roles = dict(roles) if roles is not None else sample_roles(present, roles_cfg, generator)
     t = sample_times(roles, diffusion.sample_t, roles_cfg, generator)
     x_in, tgt, inputs_present, clean = {}, {}, {}, {}
@@ -90,6 +114,9 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
         is_t = (roles[m] == TARGET).to(out[m].device).float()
         v = valid[m] & ~clean[m] if m in clean else valid[m]
         cw = class_weight_map(z[m], class_weights[m]) if class_weights and m in class_weights else None
+        if pixel_weights and m in pixel_weights:
+            pw = pixel_weights[m].to(out[m].device)
+            cw = pw if cw is None else cw * pw
         per_sample = masked_mse(out[m], tgt[m], v, cw) * diffusion.loss_weight(t[m]).to(out[m].device)
         total = total + (per_sample * is_t).sum()
         count = count + is_t.sum()
