@@ -89,10 +89,10 @@ class TrainConfig:
     # rare classes (built area, bare ground) then count in the loss, not only the dominant ones
     class_balance: float = 0.0
     # spectral targets (registry `spectral: true`): weight each pixel's loss by (b_ref / b) ^ 2, clipped to
-    # [1, dark_weight], with b the pixel's RMS reflectance over its bands and b_ref the training data's (from
-    # the registry's mean and std), normalised to mean 1 over the batch's valid pixels. An error of a given
-    # size turns a dark spectrum (water, shade) much further than a bright one; this makes the loss count it
-    # so (0 = off; 8 = up to 8x for pixels at 1/sqrt(8) of the typical brightness or darker)
+    # [1, dark_weight], with b the pixel's RMS reflectance over its bands and b_ref that of the training mean
+    # spectrum (the registry's per-band means), normalised to mean 1 over the batch's valid pixels. An error
+    # of a given size turns a dark spectrum (water, shade) much further than a bright one; this makes the
+    # loss count it so (0 = off; 8 = up to 8x for pixels at 1/sqrt(8) of the typical brightness or darker)
     dark_weight: float = 0.0
 
 
