@@ -168,7 +168,7 @@ def train(cfg: Config, resume: bool = True) -> dict:
         if t_cfg.objective != "diffusion":
             raise CogenError("train.dark_weight is for the diffusion objective; set train.dark_weight=0")
         dark = {m: reference_brightness(registry[m].mean) for m in cfg.data.modalities
-                if registry[m].spectral and not categorical[m] and m in tokenizers}
+                if registry[m].spectral and not categorical[m]}
         if not dark:
             raise CogenError("train.dark_weight: no modality of data.modalities is marked spectral in the registry")
         log("dark-pixel weighting (cap %g) for %s" % (t_cfg.dark_weight, ", ".join(f"{m} (b_ref {b:.3f})"
