@@ -287,6 +287,11 @@ def cloud_masks(split: Split, covers: Sequence[float], seed: int) -> dict[tuple[
 CLOUD_ONE = "cogen (clear pixels + S1RTC + DEM)"  # one sample; the mean of N samples is its own row
 
 
+def cloud_start(strength: float | None) -> str:
+    """How cogen's cloud removal starts, in words: from noise (None) or from the interpolation at `strength`."""
+    return "from noise" if strength is None else f"from the interpolation, strength {strength:g}"
+
+
 def cloud_row(strength: float | None) -> str:
     """Row name of cogen's cloud removal from noise (None) or from the interpolation at `strength`."""
     return CLOUD_ONE if strength is None else f"cogen from the interpolation, strength {strength:g} (clear pixels + S1RTC + DEM)"
@@ -301,11 +306,44 @@ def fillnodata_baseline(truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
                      for band in truth])
 
 
+def cloud_removal_figure(path: Path, mod, strips: list[dict], n: int) -> Path:
+    """One PNG of cloud removal on every strip, side by side in each panel: the input with its masks (magenta,
+    as snow is white), the truth, `fillnodata`, cogen's mean of `n` samples and one sample, and the per-pixel
+    spread of the samples (band-averaged std over its 98th percentile; zero on clear pixels)."""
+    from .quicklook import render, save_grid
+
+    def raw(phys):
+        return (phys - mod.offset) / mod.scale
+
+    def side_by_side(imgs):  # a white gap between strips (NaN: left blank in a map)
+        gap = np.ones((imgs[0].shape[0], 4, *imgs[0].shape[2:])) if imgs[0].ndim == 3 else np.full((imgs[0].shape[0], 4), np.nan)
+        return np.concatenate([x for img in imgs for x in (img, gap)][:-1], axis=1)
+
+    cloudy = []
+    for s in strips:
+        img = render(mod, raw(s["truth"]))
+        img[s["mask"]] = (1.0, 0.0, 1.0)
+        cloudy.append(img)
+    spread = [np.nan_to_num(s["std"]).mean(axis=0) for s in strips]
+    top = max(float(np.percentile(np.concatenate([x[s["mask"]] for x, s in zip(spread, strips)]), 98)), 1e-12)
+    panels = [("input: S2L2A, masks magenta", side_by_side(cloudy)),
+              ("truth", side_by_side([render(mod, raw(s["truth"])) for s in strips])),
+              ("fillnodata", side_by_side([render(mod, raw(s["fill"])) for s in strips])),
+              (f"cogen, mean of {n}", side_by_side([render(mod, raw(s["mean"])) for s in strips])),
+              ("cogen, one sample", side_by_side([render(mod, raw(s["sample"])) for s in strips])),
+              (f"cogen std of {n} samples", side_by_side([np.clip(x / top, 0, 1) for x in spread]))]
+    return save_grid(path, [panels[:3], panels[3:]], dpi=80, cell=3.2)
+
+
 def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float], seed: int,
-                       strengths: Sequence[float] = ()) -> dict:
+                       strengths: Sequence[float] = (), figure: Path | None = None,
+                       figure_cover: float | None = None) -> dict:
     """Per cover: cogen from noise and from the interpolation at each of `strengths` (one sample and the mean
-    of N), cogen without the clear pixels, and fillnodata; scores inside the masks, averaged over strips."""
+    of N), cogen without the clear pixels, and fillnodata; scores inside the masks, averaged over strips. With
+    `figure`, a picture of every strip at `figure_cover` (the last start: the interpolation at the last
+    strength, else noise) is written there."""
     reg = ev.reg
+    fig_strips: list[dict] = []
     masks = cloud_masks(split, covers, seed)
     scenes = split.with_all(["S2L2A", "S1RTC", "DEM"])
     table: dict[str, dict] = {}
@@ -338,6 +376,10 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
                          samples=1, seed=ev.seed, tile=blind_tile, overlap=blind_overlap, batch=ev.batch,
                          progress=False, grid_offset=split.offsets.get(sid))["S2L2A"].sample
             interp = fillnodata_baseline(truth, mask)
+            if figure is not None and cover == figure_cover:
+                fig_strips.append({"truth": truth, "mask": mask, "fill": interp, "sample": res.sample,
+                                   "mean": res.mean if res.mean is not None else res.sample,
+                                   "std": res.std if res.std is not None else np.zeros_like(res.sample)})
             preds += [(blind_name, blind, {"start": "noise", "strength": 1.0, "samples": 1, "clear_pixels": False}),
                       ("fillnodata interpolation", interp, {"baseline": True})]
             for name, pred, how in preds:
@@ -348,6 +390,8 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
             k: {**{q: float(np.mean([r[q] for r in v.values()])) for q in ("PSNR", "SAM", "MAE")}, **hows[k],
                 "per_strip": {sid: {q: float(x) for q, x in r.items()} for sid, r in v.items()}}
             for k, v in rows.items()}
+    if fig_strips:
+        cloud_removal_figure(figure, reg["S2L2A"], fig_strips, n)
     return table
 
 
@@ -356,7 +400,7 @@ def cloud_strip_rows(rows: dict) -> list[str]:
     return [k for k, s in rows.items() if "per_strip" in s and (s.get("samples", 1) > 1 or s.get("baseline"))]
 
 
-PARTS = ("meta", "robustness", "cloud_removal", "sweep")  # results.json keys that are not methods
+PARTS = ("meta", "robustness", "cloud_removal", "cloud_removal_figure", "sweep")  # results.json keys that are not methods
 
 
 # ---- report ---------------------------------------------------------------------------------------------
@@ -456,6 +500,10 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
                     L.append(f"| {sid} | " + " | ".join(
                         f"{rows[k]['per_strip'][sid]['PSNR']:.2f} / {rows[k]['per_strip'][sid]['SAM']:.2f}" for k in meths) + " |")
                 L.append("")
+    if results.get("cloud_removal_figure"):
+        cf = results["cloud_removal_figure"]
+        L += [f"Cloud removal at {cf['cover']} cover on the five test strips, side by side in each panel "
+              f"(cogen {cf['how']}, with the page's sampling):", "", f"![cloud removal]({cf['figure']})", ""]
     if "sweep" in results:
         sw = results["sweep"]
         k = sw.get("shift_ensemble", 1)
@@ -516,6 +564,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--robustness", default=None, help="TARGET:A,B,C -> scores TARGET for every non-empty subset")
     p.add_argument("--cloud-removal", action="store_true", help="synthetic cloud masks over the real S2L2A")
     p.add_argument("--cloud-covers", default="0.2,0.3,0.4,0.5")
+    p.add_argument("--cloud-figure-cover", type=float, default=0.4,
+                   help="the cover pictured on the page (with --report; the first cover if this one is not scored)")
     p.add_argument("--cloud-strength", type=float, action="append", default=[],
                    help="also score cloud removal started from the interpolation at this strength (repeatable)")
     p.add_argument("--sweep", default=None, help="direction for the quality-vs-steps plot (ddim, dpm++)")
@@ -606,10 +656,18 @@ def main(argv: list[str] | None = None) -> None:
     cogen_parts = not a.baselines_only  # cloud removal and the sweep score cogen only
     if cogen_parts and a.cloud_removal and "cloud_removal" in prev:
         results["cloud_removal"] = prev["cloud_removal"]
+        if prev.get("cloud_removal_figure"):
+            results["cloud_removal_figure"] = prev["cloud_removal_figure"]
     elif cogen_parts and a.cloud_removal:
         print(f"[{time.time() - t0:6.0f}s] cloud removal", flush=True)
         covers = [float(c) for c in a.cloud_covers.split(",")]
-        results["cloud_removal"] = cloud_removal_eval(pipe, ev, split, covers, a.seed, a.cloud_strength)
+        fig_cover = a.cloud_figure_cover if a.cloud_figure_cover in covers else covers[0]
+        fig = fig_dir / "cloud_removal.png" if fig_dir is not None else None
+        results["cloud_removal"] = cloud_removal_eval(pipe, ev, split, covers, a.seed, a.cloud_strength, fig, fig_cover)
+        if fig is not None:
+            results["cloud_removal_figure"] = {
+                "figure": f"{FIG_DIR}/cloud_removal.png", "cover": f"{int(fig_cover * 100)}%",
+                "how": cloud_start(a.cloud_strength[-1] if a.cloud_strength else None)}
     if cogen_parts and a.sweep and "sweep" in prev:
         results["sweep"] = prev["sweep"]
     elif cogen_parts and a.sweep:

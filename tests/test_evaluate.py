@@ -65,11 +65,18 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
     assert "2 grid offsets per step, then a clean-up call)" in text
     assert "each step averaged over 2 grid offsets" in text and "2 grid offsets per step" in text
     assert (report.parent / "figures" / "sweep.png").is_file()
-    # reuse: nothing is recomputed, same figures
+    # cloud removal is pictured at the one scored cover (--cloud-figure-cover 0.4 is not scored here), started as
+    # the last row was
+    assert r["cloud_removal_figure"] == {"figure": "figures/cloud_removal.png", "cover": "30%",
+                                         "how": "from the interpolation, strength 0.5"}
+    assert (report.parent / "figures" / "cloud_removal.png").is_file() and "![cloud removal](figures/cloud_removal.png)" in text
+    # reuse: nothing is recomputed, same figures, the cloud-removal picture kept on the page
     main(["--checkpoint", str(tiny_bundle), "--data", str(synth_root), "--split-file", str(split), "--split", "test",
           "--direction", "S1RTC->S2L2A", "--samples", "2", "--steps", "2", "--tile", "16", "--reuse", str(out),
-          "--out", str(tmp_path / "r2.json")])
-    assert json.loads((tmp_path / "r2.json").read_text())["cogen"]["S1RTC->S2L2A"] == r["cogen"]["S1RTC->S2L2A"]
+          "--cloud-removal", "--out", str(tmp_path / "r2.json"), "--report", str(tmp_path / "R2.md")])
+    r2 = json.loads((tmp_path / "r2.json").read_text())
+    assert r2["cogen"]["S1RTC->S2L2A"] == r["cogen"]["S1RTC->S2L2A"] and r2["cloud_removal"] == r["cloud_removal"]
+    assert r2["cloud_removal_figure"] == r["cloud_removal_figure"] and "![cloud removal]" in (tmp_path / "R2.md").read_text()
 
 
 def test_baselines_only_then_cogen_reusing_them(tmp_path, tiny_bundle, synth_root, capsys):
