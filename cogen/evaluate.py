@@ -502,7 +502,7 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
                 L.append("")
     if results.get("cloud_removal_figure"):
         cf = results["cloud_removal_figure"]
-        L += [f"Cloud removal at {cf['cover']} cover on the five test strips, side by side in each panel "
+        L += [f"Cloud removal at {cf['cover']} cover on every test strip, side by side in each panel "
               f"(cogen {cf['how']}, with the page's sampling):", "", f"![cloud removal]({cf['figure']})", ""]
     if "sweep" in results:
         sw = results["sweep"]
