@@ -403,6 +403,72 @@ def cloud_strip_rows(rows: dict) -> list[str]:
 PARTS = ("meta", "robustness", "cloud_removal", "cloud_removal_figure", "sweep")  # results.json keys that are not methods
 
 
+# ---- merging parts scored as separate runs -------------------------------------------------------------
+MERGE_SAME = ("checkpoint_sha256", "samples", "steps", "sampler", "tile", "overlap", "tile_by_target",
+              "tile_regenerate", "seed", "grid_shift", "shift_ensemble", "final_denoise", "native_blocks",
+              "orientations", "orientations_regenerate", "co_targets", "library_neighbours", "vote_sigma", "split")
+
+
+def merge_results(parts: Sequence[tuple[str, dict]]) -> dict:
+    """One results document from parts scored as separate runs of one command (`evaluate` writes only when it
+    ends, so a long page is best scored part by part, in parallel). Every part must have the same weights and
+    settings (`MERGE_SAME` of its meta); a figure scored in two parts must be the same in both. The meta's
+    directions are the union, its seconds the sum; robustness mean / worst are recomputed from the merged table
+    for the methods that have every row. A part with no cogen figures (`--baselines-only`) may come from
+    another cogen checkpoint."""
+    if not parts:
+        raise UsageError("merge: no results files given")
+    first_name, first = next(((n, d) for n, d in parts if "cogen" in d), parts[0])  # whose weights count
+    out: dict[str, Any] = {}
+
+    def put(where: dict, key: str, value, what: str, name: str) -> None:
+        if key in where and where[key] != value:
+            raise UsageError(f"merge: {what} is scored in both an earlier file and {name}, with other figures; "
+                             f"drop it from one of them")
+        where[key] = value
+
+    meta = dict(first["meta"])
+    meta["directions"], meta["seconds"] = [], 0.0
+    rb_target, rb_rows, rb_methods = None, {}, []
+    for name, doc in parts:
+        m = doc.get("meta", {})
+        cogen_scored = "cogen" in doc or any(k in doc for k in PARTS if k not in ("meta", "robustness"))
+        for k in MERGE_SAME:
+            if k == "checkpoint_sha256" and not cogen_scored:
+                continue  # a --baselines-only part: its figures do not depend on cogen's weights
+            if m.get(k) != first["meta"].get(k):
+                raise UsageError(f"merge: {name} was scored with {k}={m.get(k)!r}, {first_name} with "
+                                 f"{first['meta'].get(k)!r}; merge only parts of one command")
+        meta["directions"] += [d for d in m.get("directions", []) if d not in meta["directions"]]
+        meta["seconds"] += m.get("seconds", 0.0)
+        for key, val in doc.items():
+            if key == "meta":
+                continue
+            if key == "robustness":
+                if rb_target not in (None, val["target"]):
+                    raise UsageError(f"merge: {name} scores robustness of {val['target']}, an earlier file of {rb_target}")
+                rb_target = val["target"]
+                rb_methods += [k for k in val["methods"] if k not in rb_methods]
+                for sub, row in val["table"].items():
+                    for meth, v in row.items():
+                        put(rb_rows.setdefault(sub, {}), meth, v, f"robustness '{sub}' of {meth}", name)
+            elif key == "cloud_removal":
+                for cover, rows in val.items():
+                    put(out.setdefault(key, {}), cover, rows, f"cloud removal at {cover}", name)
+            elif key in PARTS:  # the sweep, the cloud-removal picture: whole parts
+                put(out, key, val, key, name)
+            else:  # a method: direction by direction
+                for d, v in val.items():
+                    put(out.setdefault(key, {}), d, v, f"{d} of {key}", name)
+    if rb_target is not None:
+        full = [k for k in rb_methods if all(k in row for row in rb_rows.values())]
+        out["robustness"] = {"target": rb_target, "methods": rb_methods, "table": rb_rows,
+                             "mean": {k: float(np.mean([row[k] for row in rb_rows.values()])) for k in full},
+                             "worst": {k: float(np.min([row[k] for row in rb_rows.values()])) for k in full}}
+    out["meta"] = meta
+    return out
+
+
 # ---- report ---------------------------------------------------------------------------------------------
 def _fmt(v, nd=3):
     return "–" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))

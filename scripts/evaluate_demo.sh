@@ -2,6 +2,9 @@
 # Scores the shipped demo model (and the baselines) on the test split; writes docs/results.json and docs/RESULTS.md.
 # The deterministic baseline comes from `python train.py --config configs/regression.yaml` (same backbone,
 # data, batch and steps) shipped with scripts/ship_model.py as checkpoints/regression.
+# On a small machine (about 2.5 hours of two cores) the page is best scored part by part, each part its own
+# process with these flags (one --direction, --cloud-removal or --sweep each), joined with
+# scripts/merge_results.py PARTS --out docs/results.json, then rendered with --reuse docs/results.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

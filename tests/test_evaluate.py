@@ -1,11 +1,13 @@
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cogen.evaluate import main, parse_direction
+from cogen.evaluate import main, merge_results, parse_direction
 from cogen.errors import UsageError
 
 
@@ -134,3 +136,47 @@ def test_split_over_columns_without_a_split_file(registry, synth_root, tmp_path)
             assert by_cols.arrays[sid][m].shape[-1] == 16
             np.testing.assert_array_equal(by_cols.arrays[sid][m], by_file.arrays[sid][m])
         assert by_cols.offsets[sid] == by_file.offsets[sid] == (0, 8)  # where native blocks of the strip start
+
+
+def test_merge_results_joins_parts_of_one_command_and_refuses_others(tmp_path):
+    meta = {"checkpoint_sha256": "abc", "samples": 8, "steps": 5, "tile": 64, "seed": 0, "split": "test"}
+    a = {"cogen": {"S1RTC->S2L2A": {"S2L2A": {"x": 1.0}}}, "training mean / class prior": {"S1RTC->S2L2A": {"y": 2.0}},
+         "robustness": {"target": "LULC", "methods": ["cogen"], "table": {"S2L2A": {"cogen": 0.4}, "S1RTC": {"cogen": 0.2}},
+                        "mean": {}, "worst": {}},
+         "meta": {**meta, "directions": ["S1RTC->S2L2A"], "seconds": 10.0}}
+    b = {"cogen": {"S2L2A->LULC": {"LULC": {"mIoU": 0.4}}}, "sweep": {"psnr": [1, 2]},
+         "cloud_removal": {"30%": {"fill": {"PSNR": 28.0}}},
+         "meta": {**meta, "directions": ["S2L2A->LULC"], "seconds": 5.0}}
+    base = {"deterministic (same backbone)": {"S1RTC->S2L2A": {"z": 3.0}},  # --baselines-only, another cogen bundle
+            "robustness": {"target": "LULC", "methods": ["deterministic"], "mean": {}, "worst": {},
+                           "table": {"S2L2A": {"deterministic": 0.3}}},
+            "meta": {**meta, "checkpoint_sha256": "old", "directions": ["S1RTC->S2L2A"], "seconds": 1.0}}
+    m = merge_results([("base.json", base), ("a.json", a), ("b.json", b)])
+    assert set(m["cogen"]) == {"S1RTC->S2L2A", "S2L2A->LULC"} and m["sweep"] == b["sweep"]
+    assert m["deterministic (same backbone)"] == base["deterministic (same backbone)"] and "30%" in m["cloud_removal"]
+    assert m["meta"]["directions"] == ["S1RTC->S2L2A", "S2L2A->LULC"] and m["meta"]["seconds"] == 16.0
+    assert m["meta"]["checkpoint_sha256"] == "abc"
+    # mean / worst recomputed over the merged rows, only for methods with every row
+    assert m["robustness"]["mean"] == {"cogen": pytest.approx(0.3)} and m["robustness"]["worst"] == {"cogen": 0.2}
+    # the same figure twice is fine; another figure for the same part, or other settings, is refused
+    assert merge_results([("a.json", a), ("a2.json", a)])["cogen"] == a["cogen"]
+    other = json.loads(json.dumps(b))
+    other["cloud_removal"]["30%"]["fill"]["PSNR"] = 27.0
+    with pytest.raises(UsageError, match="cloud removal at 30%.*other.json"):
+        merge_results([("b.json", b), ("other.json", other)])
+    steps = {**a, "meta": {**a["meta"], "steps": 10}}
+    with pytest.raises(UsageError, match="steps.json was scored with steps=10"):
+        merge_results([("a.json", a), ("steps.json", steps)])
+    weights = {**b, "meta": {**b["meta"], "checkpoint_sha256": "zzz"}}
+    with pytest.raises(UsageError, match="checkpoint_sha256"):
+        merge_results([("a.json", a), ("w.json", weights)])
+    # the script: writes atomically, never over an existing file unless told to
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    script = str(Path(__file__).parent.parent / "scripts" / "merge_results.py")
+    run = lambda *args: subprocess.run([sys.executable, script, *args], capture_output=True, text=True)  # noqa: E731
+    out = tmp_path / "m.json"
+    assert run(str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(out)).returncode == 0
+    assert json.loads(out.read_text())["meta"]["seconds"] == 15.0
+    r = run(str(tmp_path / "a.json"), "--out", str(out))
+    assert r.returncode == 2 and "--overwrite" in r.stderr and json.loads(out.read_text())["meta"]["seconds"] == 15.0
