@@ -294,7 +294,7 @@ def cloud_start(strength: float | None) -> str:
 
 def cloud_row(strength: float | None) -> str:
     """Row name of cogen's cloud removal from noise (None) or from the interpolation at `strength`."""
-    return CLOUD_ONE if strength is None else f"cogen from the interpolation, strength {strength:g} (clear pixels + S1RTC + DEM)"
+    return CLOUD_ONE if strength is None else f"cogen {cloud_start(strength)} (clear pixels + S1RTC + DEM)"
 
 
 def fillnodata_baseline(truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -319,15 +319,12 @@ def cloud_removal_figure(path: Path, mod, strips: list[dict], n: int) -> Path:
         gap = np.ones((imgs[0].shape[0], 4, *imgs[0].shape[2:])) if imgs[0].ndim == 3 else np.full((imgs[0].shape[0], 4), np.nan)
         return np.concatenate([x for img in imgs for x in (img, gap)][:-1], axis=1)
 
-    cloudy = []
-    for s in strips:
-        img = render(mod, raw(s["truth"]))
-        img[s["mask"]] = (1.0, 0.0, 1.0)
-        cloudy.append(img)
+    truths = [render(mod, raw(s["truth"])) for s in strips]
+    cloudy = [np.where(s["mask"][..., None], (1.0, 0.0, 1.0), img) for img, s in zip(truths, strips)]
     spread = [np.nan_to_num(s["std"]).mean(axis=0) for s in strips]
     top = max(float(np.percentile(np.concatenate([x[s["mask"]] for x, s in zip(spread, strips)]), 98)), 1e-12)
     panels = [("input: S2L2A, masks magenta", side_by_side(cloudy)),
-              ("truth", side_by_side([render(mod, raw(s["truth"])) for s in strips])),
+              ("truth", side_by_side(truths)),
               ("fillnodata", side_by_side([render(mod, raw(s["fill"])) for s in strips])),
               (f"cogen, mean of {n}", side_by_side([render(mod, raw(s["mean"])) for s in strips])),
               ("cogen, one sample", side_by_side([render(mod, raw(s["sample"])) for s in strips])),
@@ -404,15 +401,13 @@ PARTS = ("meta", "robustness", "cloud_removal", "cloud_removal_figure", "sweep")
 
 
 # ---- merging parts scored as separate runs -------------------------------------------------------------
-MERGE_SAME = ("checkpoint_sha256", "samples", "steps", "sampler", "tile", "overlap", "tile_by_target",
-              "tile_regenerate", "seed", "grid_shift", "shift_ensemble", "final_denoise", "native_blocks",
-              "orientations", "orientations_regenerate", "co_targets", "library_neighbours", "vote_sigma", "split")
+MERGE_OWN = ("checkpoint", "directions", "seconds")  # meta keys a part may have its own of; all others must agree
 
 
 def merge_results(parts: Sequence[tuple[str, dict]]) -> dict:
     """One results document from parts scored as separate runs of one command (`evaluate` writes only when it
     ends, so a long page is best scored part by part, in parallel). Every part must have the same weights and
-    settings (`MERGE_SAME` of its meta); a figure scored in two parts must be the same in both. The meta's
+    settings (every key of its meta but `MERGE_OWN`); a figure scored in two parts must be the same in both. The meta's
     directions are the union, its seconds the sum; robustness mean / worst are recomputed from the merged table
     for the methods that have every row. A part with no cogen figures (`--baselines-only`) may come from
     another cogen checkpoint."""
@@ -433,7 +428,7 @@ def merge_results(parts: Sequence[tuple[str, dict]]) -> dict:
     for name, doc in parts:
         m = doc.get("meta", {})
         cogen_scored = "cogen" in doc or any(k in doc for k in PARTS if k not in ("meta", "robustness"))
-        for k in MERGE_SAME:
+        for k in sorted((set(m) | set(first["meta"])) - set(MERGE_OWN)):
             if k == "checkpoint_sha256" and not cogen_scored:
                 continue  # a --baselines-only part: its figures do not depend on cogen's weights
             if m.get(k) != first["meta"].get(k):
