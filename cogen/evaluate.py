@@ -404,6 +404,22 @@ PARTS = ("meta", "robustness", "cloud_removal", "cloud_removal_figure", "sweep")
 MERGE_OWN = ("checkpoint", "directions", "seconds")  # meta keys a part may have its own of; all others must agree
 
 
+def cogen_scored(doc: dict) -> bool:
+    """Whether a results document holds figures of cogen's weights (not only baselines)."""
+    return "cogen" in doc or any(k in doc for k in PARTS if k not in ("meta", "robustness"))
+
+
+def settings_mismatch(meta: dict, ref: dict, with_weights: bool) -> str | None:
+    """The first meta key (but `MERGE_OWN`) on which two results documents differ, or None; the checkpoint's
+    digest counts only `with_weights` (a --baselines-only document does not depend on cogen's weights)."""
+    for k in sorted((set(meta) | set(ref)) - set(MERGE_OWN)):
+        if k == "checkpoint_sha256" and not with_weights:
+            continue
+        if meta.get(k) != ref.get(k):
+            return k
+    return None
+
+
 def merge_results(parts: Sequence[tuple[str, dict]]) -> dict:
     """One results document from parts scored as separate runs of one command (`evaluate` writes only when it
     ends, so a long page is best scored part by part, in parallel). Every part must have the same weights and
@@ -427,13 +443,10 @@ def merge_results(parts: Sequence[tuple[str, dict]]) -> dict:
     rb_target, rb_rows, rb_methods = None, {}, []
     for name, doc in parts:
         m = doc.get("meta", {})
-        cogen_scored = "cogen" in doc or any(k in doc for k in PARTS if k not in ("meta", "robustness"))
-        for k in sorted((set(m) | set(first["meta"])) - set(MERGE_OWN)):
-            if k == "checkpoint_sha256" and not cogen_scored:
-                continue  # a --baselines-only part: its figures do not depend on cogen's weights
-            if m.get(k) != first["meta"].get(k):
-                raise UsageError(f"merge: {name} was scored with {k}={m.get(k)!r}, {first_name} with "
-                                 f"{first['meta'].get(k)!r}; merge only parts of one command")
+        k = settings_mismatch(m, first["meta"], cogen_scored(doc))
+        if k is not None:
+            raise UsageError(f"merge: {name} was scored with {k}={m.get(k)!r}, {first_name} with "
+                             f"{first['meta'].get(k)!r}; merge only parts of one command")
         meta["directions"] += [d for d in m.get("directions", []) if d not in meta["directions"]]
         meta["seconds"] += m.get("seconds", 0.0)
         for key, val in doc.items():
@@ -597,6 +610,19 @@ def _tile_overlap(value: str, error: str) -> list[int]:
     return t_o
 
 
+def run_settings(pipe, ev, a) -> dict:
+    """What a run's figures depend on besides its directions: the weights, the sampling and the split (the
+    meta of results.json but `MERGE_OWN`), as the file holds them (lists, not tuples)."""
+    return json.loads(json.dumps({
+        "checkpoint_sha256": pipe.bundle.digest, "samples": a.samples, "steps": a.steps, "sampler": a.sampler,
+        "tile": a.tile, "overlap": a.overlap, "tile_by_target": ev.tile_by_target,
+        "tile_regenerate": ev.tile_regenerate, "seed": a.seed, "grid_shift": pipe.grid_shift,
+        "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise,
+        "native_blocks": pipe.native_blocks, "orientations": pipe.orientations,
+        "orientations_regenerate": pipe.orientations_regenerate, "co_targets": pipe.co_targets,
+        "library_neighbours": pipe.library_neighbours, "vote_sigma": pipe.vote_sigma, "split": a.split}))
+
+
 @cli_exit
 def main(argv: list[str] | None = None) -> None:
     import sys
@@ -658,7 +684,14 @@ def main(argv: list[str] | None = None) -> None:
     if a.tile_regenerate:
         ev.tile_regenerate = _tile_overlap(a.tile_regenerate,
                                            f"--tile-regenerate {a.tile_regenerate!r}: expected TILE,OVERLAP, e.g. 32,0")
+    settings = run_settings(pipe, ev, a)
     prev: dict[str, Any] = json.loads(Path(a.reuse).read_text()) if a.reuse and Path(a.reuse).is_file() else {}
+    if prev:  # figures kept from another run must be of these weights and settings, or the page would mislabel them
+        pm = prev.get("meta", {})
+        k = settings_mismatch(pm, settings, cogen_scored(prev) and not a.baselines_only)
+        if k is not None:
+            raise UsageError(f"--reuse {a.reuse}: it was scored with {k}={pm.get(k)!r}, this run has "
+                             f"{settings.get(k)!r}; reuse only a file of the same weights and settings, or score again without --reuse")
     results: dict[str, Any] = {}
     predictors = {} if a.baselines_only else {"cogen": cogen_predictor(pipe, ev)}
     if "mean" in a.baseline:
@@ -760,15 +793,7 @@ def main(argv: list[str] | None = None) -> None:
         results["sweep"] = {"direction": a.sweep, "steps": steps, "psnr": psnr, "seconds": secs, "figure": fig,
                             "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise,
                             "native_blocks": pipe.native_blocks, "orientations": pipe.orientations, "co_targets": pipe.co_targets}
-    results["meta"] = {"checkpoint": str(pipe.bundle.path), "checkpoint_sha256": pipe.bundle.digest,
-                       "samples": a.samples, "steps": a.steps, "sampler": a.sampler, "tile": a.tile,
-                       "overlap": a.overlap, "tile_by_target": ev.tile_by_target,
-                       "tile_regenerate": ev.tile_regenerate, "seed": a.seed, "grid_shift": pipe.grid_shift,
-                       "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise,
-                       "native_blocks": pipe.native_blocks, "orientations": pipe.orientations,
-                       "orientations_regenerate": pipe.orientations_regenerate, "co_targets": pipe.co_targets,
-                       "library_neighbours": pipe.library_neighbours, "vote_sigma": pipe.vote_sigma,
-                       "directions": list(directions), "split": a.split,
+    results["meta"] = {"checkpoint": str(pipe.bundle.path), **settings, "directions": list(directions),
                        "seconds": time.time() - t0 + prev.get("meta", {}).get("seconds", 0.0)}
     write_json(a.out, results)
     cmd = "python -m cogen.evaluate " + " ".join(f"'{x}'" if ">" in x or " " in x else x for x in (argv or sys.argv[1:]))

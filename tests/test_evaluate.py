@@ -19,7 +19,7 @@ def test_parse_direction():
         parse_direction("S2L2A->S2L2A")
 
 
-def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root):
+def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root, capsys):
     split = tmp_path / "split.yaml"
     split.write_text("splits:\n  train: {default: {cols: [0, 32]}}\n  test: {default: {cols: [32, 64]}}\n")
     out, report = tmp_path / "r.json", tmp_path / "docs" / "RESULTS.md"
@@ -73,12 +73,20 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
                                          "how": "from the interpolation, strength 0.5"}
     assert (report.parent / "figures" / "cloud_removal.png").is_file() and "![cloud removal](figures/cloud_removal.png)" in text
     # reuse: nothing is recomputed, same figures, the cloud-removal picture kept on the page
-    main(["--checkpoint", str(tiny_bundle), "--data", str(synth_root), "--split-file", str(split), "--split", "test",
-          "--direction", "S1RTC->S2L2A", "--samples", "2", "--steps", "2", "--tile", "16", "--reuse", str(out),
-          "--cloud-removal", "--out", str(tmp_path / "r2.json"), "--report", str(tmp_path / "R2.md")])
+    same = ["--checkpoint", str(tiny_bundle), "--data", str(synth_root), "--split-file", str(split), "--split", "test",
+            "--direction", "S1RTC->S2L2A", "--samples", "2", "--steps", "2", "--tile", "16", "--reuse", str(out),
+            "--cloud-removal", "--shift-ensemble", "2", "--final-denoise", "0.05"]
+    main(same + ["--out", str(tmp_path / "r2.json"), "--report", str(tmp_path / "R2.md")])
     r2 = json.loads((tmp_path / "r2.json").read_text())
     assert r2["cogen"]["S1RTC->S2L2A"] == r["cogen"]["S1RTC->S2L2A"] and r2["cloud_removal"] == r["cloud_removal"]
     assert r2["cloud_removal_figure"] == r["cloud_removal_figure"] and "![cloud removal]" in (tmp_path / "R2.md").read_text()
+    # ... but figures of other settings (or weights) are refused, not carried under this run's header
+    for flag, value in (("--seed", "1"), ("--final-denoise", "0")):
+        with pytest.raises(SystemExit) as e:
+            main(same + [flag, value, "--out", str(tmp_path / "r3.json")])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert e.value.code != 0 and "r.json" in err and flag.lstrip("-").replace("-", "_") in err
+        assert not (tmp_path / "r3.json").exists()
 
 
 def test_baselines_only_then_cogen_reusing_them(tmp_path, tiny_bundle, synth_root, capsys):
