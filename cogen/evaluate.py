@@ -711,7 +711,8 @@ def main(argv: list[str] | None = None) -> None:
         pool_m = [m.strip() for m in pool.split(",")]
         subsets = [sub for k in range(1, len(pool_m) + 1) for sub in itertools.combinations(pool_m, k)]
     prev_rows = prev.get("robustness", {}).get("table", {})
-    for meth in carried:  # checked before anything runs: each kept method needs its whole row
+    for meth in [k for k in carried if k != "training mean / class prior"]:  # checked before anything runs: each
+        # kept method of the robustness table (the prior is not one) needs its whole row
         for sub in subsets:
             if prev_rows.get(" + ".join(sub), {}).get(meth) is None:
                 raise UsageError(f"--reuse {a.reuse}: {meth} has no '{' + '.join(sub)}' robustness row to "

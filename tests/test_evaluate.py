@@ -120,6 +120,13 @@ def test_baselines_only_then_cogen_reusing_them(tmp_path, tiny_bundle, synth_roo
     assert k["robustness"]["table"] == f["robustness"]["table"]
     assert [m for m in k if m in f] == [m for m in f if m in k]  # methods in the same order as a full run
     assert "deterministic (same backbone)" in (tmp_path / "K.md").read_text()
+    # the training prior, which has no robustness row, is kept too when it is not run again
+    i = no_ckpt.index("mean")
+    assert no_ckpt[i - 1] == "--baseline"
+    no_prior = no_ckpt[:i - 1] + no_ckpt[i + 1:]
+    main(no_prior + ["--reuse", str(full), "--out", str(tmp_path / "kp.json")])
+    kp = json.loads((tmp_path / "kp.json").read_text())
+    assert kp["training mean / class prior"] == f["training mean / class prior"] and kp["robustness"] == k["robustness"]
     # ... and one it has no row for is an error that names the file and the fix, not a silent gap
     f["robustness"]["table"].pop("S2L2A + S1RTC")
     f["deterministic (same backbone)"].clear()
