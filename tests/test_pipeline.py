@@ -150,6 +150,39 @@ def test_synth_writes_a_dataset(tmp_path, tiny_bundle):
     assert SceneDataset(out2, mode="grid")[0]["values"]["DEM"].shape == (1, 16, 16)
 
 
+def test_synth_samples_on_the_general_tiles_not_a_targets_larger_ones(tmp_path, tiny_bundle, monkeypatch):
+    """`sample.tile_by_target` (chosen for imputation from radar) would put S2L2A alone on tiles beyond the
+    training crops, where generation from a layout comes out striped; synth keeps the general tiles."""
+    from cogen import workflows
+    from cogen.pipeline import CogenPipeline
+
+    paths, _ = scene(tmp_path, 20, 20)
+    made, pipes, seen = workflows._pipeline, [], []
+
+    def pipeline(args, mods):
+        pipe = made(args, mods)
+        pipe.bundle.config.sample.tile_by_target = {"S2L2A": [64, 16]}
+        pipes.append(pipe)
+        return pipe
+
+    real_run = CogenPipeline.run
+
+    def spy(self, *a, **kw):
+        seen.append((kw.get("tile"), kw.get("overlap")))
+        return real_run(self, *a, **kw)
+
+    monkeypatch.setattr(workflows, "_pipeline", pipeline)
+    monkeypatch.setattr(CogenPipeline, "run", spy)
+    base = ["synth", "--n", "1", "--input", f"LULC={paths['LULC']}", "--target", "S2L2A", "--checkpoint", tiny_bundle,
+            "--steps", "2", "--quiet"]
+    assert run(*base, "--out", tmp_path / "a") == 0
+    sc = pipes[0].bundle.config.sample
+    assert seen == [(sc.tile, sc.overlap)] and sc.tile != 64
+    assert run(*base, "--overlap", "8", "--out", tmp_path / "b") == 0  # an overlap given alone is kept
+    assert run(*base, "--tile", "8", "--overlap", "0", "--out", tmp_path / "c") == 0  # and a tile given is used
+    assert seen[1:] == [(sc.tile, 8), (8, 0)]
+
+
 def test_condition_nodata_is_generated_and_unknown_pixels_stay_nodata(tmp_path, tiny_bundle):
     hole = np.zeros((32, 32), bool)
     hole[4:12, 4:12] = True
