@@ -136,6 +136,9 @@ class SampleConfig:
     # the valid votes around it, sigma in pixels, before the majority and confidence are taken (cogen.votes);
     # 0 = off
     vote_sigma: float = 0.0
+    # tiles larger than the training crops: squeeze their token positions into the trained range (no position
+    # the model never saw, so no stripes beyond the crop size) instead of extending them
+    interpolate_positions: bool = False
     start: str = "noise"  # cloud removal: masked pixels start from noise, or "interpolate" (see CogenPipeline)
     strength: float = 0.5  # with start=interpolate: the noise level started from (1 = pure noise)
 

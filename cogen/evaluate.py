@@ -523,6 +523,8 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
              f"pixels of its strip with the nearest spectra" if meta.get("library_neighbours") else "")
           + (f", class maps: each pixel's vote smoothed with its neighbours' (Gaussian, sigma {meta['vote_sigma']:g} px) "
              f"before the majority" if meta.get("vote_sigma") else "")
+          + (", token positions of tiles beyond the training crops squeezed into the trained range"
+             if meta.get("interpolate_positions") else "")
           + f"; {meta['seconds']:.0f} s.", ""]
     L += ["Reference figures on this split (per-pixel random forest, from the data's README): LULC from S2L2A "
           "acc 0.769 / mIoU 0.431; from S1RTC 0.375 / 0.135; from S2L2A+S1RTC+DEM 0.792 / 0.455. S1RTC -> S2L2A "
@@ -620,7 +622,8 @@ def run_settings(pipe, ev, a) -> dict:
         "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise,
         "native_blocks": pipe.native_blocks, "orientations": pipe.orientations,
         "orientations_regenerate": pipe.orientations_regenerate, "co_targets": pipe.co_targets,
-        "library_neighbours": pipe.library_neighbours, "vote_sigma": pipe.vote_sigma, "split": a.split}))
+        "library_neighbours": pipe.library_neighbours, "vote_sigma": pipe.vote_sigma, "split": a.split,
+        **({"interpolate_positions": True} if pipe.interpolate_positions else {})}))  # absent when off, as before
 
 
 @cli_exit

@@ -37,6 +37,10 @@ def add_sampling_flags(g) -> None:
                    help="generate the targets alone, about 3x faster for land cover from S2L2A (default: the "
                         "checkpoint's sample.co_targets rules add modalities generated beside a target and dropped; "
                         "the demo model adds S2L1C, S1RTC, DEM and NDVI to land cover from S2L2A alone)")
+    g.add_argument("--interpolate-positions", action="store_true",
+                   help="tiles larger than the training crops get their token positions squeezed into the trained "
+                        "range instead of extended beyond it: no stripes there, at some PSNR (docs/SAMPLING.md; "
+                        "default: the checkpoint's sample.interpolate_positions)")
     g.add_argument("--no-native-blocks", action="store_true",
                    help="leave generated 20 m / 60 m Sentinel-2 bands at 10 m detail (default: one value per native "
                         "2x2 / 6x6 block, as the bands are stored; see the registry's native_blocks)")
@@ -61,4 +65,6 @@ def apply_sampling_flags(pipe: "CogenPipeline", args) -> "CogenPipeline":
         pipe.library_neighbours = args.library_neighbours
     if args.vote_sigma is not None:
         pipe.vote_sigma = args.vote_sigma
+    if args.interpolate_positions:
+        pipe.interpolate_positions = True
     return pipe

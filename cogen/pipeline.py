@@ -269,6 +269,7 @@ class CogenPipeline:
         self.library_neighbours = bundle.config.sample.library_neighbours
         self.library_size = bundle.config.sample.library_size
         self.vote_sigma = bundle.config.sample.vote_sigma
+        self.interpolate_positions = bool(bundle.config.sample.interpolate_positions)
         self._libraries: dict[str, ClearLibrary] = {}  # per regenerated target, while a call runs
         self._blocks: dict[str, list[tuple[int, int, int, int]]] = {}  # per target: (band, k, row, col) of a call
 
@@ -285,6 +286,18 @@ class CogenPipeline:
         return u
 
     # ---- API ---------------------------------------------------------------------------------------------
+    @property
+    def interpolate_positions(self) -> bool:
+        """Whether tiles larger than the training crops (`data.crop`) have their token positions squeezed into
+        the trained range (`sincos_2d`) instead of extended beyond it."""
+        return bool(self.model.position_span)
+
+    @interpolate_positions.setter
+    def interpolate_positions(self, on: bool) -> None:
+        crop = self.bundle.config.data.crop
+        self.model.position_span = {m: crop // (self.bundle.tokenizers[m].downsample * self.model.patch_size(m))
+                                    for m in self.model.names} if on else {}
+
     @property
     def shift_ensemble(self) -> int:
         """Patch-grid offsets each denoising step is averaged over (cogen.diffusion.sampling.denoise)."""

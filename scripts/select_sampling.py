@@ -27,7 +27,7 @@ from cogen.evaluate import Evaluator, Split, cogen_predictor, parse_direction  #
 from cogen.pipeline import CogenPipeline  # noqa: E402
 
 KEYS = {"tile": int, "overlap": int, "steps": int, "sampler": str, "guidance": float, "shift_ensemble": int, "final_denoise": float,
-        "native_blocks": bool, "orientations": int, "co_targets": str}
+        "native_blocks": bool, "orientations": int, "co_targets": str, "interpolate_positions": bool}
 
 
 def parse_setting(s: str) -> dict:
@@ -59,11 +59,12 @@ def main(argv=None) -> None:
     print(f"{a.direction}, columns {c0}-{c1 - 1}, {a.samples} samples, seed {a.seed}")
     for s in settings:
         sc = {"tile": 32, "overlap": 0, "steps": a.steps, "sampler": "ddim", "guidance": 1.0, "shift_ensemble": 1, "final_denoise": 0.0,
-              "native_blocks": True, "orientations": 1, "co_targets": "", **s}
+              "native_blocks": True, "orientations": 1, "co_targets": "", "interpolate_positions": False, **s}
         pipe.shift_ensemble = sc["shift_ensemble"]
         pipe.native_blocks = sc["native_blocks"]
         pipe.final_denoise = sc["final_denoise"]
         pipe.orientations = sc["orientations"]
+        pipe.interpolate_positions = sc["interpolate_positions"]
         co = [m for m in str(sc["co_targets"]).split("+") if m and m != "none"]
         if any(m not in pipe.model.names for m in co):
             raise UsageError(f"co_targets={sc['co_targets']}: name modalities of the checkpoint joined by +, "

@@ -559,3 +559,43 @@ def test_class_weighted_loss_weights_each_cell_by_its_true_class():
     valid = torch.tensor([[[True, True], [True, False]]])
     torch.testing.assert_close(masked_mse(pred, tgt, valid), torch.tensor([1.0]))
     torch.testing.assert_close(masked_mse(pred, tgt, valid, wmap), torch.tensor([(1 + 1 + 3) / 3]))
+
+
+def test_position_interpolation_squeezes_only_grids_beyond_the_span():
+    from cogen.models.transformer import sincos_2d
+
+    D = 32
+    assert torch.equal(sincos_2d(8, 8, D, span=8), sincos_2d(8, 8, D))  # within the trained range: as before
+    assert torch.equal(sincos_2d(5, 3, D, span=8), sincos_2d(5, 3, D))
+    big = sincos_2d(16, 16, D, span=8).view(16, 16, D)
+    ref = sincos_2d(8, 8, D).view(8, 8, D)
+    # the corners land on the trained corners, nothing lies beyond them, and positions stay evenly spaced
+    torch.testing.assert_close(big[0, 0], ref[0, 0])
+    torch.testing.assert_close(big[-1, -1], ref[-1, -1])
+    unsq = sincos_2d(16, 16, D).view(16, 16, D)
+    assert not torch.allclose(unsq[-1, -1], ref[-1, -1])
+    rows = sincos_2d(16, 1, D, span=8)[:, : D // 4]  # sin(y * omega_0) = sin(y): y = asin for y < pi / 2
+    torch.testing.assert_close(rows[:3, 0], torch.sin(torch.arange(3.0) * 7 / 15))
+
+
+def test_pipeline_interpolate_positions_changes_only_tiles_beyond_the_training_crops(tiny_bundle):
+    import numpy as np
+
+    from cogen.pipeline import CogenPipeline
+
+    pipe = CogenPipeline.from_checkpoint(tiny_bundle)
+    pipe.grid_shift = False  # a moved grid pads a tile by one token
+    crop = pipe.bundle.config.data.crop
+    rng = np.random.default_rng(0)
+    x = {"S1RTC": rng.normal(-12, 3, (2, 2 * crop, 2 * crop)).astype("float32")}
+
+    def gen(tile):
+        return pipe(x, targets=["DEM"], seed=0, steps=2, tile=tile, overlap=0, progress=False)["DEM"].sample
+
+    small_off, big_off = gen(crop), gen(2 * crop)
+    pipe.interpolate_positions = True
+    assert pipe.interpolate_positions and set(pipe.model.position_span.values()) == {crop // 4}
+    small_on, big_on = gen(crop), gen(2 * crop)
+    assert np.array_equal(small_on, small_off) and not np.allclose(big_on, big_off)
+    pipe.interpolate_positions = False
+    assert np.array_equal(gen(2 * crop), big_off)
