@@ -82,7 +82,8 @@ def test_orientations_for_regenerated_targets_only(tiny_bundle):
         with pytest.raises(UsageError, match="orientations for regenerated"):
             pipe.orientations_regenerate = bad
     ns = argparse.Namespace(no_grid_shift=False, shift_ensemble=None, final_denoise=None, no_native_blocks=False,
-                            no_co_targets=False, orientations=2, library_neighbours=None, vote_sigma=None)
+                            no_co_targets=False, orientations=2, library_neighbours=None, vote_sigma=None,
+                            interpolate_positions=False)
     apply_sampling_flags(pipe, ns)
     assert (pipe.orientations, pipe.orientations_regenerate) == (2, 0)
 
