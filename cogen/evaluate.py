@@ -429,7 +429,7 @@ def merge_results(parts: Sequence[tuple[str, dict]]) -> dict:
     another cogen checkpoint."""
     if not parts:
         raise UsageError("merge: no results files given")
-    first_name, first = next(((n, d) for n, d in parts if "cogen" in d), parts[0])  # whose weights count
+    first_name, first = next(((n, d) for n, d in parts if cogen_scored(d)), parts[0])  # whose weights count
     out: dict[str, Any] = {}
 
     def put(where: dict, key: str, value, what: str, name: str) -> None:

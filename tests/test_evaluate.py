@@ -171,6 +171,9 @@ def test_merge_results_joins_parts_of_one_command_and_refuses_others(tmp_path):
     assert m["deterministic (same backbone)"] == base["deterministic (same backbone)"] and "30%" in m["cloud_removal"]
     assert m["meta"]["directions"] == ["S1RTC->S2L2A", "S2L2A->LULC"] and m["meta"]["seconds"] == 16.0
     assert m["meta"]["checkpoint_sha256"] == "abc"
+    # a part of cogen's weights without a "cogen" method (cloud removal, the sweep) is whose weights count too
+    cloud = {k: b[k] for k in ("cloud_removal", "meta")}
+    assert merge_results([("base.json", base), ("cloud.json", cloud)])["meta"]["checkpoint_sha256"] == "abc"
     # mean / worst recomputed over the merged rows, only for methods with every row
     assert m["robustness"]["mean"] == {"cogen": pytest.approx(0.3)} and m["robustness"]["worst"] == {"cogen": 0.2}
     # the same figure twice is fine; another figure for the same part, or other settings, is refused
