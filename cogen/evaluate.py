@@ -397,6 +397,7 @@ def cloud_strip_rows(rows: dict) -> list[str]:
     return [k for k, s in rows.items() if "per_strip" in s and (s.get("samples", 1) > 1 or s.get("baseline"))]
 
 
+PRIOR = "training mean / class prior"  # the baseline that predicts the training mean / class prior
 PARTS = ("meta", "robustness", "cloud_removal", "cloud_removal_figure", "sweep")  # results.json keys that are not methods
 
 
@@ -703,7 +704,7 @@ def main(argv: list[str] | None = None) -> None:
             for m in t:
                 if reg[m].is_categorical and m not in priors:
                     priors[m] = class_prior(a.data, reg, a.split_file, a.train_split, m)
-        predictors["training mean / class prior"] = mean_predictor(reg, priors)
+        predictors[PRIOR] = mean_predictor(reg, priors)
     if a.baseline_checkpoint:
         predictors["deterministic (same backbone)"] = cogen_predictor(CogenPipeline.from_checkpoint(a.baseline_checkpoint), ev)
     # methods scored in the --reuse file that are not run now (e.g. a baseline whose checkpoint is not here) are kept
@@ -714,8 +715,8 @@ def main(argv: list[str] | None = None) -> None:
         pool_m = [m.strip() for m in pool.split(",")]
         subsets = [sub for k in range(1, len(pool_m) + 1) for sub in itertools.combinations(pool_m, k)]
     prev_rows = prev.get("robustness", {}).get("table", {})
-    for meth in [k for k in carried if k != "training mean / class prior"]:  # checked before anything runs: each
-        # kept method of the robustness table (the prior is not one) needs its whole row
+    meths = [k for k in [*predictors, *carried] if k != PRIOR]  # the robustness table's (the prior is not one)
+    for meth in [k for k in meths if k in carried]:  # checked before anything runs: each kept one needs its whole row
         for sub in subsets:
             if prev_rows.get(" + ".join(sub), {}).get(meth) is None:
                 raise UsageError(f"--reuse {a.reuse}: {meth} has no '{' + '.join(sub)}' robustness row to "
@@ -733,7 +734,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"kept from {a.reuse}: {name} (not run now)", flush=True)
         results[name] = {d: prev[name][d] for d in directions if d in prev[name]}
     if a.robustness:
-        meths = [k for k in [*predictors, *carried] if k != "training mean / class prior"]
         table = {}
         for sub in subsets:
             d = ",".join(sub) + "->" + tgt
