@@ -721,6 +721,7 @@ def main(argv: list[str] | None = None) -> None:
             if prev_rows.get(" + ".join(sub), {}).get(meth) is None:
                 raise UsageError(f"--reuse {a.reuse}: {meth} has no '{' + '.join(sub)}' robustness row to "
                                  f"keep; pass its checkpoint so that it can be scored")
+    scored = False  # whether this run scored anything itself (a render from --reuse adds no seconds)
     for name, pred in predictors.items():
         results[name] = {}
         for d, (c, t) in directions.items():
@@ -728,6 +729,7 @@ def main(argv: list[str] | None = None) -> None:
                 results[name][d] = prev[name][d]
                 continue
             print(f"[{time.time() - t0:6.0f}s] {name}: {d}", flush=True)
+            scored = True
             results[name][d] = ev.run(pred, c, t, d + " " + name, figure=(name == "cogen"),
                                       samples=1 if name != "cogen" else None)
     for name in carried:
@@ -745,6 +747,7 @@ def main(argv: list[str] | None = None) -> None:
                 if old is not None:
                     table[" + ".join(sub)][meth] = old
                     continue
+                scored = scored or not done
                 r = done[tgt] if done else ev.run(predictors[meth], list(sub), [tgt], d,
                                                   samples=1 if meth != "cogen" else None)[tgt]
                 table[" + ".join(sub)][meth] = r["mIoU"]
@@ -758,6 +761,7 @@ def main(argv: list[str] | None = None) -> None:
             results["cloud_removal_figure"] = prev["cloud_removal_figure"]
     elif cogen_parts and a.cloud_removal:
         print(f"[{time.time() - t0:6.0f}s] cloud removal", flush=True)
+        scored = True
         covers = [float(c) for c in a.cloud_covers.split(",")]
         fig_cover = a.cloud_figure_cover if a.cloud_figure_cover in covers else covers[0]
         fig = fig_dir / "cloud_removal.png" if fig_dir is not None else None
@@ -772,6 +776,7 @@ def main(argv: list[str] | None = None) -> None:
         c, t = parse_direction(a.sweep)
         steps = [int(s) for s in a.sweep_steps.split(",")]
         psnr, secs = {}, {}
+        scored = True
         for smp in ("ddim", "dpm++"):
             psnr[smp], secs[smp] = [], []
             for k in steps:
@@ -798,7 +803,7 @@ def main(argv: list[str] | None = None) -> None:
                             "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise,
                             "native_blocks": pipe.native_blocks, "orientations": pipe.orientations, "co_targets": pipe.co_targets}
     results["meta"] = {"checkpoint": str(pipe.bundle.path), **settings, "directions": list(directions),
-                       "seconds": time.time() - t0 + prev.get("meta", {}).get("seconds", 0.0)}
+                       "seconds": (time.time() - t0 if scored else 0.0) + prev.get("meta", {}).get("seconds", 0.0)}
     write_json(a.out, results)
     cmd = "python -m cogen.evaluate " + " ".join(f"'{x}'" if ">" in x or " " in x else x for x in (argv or sys.argv[1:]))
     if a.report and not a.baselines_only:

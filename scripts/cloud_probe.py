@@ -23,7 +23,16 @@ def parser(doc: str, samples: int = 8) -> argparse.ArgumentParser:
     p.add_argument("--cover", type=float, default=0.3)
     p.add_argument("--samples", type=int, default=samples)
     p.add_argument("--seed", type=int, default=1, help="mask seed (the evaluation uses 0)")
+    p.add_argument("--tiling", default=None, metavar="T,O",
+                   help="tile and overlap of cloud removal (default: the bundle's; the results page uses 32,0)")
     return p
+
+
+def tiling(pipe: CogenPipeline, a: argparse.Namespace) -> tuple[int, int]:
+    if getattr(a, "tiling", None):
+        tile, overlap = (int(v) for v in a.tiling.split(","))
+        return tile, overlap
+    return default_tiling(pipe.bundle.config.sample, ["S2L2A"], regenerate=True)
 
 
 def strips(pipe: CogenPipeline, a: argparse.Namespace) -> Iterator[tuple[str, np.ndarray, np.ndarray, TargetResult]]:
@@ -32,7 +41,7 @@ def strips(pipe: CogenPipeline, a: argparse.Namespace) -> Iterator[tuple[str, np
     c0, c1 = (int(v) for v in a.cols.split(","))
     split = Split(a.data, pipe.registry, None, None, ["S2L2A", "S1RTC", "DEM"], cols=(c0, c1))
     masks = cloud_masks(split, [a.cover], a.seed)
-    tile, overlap = default_tiling(sc, ["S2L2A"], regenerate=True)
+    tile, overlap = tiling(pipe, a)
     for sid in split.with_all(["S2L2A", "S1RTC", "DEM"]):
         arr, mask = split.arrays[sid], masks[(sid, a.cover)]
         truth = _phys(pipe.registry, "S2L2A", arr["S2L2A"])
@@ -44,7 +53,7 @@ def strips(pipe: CogenPipeline, a: argparse.Namespace) -> Iterator[tuple[str, np
 
 def describe(pipe: CogenPipeline, a: argparse.Namespace) -> str:
     sc = pipe.bundle.config.sample
-    tile, overlap = default_tiling(sc, ["S2L2A"], regenerate=True)
+    tile, overlap = tiling(pipe, a)
     c0, c1 = (int(v) for v in a.cols.split(","))
     return (f"columns {c0}-{c1 - 1}, cover {a.cover:.0%}, mask seed {a.seed}, mean of {a.samples} samples from the "
             f"interpolation at strength {sc.strength}, {sc.steps} steps, tile {tile}/{overlap}")

@@ -80,6 +80,7 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
     r2 = json.loads((tmp_path / "r2.json").read_text())
     assert r2["cogen"]["S1RTC->S2L2A"] == r["cogen"]["S1RTC->S2L2A"] and r2["cloud_removal"] == r["cloud_removal"]
     assert r2["cloud_removal_figure"] == r["cloud_removal_figure"] and "![cloud removal]" in (tmp_path / "R2.md").read_text()
+    assert r2["meta"]["seconds"] == r["meta"]["seconds"]  # a render from --reuse scores nothing: its time is not added
     # ... but figures of other settings (or weights) are refused, not carried under this run's header
     for flag, value in (("--seed", "1"), ("--final-denoise", "0")):
         with pytest.raises(SystemExit) as e:
