@@ -1,4 +1,4 @@
-"""Generate missing modalities with a trained cogen model; every output is a georeferenced GeoTIFF.
+r"""Generate missing modalities with a trained cogen model; every output is a georeferenced GeoTIFF.
 
     python sample.py demo --out outputs/demo
     python sample.py impute --input S1RTC=s1.tif --input DEM=dem.tif --target S2L2A --out out/impute

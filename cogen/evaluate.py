@@ -1,4 +1,4 @@
-"""Score a checkpoint on any directions, with baselines, and write results.json and a results page.
+r"""Score a checkpoint on any directions, with baselines, and write results.json and a results page.
 
     python -m cogen.evaluate --checkpoint checkpoints/demo --data data/terramind-examples --split test \
         --direction "S1RTC->S2L2A" --direction "S2L2A->LULC" --samples 8 --steps 10 \

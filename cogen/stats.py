@@ -1,4 +1,4 @@
-"""Per-band mean/std of continuous modalities over a dataset: streaming, windowed, nodata excluded.
+r"""Per-band mean/std of continuous modalities over a dataset: streaming, windowed, nodata excluded.
 
     python -m cogen.stats --data data/terramind-examples --split-file configs/split.yaml --split train \
         --out configs/stats.yaml

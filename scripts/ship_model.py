@@ -1,4 +1,4 @@
-"""Turn a training checkpoint's EMA weights into a compact bundle to ship (fp16, safetensors shards < 20 MB),
+r"""Turn a training checkpoint's EMA weights into a compact bundle to ship (fp16, safetensors shards < 20 MB),
 and plot its training curve.
 
     python scripts/ship_model.py runs/demo checkpoints/demo --curve docs/figures/demo_training_curve.png
