@@ -466,18 +466,22 @@ class CogenPipeline:
             progress: bool = True, outputs=None, size: tuple[int, int] | None = None, start: str | None = None,
             strength: float | None = None, grid_offset: tuple[int, int] | None = None) -> dict[str, TargetResult]:
         sc = self.bundle.config.sample
-        steps, sampler = steps or sc.steps, sampler or sc.sampler
+        steps, sampler = sc.steps if steps is None else steps, sampler or sc.sampler
         guidance = sc.guidance if guidance is None else guidance
         targets = list(targets)
         regenerate = dict(regenerate or {})
         part = bool(set(targets) & set(regenerate))  # part of a target is regenerated (cloud removal)
         t0, o0 = default_tiling(sc, targets, regenerate=part)
         self._call_orientations = self.orientations_for(part)
-        tile, overlap = tile or t0, o0 if overlap is None else overlap
+        tile, overlap = t0 if tile is None else tile, o0 if overlap is None else overlap
         if start is None:  # the checkpoint's choice for cloud removal; generation from nothing starts from noise
             start = sc.start if regenerate and set(targets) <= set(regenerate) else "noise"
         strength = sc.strength if strength is None else strength
         self._check_request(sources, targets, regenerate, tile, overlap, samples)
+        for name, v in (("steps", steps), ("batch", batch)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise UsageError(f"{name} must be a whole number >= 1, got {v!r} (e.g. --{name} "
+                                 f"{sc.steps if name == 'steps' else 16})")
         if sources:
             H, W = next(iter(sources.values())).height, next(iter(sources.values())).width
         elif size is not None:

@@ -43,7 +43,7 @@ def grid_offset(value: str | None) -> tuple[int, int] | None:
 
 
 def _sample_kw(args, **over) -> dict[str, Any]:
-    kw = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, samples=args.samples or 1,
+    kw = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, samples=1 if args.samples is None else args.samples,
               seed=args.seed, tile=args.tile, overlap=args.overlap, batch=args.batch, progress=not args.quiet,
               grid_offset=grid_offset(getattr(args, "grid_offset", None)))
     kw.update({k: v for k, v in over.items()})
@@ -166,7 +166,7 @@ def segment(args: argparse.Namespace) -> dict:
     pipe = _pipeline(args, list(inputs) + [args.target])
     if not pipe.registry[args.target].is_categorical:
         raise UsageError(f"segment makes class maps; {args.target} is continuous (use impute)")
-    args.samples = args.samples or 8
+    args.samples = 8 if args.samples is None else args.samples
     t = args.target
     files = _run_job(args, pipe, inputs, [t], lambda files: {
         f"{t} (majority of {args.samples})": (t, files[t]["classes"]), f"{t} confidence": (t, files[t]["confidence"])}, t0)
@@ -182,7 +182,9 @@ def synth(args: argparse.Namespace) -> dict:
     pipe = _pipeline(args, list(inputs) + list(args.target))
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}")
-    size = args.size or 64
+    size = 64 if args.size is None else args.size
+    if size < 1:
+        raise UsageError(f"--size must be a number of pixels >= 1, got {size} (e.g. --size 64)")
     manifest: dict[str, dict[str, str]] = {}
     with OutputDir(args.out, args.overwrite) as od:
         sources = pipe.make_sources(inputs)
@@ -248,8 +250,8 @@ def demo(args: argparse.Namespace) -> dict:
         write_raster(inp / "S2L2A_cloudy.tif", cloudy, prof["crs"], prof["transform"], prof["nodata"])
         jobs = [
             ("impute", impute, dict(input=[f"S1RTC={paths['S1RTC']}", f"DEM={paths['DEM']}"], target=["S2L2A"],
-                                    samples=args.samples or 1)),
-            ("segment", segment, dict(input=[f"S2L2A={paths['S2L2A']}"], target="LULC", samples=args.samples or 4)),
+                                    samples=1 if args.samples is None else args.samples)),
+            ("segment", segment, dict(input=[f"S2L2A={paths['S2L2A']}"], target="LULC", samples=4 if args.samples is None else args.samples)),
             ("cloud-removal", cloud_removal, dict(input=[f"S2L2A={inp / 'S2L2A_cloudy.tif'}", f"S1RTC={paths['S1RTC']}",
                                                          f"DEM={paths['DEM']}"], mask=str(inp / "cloud_mask.tif"),
                                                   mask_values=None, samples=1)),

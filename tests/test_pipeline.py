@@ -212,6 +212,22 @@ def test_existing_output_needs_overwrite(tmp_path, tiny_bundle, capsys):
     assert (out / "DEM.tif").exists()
 
 
+@pytest.mark.parametrize("cmd,flag,value", [("impute", "--steps", "0"), ("impute", "--steps", "-1"),
+                                            ("impute", "--batch", "0"), ("impute", "--tile", "0"),
+                                            ("impute", "--samples", "0"), ("segment", "--samples", "0"),
+                                            ("synth", "--size", "0")])
+def test_zero_or_negative_counts_are_refused(tmp_path, tiny_bundle, capsys, cmd, flag, value):
+    """0 is not taken for "the default" (nor -1 run as it came): one line naming the value, exit 2, nothing written."""
+    paths, _ = scene(tmp_path, 16, 16)
+    out = tmp_path / "o"
+    inputs = {"impute": ["--input", f"S1RTC={paths['S1RTC']}", "--target", "DEM"],
+              "segment": ["--input", f"S2L2A={paths['S2L2A']}"], "synth": ["--target", "DEM"]}[cmd]
+    assert run(cmd, *inputs, *common(tiny_bundle, out), flag, value) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("error:") and value in err[-1] and flag.strip("-") in err[-1]
+    assert not out.exists() and not list(tmp_path.glob(".o*"))
+
+
 @pytest.mark.parametrize("h,w,tile,ov", [(512, 512, 64, 16), (229, 301, 32, 8), (10, 7, 16, 4), (100, 33, 32, 0)])
 def test_blend_weights_sum_to_one(h, w, tile, ov):
     np.testing.assert_allclose(coverage_weights(h, w, tile, ov), 1.0, rtol=1e-12)
