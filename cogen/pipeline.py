@@ -116,6 +116,18 @@ class MaskSource:
         a = _read_clipped(self._src, 1, row, col, h, w, 0)
         return np.isin(a, self.values) if self.values is not None else (a != 0)
 
+    def survey(self, block: int = 1024, most: int = 16) -> tuple[float, list]:
+        """(share of the pixels masked, up to `most` of the distinct values the raster holds), read in blocks."""
+        H, W = self.grid.height, self.grid.width
+        masked, seen = 0, set()
+        for r in range(0, H, block):
+            for c in range(0, W, block):
+                a = _read_clipped(self._src, 1, r, c, min(block, H - r), min(block, W - c), 0)
+                masked += int((np.isin(a, self.values) if self.values is not None else (a != 0)).sum())
+                if len(seen) < most:
+                    seen.update(np.unique(a)[:most].tolist())
+        return masked / max(H * W, 1), sorted(seen)[:most]
+
 
 def _read_clipped(src, band, row: int, col: int, h: int, w: int, fill) -> np.ndarray:
     """Read a window that may reach beyond the raster, filling outside with `fill`. (rasterio's boundless

@@ -5,6 +5,7 @@ import argparse
 import contextlib
 import io
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -151,10 +152,18 @@ def cloud_removal(args: argparse.Namespace) -> dict:
         except ValueError:
             raise UsageError(f"--mask-values {args.mask_values!r}: expected integers like 8,9,10,3") from None
     mask = MaskSource(args.mask, values)
+    cover, held = mask.survey()
+    if values is None and any(v not in (0, 1) for v in held):
+        print(f"warning: {args.mask} holds values other than 0 and 1 ({', '.join(str(v) for v in held[:8])}); every "
+              f"non-zero one counts as cloud ({cover:.0%} of the scene). For a scene-classification layer pass "
+              f"--mask-values, e.g. 8,9,10,3", file=sys.stderr)
+    if cover == 0:
+        print(f"warning: {args.mask} masks no pixel; the output is the input", file=sys.stderr)
     files = _run_job(args, pipe, inputs, [target], lambda files: {f"{target} filled": (target, files[target]["sample"])},
                      t0, regenerate={target: mask},
                      extra={"start": getattr(args, "start", None), "strength": getattr(args, "strength", None)})
-    print(f"wrote {target} with masked pixels filled to {args.out} (quicklook: {Path(args.out) / 'quicklook.png'})")
+    print(f"wrote {target} with the masked pixels ({cover:.1%} of the scene) filled to {args.out} "
+          f"(quicklook: {Path(args.out) / 'quicklook.png'})")
     return files
 
 

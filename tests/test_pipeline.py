@@ -97,6 +97,30 @@ def test_cloud_removal_keeps_every_clear_pixel(tmp_path, tiny_bundle):
     assert not np.array_equal(filled[:, masked], s2[:, masked])
 
 
+def test_cloud_removal_reports_the_cover_and_warns_about_a_class_layer(tmp_path, tiny_bundle, capsys):
+    """An SCL-like layer passed without --mask-values masks every non-zero class: said on stderr, with the cover;
+    a mask that masks nothing is said too."""
+    paths, sc = scene(tmp_path, 24, 24)
+    cloud = sc["rasters"]["CLOUD"][0]
+    scl = np.where(cloud == 1, 9, 4).astype(np.uint8)  # vegetation 4 everywhere the clouds are not
+    with rasterio.open(paths["S2L2A"]) as r:
+        write_raster(tmp_path / "scl.tif", scl, r.crs, r.transform)
+        write_raster(tmp_path / "none.tif", np.zeros_like(scl), r.crs, r.transform)
+        s2 = r.read()
+    base = ["cloud-removal", "--input", f"S2L2A={paths['S2L2A']}"]
+    assert run(*base, "--mask", tmp_path / "scl.tif", *common(tiny_bundle, tmp_path / "a")) == 0
+    cap = capsys.readouterr()
+    assert "warning:" in cap.err and "scl.tif" in cap.err and "4, 9" in cap.err and "100% of the scene" in cap.err
+    assert "(100.0% of the scene)" in cap.out
+    assert run(*base, "--mask", tmp_path / "scl.tif", "--mask-values", "9", *common(tiny_bundle, tmp_path / "b")) == 0
+    cap = capsys.readouterr()
+    assert "warning" not in cap.err and f"({(scl == 9).mean():.1%} of the scene)" in cap.out
+    assert run(*base, "--mask", tmp_path / "none.tif", *common(tiny_bundle, tmp_path / "c")) == 0
+    assert "masks no pixel" in capsys.readouterr().err
+    with rasterio.open(tmp_path / "c" / "S2L2A.tif") as o:
+        assert np.array_equal(o.read(), s2)
+
+
 def test_cloud_removal_with_a_partial_model_feeds_clear_tokens_clean(tmp_path, tiny_bundle, partial_bundle):
     """Same weights; the bundle trained with partial targets takes the clear tokens as clean conditions, so
     the generated pixels change while every clear pixel is still kept exactly."""
