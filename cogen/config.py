@@ -274,5 +274,49 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     return config_from_dict(_merge(cfg.to_dict(), parse_overrides(overrides)))
 
 
+# (key, test, what it must be, an example): numbers a run cannot use, refused when the config is read rather than
+# as a traceback (or a run that does nothing) later
+RANGES: list[tuple[str, Any, str, str]] = [
+    ("data.crop", lambda v: v >= 1, "a number of pixels >= 1", "32"),
+    ("model.patch_size", lambda v: v >= 1, "a number of pixels >= 1", "4"),
+    ("optim.lr", lambda v: v > 0, "above 0", "3e-4"),
+    ("optim.weight_decay", lambda v: v >= 0, "0 or above", "0.01"),
+    ("optim.warmup_steps", lambda v: v >= 0, "0 or above", "100"),
+    ("optim.min_lr_ratio", lambda v: 0 <= v <= 1, "from 0 to 1", "0.1"),
+    ("optim.grad_clip", lambda v: v >= 0, "0 (off) or above", "1.0"),
+    ("optim.grad_accum", lambda v: v >= 1, "a whole number >= 1", "1"),
+    ("optim.batch_size", lambda v: v >= 1, "a whole number >= 1", "16"),
+    ("train.steps", lambda v: v >= 1, "a whole number >= 1", "1000"),
+    ("train.max_minutes", lambda v: v is None or v >= 0, "0 (no limit) or above", "45"),
+    ("train.ema_decay", lambda v: 0 <= v < 1, "from 0 to below 1", "0.999"),
+    ("train.eval_every", lambda v: v >= 0, "0 (off) or above", "200"),
+    ("train.val_batches", lambda v: v >= 0, "0 or above", "8"),
+    ("train.sample_every", lambda v: v >= 0, "0 (off) or above", "0"),
+    ("train.ckpt_every", lambda v: v >= 1, "a whole number >= 1", "100"),
+    ("train.keep_last", lambda v: v >= 1, "a whole number >= 1", "3"),
+    ("train.log_every", lambda v: v >= 1, "a whole number >= 1", "10"),
+    ("train.threads", lambda v: v is None or v >= 1, "a whole number >= 1", "2"),
+    ("sample.steps", lambda v: v >= 1, "a whole number >= 1", "20"),
+    ("sample.tile", lambda v: v >= 1, "a number of pixels >= 1", "32"),
+    ("sample.overlap", lambda v: 0 <= v, "0 or above", "8"),
+    ("sample.shift_ensemble", lambda v: v >= 1, "a whole number >= 1", "2"),
+    ("sample.strength", lambda v: 0 < v <= 1, "above 0, at most 1", "0.2"),
+]
+
+
+def _check_ranges(cfg: Config) -> Config:
+    for key, ok, rule, example in RANGES:
+        sec, name = key.split(".")
+        v = getattr(getattr(cfg, sec), name)
+        if not ok(v):
+            raise ConfigError(f"{key}={v!r}: must be {rule} (e.g. {key}={example})")
+    patches = {cfg.model.patch_size, *cfg.model.patch_sizes.values()}
+    bad = [p for p in sorted(patches) if p < 1 or cfg.data.crop % p]
+    if bad:
+        raise ConfigError(f"data.crop={cfg.data.crop}: must be a multiple of the patch size {bad[0]} "
+                          f"(e.g. data.crop={max(bad[0], cfg.data.crop // bad[0] * bad[0])})")
+    return cfg
+
+
 def config_from_dict(d: dict[str, Any]) -> Config:
-    return _build(Config, d, "")
+    return _check_ranges(_build(Config, d, ""))

@@ -50,7 +50,8 @@ class Grid:
         a, b = np.array(self.transform)[:6], np.array(other.transform)[:6]
         px = max(abs(self.transform.a), abs(self.transform.e), 1e-12)
         if not np.allclose(a, b, rtol=0, atol=tol_px * px):
-            return f"transform {tuple(np.round(a, 6))} vs {tuple(np.round(b, 6))}"
+            show = lambda t: "(" + ", ".join(f"{float(v):.10g}" for v in np.round(t, 6)) + ")"
+            return f"transform {show(a)} vs {show(b)}"
         return None
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .checkpoint import REPO_ROOT, load_bundle
 from .errors import UsageError
-from .io import Grid, read_raster, write_json, write_raster
+from .io import Grid, check_same_grid, read_raster, write_json, write_raster
 from .flags import apply_sampling_flags
 from .pipeline import CogenPipeline, MaskSource, RasterSource
 from .quicklook import read_preview, render, save_grid
@@ -152,6 +152,7 @@ def cloud_removal(args: argparse.Namespace) -> dict:
         except ValueError:
             raise UsageError(f"--mask-values {args.mask_values!r}: expected integers like 8,9,10,3") from None
     mask = MaskSource(args.mask, values)
+    check_same_grid(inputs[target], Grid.of(inputs[target]), args.mask, mask.grid)
     cover, held = mask.survey()
     if values is None and any(v not in (0, 1) for v in held):
         print(f"warning: {args.mask} holds values other than 0 and 1 ({', '.join(str(v) for v in held[:8])}); every "

@@ -51,6 +51,7 @@ def build(tmp: Path, bundle: Path) -> list[Case]:
     w.write_bytes(bytes(data))
     (tmp / "bad.yaml").write_text("model: {size: tiny}\ntrain: {stepz: 3}\n")
     (tmp / "typed.yaml").write_text("optim: {lr: fast}\n")
+    (tmp / "range.yaml").write_text("model: {size: tiny}\ntrain: {steps: 0}\n")
     existing = tmp / "existing"
     existing.mkdir(exist_ok=True)
     (existing / "LULC.tif").write_text("an earlier result")
@@ -104,6 +105,11 @@ def build(tmp: Path, bundle: Path) -> list[Case]:
         Case("config with a mistyped value", "train.py",
              ["--config", str(tmp / "typed.yaml"), f"train.out_dir={o('cfg2')}"], ["optim.lr", "expected float", "fast"],
              o("cfg2")),
+        Case("config with a number out of range", "train.py",
+             ["--config", str(tmp / "range.yaml"), f"train.out_dir={o('cfg3')}"], ["train.steps=0", "whole number >= 1"],
+             o("cfg3")),
+        Case("zero samples", "sample.py", imp(o("zero"), f"S1RTC={f['S1RTC']}", extra=("--samples", "0")),
+             ["samples must be >= 1", "got 0"], o("zero")),
         Case("output folder exists", "sample.py",
              ["segment", "--input", f"S2L2A={f['S2L2A']}", "--checkpoint", str(bundle), "--out", str(existing),
               "--steps", "2", "--tile", "16", "--quiet"], ["existing", "exists", "--overwrite"], existing,
