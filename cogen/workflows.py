@@ -154,8 +154,8 @@ def cloud_removal(args: argparse.Namespace) -> dict:
     mask = MaskSource(args.mask, values)
     check_same_grid(inputs[target], Grid.of(inputs[target]), args.mask, mask.grid)
     cover, held = mask.survey()
-    if values is None and any(v not in (0, 1) for v in held):
-        print(f"warning: {args.mask} holds values other than 0 and 1 ({', '.join(str(v) for v in held[:8])}); every "
+    if values is None and sum(v != 0 for v in held) > 1:  # a class layer, not a 0/1 or 0/255 mask
+        print(f"warning: {args.mask} holds several non-zero values ({', '.join(str(v) for v in held[:8])}); every "
               f"non-zero one counts as cloud ({cover:.0%} of the scene). For a scene-classification layer pass "
               f"--mask-values, e.g. 8,9,10,3", file=sys.stderr)
     if cover == 0:

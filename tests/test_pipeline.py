@@ -106,6 +106,7 @@ def test_cloud_removal_reports_the_cover_and_warns_about_a_class_layer(tmp_path,
     with rasterio.open(paths["S2L2A"]) as r:
         write_raster(tmp_path / "scl.tif", scl, r.crs, r.transform)
         write_raster(tmp_path / "none.tif", np.zeros_like(scl), r.crs, r.transform)
+        write_raster(tmp_path / "m255.tif", (scl == 9).astype(np.uint8) * 255, r.crs, r.transform)  # binary, 0/255
         s2 = r.read()
     base = ["cloud-removal", "--input", f"S2L2A={paths['S2L2A']}"]
     assert run(*base, "--mask", tmp_path / "scl.tif", *common(tiny_bundle, tmp_path / "a")) == 0
@@ -115,6 +116,8 @@ def test_cloud_removal_reports_the_cover_and_warns_about_a_class_layer(tmp_path,
     assert run(*base, "--mask", tmp_path / "scl.tif", "--mask-values", "9", *common(tiny_bundle, tmp_path / "b")) == 0
     cap = capsys.readouterr()
     assert "warning" not in cap.err and f"({(scl == 9).mean():.1%} of the scene)" in cap.out
+    assert run(*base, "--mask", tmp_path / "m255.tif", *common(tiny_bundle, tmp_path / "d")) == 0
+    assert "warning" not in capsys.readouterr().err
     assert run(*base, "--mask", tmp_path / "none.tif", *common(tiny_bundle, tmp_path / "c")) == 0
     assert "masks no pixel" in capsys.readouterr().err
     with rasterio.open(tmp_path / "c" / "S2L2A.tif") as o:
