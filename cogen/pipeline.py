@@ -112,9 +112,11 @@ class MaskSource:
         self.values = None if values is None else np.asarray(list(values))
         self._src = rasterio.open(self.path)
 
-    def read(self, row, col, h, w) -> np.ndarray:
-        a = _read_clipped(self._src, 1, row, col, h, w, 0)
+    def _masked(self, a: np.ndarray) -> np.ndarray:
         return np.isin(a, self.values) if self.values is not None else (a != 0)
+
+    def read(self, row, col, h, w) -> np.ndarray:
+        return self._masked(_read_clipped(self._src, 1, row, col, h, w, 0))
 
     def survey(self, block: int = 1024, most: int = 16) -> tuple[float, list]:
         """(share of the pixels masked, up to `most` of the distinct values the raster holds), read in blocks."""
@@ -123,7 +125,7 @@ class MaskSource:
         for r in range(0, H, block):
             for c in range(0, W, block):
                 a = _read_clipped(self._src, 1, r, c, min(block, H - r), min(block, W - c), 0)
-                masked += int((np.isin(a, self.values) if self.values is not None else (a != 0)).sum())
+                masked += int(self._masked(a).sum())
                 if len(seen) < most:
                     seen.update(np.unique(a)[:most].tolist())
         return masked / max(H * W, 1), sorted(seen)[:most]
@@ -489,11 +491,7 @@ class CogenPipeline:
         if start is None:  # the checkpoint's choice for cloud removal; generation from nothing starts from noise
             start = sc.start if regenerate and set(targets) <= set(regenerate) else "noise"
         strength = sc.strength if strength is None else strength
-        self._check_request(sources, targets, regenerate, tile, overlap, samples)
-        for name, v in (("steps", steps), ("batch", batch)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise UsageError(f"{name} must be a whole number >= 1, got {v!r} (e.g. --{name} "
-                                 f"{sc.steps if name == 'steps' else 16})")
+        self._check_request(sources, targets, regenerate, tile, overlap, samples, steps, batch)
         if sources:
             H, W = next(iter(sources.values())).height, next(iter(sources.values())).width
         elif size is not None:
@@ -627,7 +625,7 @@ class CogenPipeline:
         out = raw.astype(np.float64) * mod.scale + (0 if kind == "std" else mod.offset)
         return out.astype(np.float32)
 
-    def _check_request(self, sources, targets, regenerate, tile, overlap, samples) -> None:
+    def _check_request(self, sources, targets, regenerate, tile, overlap, samples, steps, batch) -> None:
         if not targets:
             raise UsageError("no targets: name at least one modality to generate (--target MOD)")
         for m in list(targets) + list(sources):
@@ -647,6 +645,9 @@ class CogenPipeline:
             raise UsageError(f"overlap {overlap} must be smaller than tile {tile}")
         if samples < 1:
             raise UsageError(f"samples must be >= 1, got {samples}")
+        for name, v, example in (("steps", steps, self.bundle.config.sample.steps), ("batch", batch, 16)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise UsageError(f"{name} must be a whole number >= 1, got {v!r} (e.g. --{name} {example})")
         for m, s in sources.items():
             _, ok = s.read(0, 0, min(s.height, 512), min(s.width, 512))
             if not ok.any() and not self._any_valid(s):

@@ -43,8 +43,13 @@ def grid_offset(value: str | None) -> tuple[int, int] | None:
     return int(parts[0]), int(parts[1])
 
 
+def _samples(args, default: int) -> int:
+    """--samples, or the workflow's default when it is not given (0 is refused later, not taken for the default)."""
+    return default if args.samples is None else args.samples
+
+
 def _sample_kw(args, **over) -> dict[str, Any]:
-    kw = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, samples=1 if args.samples is None else args.samples,
+    kw = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, samples=_samples(args, 1),
               seed=args.seed, tile=args.tile, overlap=args.overlap, batch=args.batch, progress=not args.quiet,
               grid_offset=grid_offset(getattr(args, "grid_offset", None)))
     kw.update({k: v for k, v in over.items()})
@@ -176,7 +181,7 @@ def segment(args: argparse.Namespace) -> dict:
     pipe = _pipeline(args, list(inputs) + [args.target])
     if not pipe.registry[args.target].is_categorical:
         raise UsageError(f"segment makes class maps; {args.target} is continuous (use impute)")
-    args.samples = 8 if args.samples is None else args.samples
+    args.samples = _samples(args, 8)
     t = args.target
     files = _run_job(args, pipe, inputs, [t], lambda files: {
         f"{t} (majority of {args.samples})": (t, files[t]["classes"]), f"{t} confidence": (t, files[t]["confidence"])}, t0)
@@ -260,8 +265,8 @@ def demo(args: argparse.Namespace) -> dict:
         write_raster(inp / "S2L2A_cloudy.tif", cloudy, prof["crs"], prof["transform"], prof["nodata"])
         jobs = [
             ("impute", impute, dict(input=[f"S1RTC={paths['S1RTC']}", f"DEM={paths['DEM']}"], target=["S2L2A"],
-                                    samples=1 if args.samples is None else args.samples)),
-            ("segment", segment, dict(input=[f"S2L2A={paths['S2L2A']}"], target="LULC", samples=4 if args.samples is None else args.samples)),
+                                    samples=_samples(args, 1))),
+            ("segment", segment, dict(input=[f"S2L2A={paths['S2L2A']}"], target="LULC", samples=_samples(args, 4))),
             ("cloud-removal", cloud_removal, dict(input=[f"S2L2A={inp / 'S2L2A_cloudy.tif'}", f"S1RTC={paths['S1RTC']}",
                                                          f"DEM={paths['DEM']}"], mask=str(inp / "cloud_mask.tif"),
                                                   mask_values=None, samples=1)),
