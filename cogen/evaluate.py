@@ -152,11 +152,12 @@ class Evaluator:
         self.tile_regenerate: list[int] = []  # as SampleConfig.tile_regenerate
         self.fig_dir = fig_dir
 
-    def tiling(self, targets, regenerate: bool = False) -> tuple[int, int]:
-        """(tile, overlap) of a call with these targets, the same for every method."""
+    def tiling(self, targets, regenerate: bool = False, given=()) -> tuple[int, int]:
+        """(tile, overlap) of a call with these targets and given modalities, the same for every method."""
         from .pipeline import default_tiling
 
-        return default_tiling(self, list(targets), regenerate)
+        images = any(m in self.reg and self.reg[m].is_image for m in given)
+        return default_tiling(self, list(targets), regenerate, image_given=images)
 
     # -- one direction, one predictor ---------------------------------------------------------------------
     def run(self, predictor, cond: list[str], tgt: list[str], label: str, samples: int | None = None,
@@ -234,7 +235,7 @@ def cogen_predictor(pipe, ev: "Evaluator", regenerate_fn=None, guidance: float |
     """guidance: None for the checkpoint's own."""
     def predict(sid, conds, tgt, samples, steps=None, sampler=None):
         regen = regenerate_fn(sid) if regenerate_fn else None
-        tile, overlap = ev.tiling(tgt, regenerate=regen is not None)
+        tile, overlap = ev.tiling(tgt, regenerate=regen is not None, given=conds)
         res = pipe(conds, tgt, steps=steps or ev.steps, sampler=sampler or ev.sampler, guidance=guidance,
                    samples=samples, seed=ev.seed, tile=tile, overlap=overlap, batch=ev.batch, progress=False,
                    regenerate=regen, grid_offset=ev.split.offsets.get(sid))
@@ -348,8 +349,8 @@ def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float
     blind_name = "cogen without clear pixels (S1RTC + DEM)"
     starts = [None, *strengths]
     hows: dict[str, dict] = {}
-    tile, overlap = ev.tiling(["S2L2A"], regenerate=True)
-    blind_tile, blind_overlap = ev.tiling(["S2L2A"])  # S2L2A generated from nothing
+    tile, overlap = ev.tiling(["S2L2A"], regenerate=True, given=["S1RTC", "DEM"])
+    blind_tile, blind_overlap = ev.tiling(["S2L2A"], given=["S1RTC", "DEM"])  # S2L2A generated whole
     for cover in covers:
         rows: dict[str, list] = {}
         for sid in scenes:

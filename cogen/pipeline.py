@@ -485,7 +485,8 @@ class CogenPipeline:
         targets = list(targets)
         regenerate = dict(regenerate or {})
         part = bool(set(targets) & set(regenerate))  # part of a target is regenerated (cloud removal)
-        t0, o0 = default_tiling(sc, targets, regenerate=part)
+        images = any(m in self.registry and self.registry[m].is_image for m in sources)
+        t0, o0 = default_tiling(sc, targets, regenerate=part, image_given=images)
         self._call_orientations = self.orientations_for(part)
         tile, overlap = t0 if tile is None else tile, o0 if overlap is None else overlap
         if start is None:  # the checkpoint's choice for cloud removal; generation from nothing starts from noise
@@ -950,16 +951,20 @@ def orient(x: torch.Tensor, ks: Sequence[int], undo: bool = False) -> torch.Tens
     return torch.stack([dihedral(xi, k % 4, k >= 4) for xi, k in zip(x, ks)])
 
 
-def default_tiling(sc, targets: Sequence[str], regenerate: bool = False) -> tuple[int, int]:
+def default_tiling(sc, targets: Sequence[str], regenerate: bool = False, image_given: bool = True) -> tuple[int, int]:
     """(tile, overlap) for these targets: `sc.tile_regenerate` when part of a target is regenerated and it is
-    set; else `sc.tile_by_target`'s entry when every target has the same one; else `sc.tile`, `sc.overlap`."""
+    set; else `sc.tile_by_target`'s entry when every target has the same one, unless that entry's tile is
+    larger than `sc.tile` and no image is given (`image_given` False: the inputs are elevation, a layout, or
+    nothing); else `sc.tile`, `sc.overlap`. A tile beyond the model's training crops places texture by the
+    input images; without one it comes out in diagonal stripes (docs/SAMPLING.md, "Default tile sizes")."""
     if regenerate and sc.tile_regenerate:
         tile, overlap = sc.tile_regenerate
         return int(tile), int(overlap)
     per = {tuple(sc.tile_by_target[m]) if m in sc.tile_by_target else None for m in targets}
     if len(per) == 1 and None not in per:
         tile, overlap = per.pop()
-        return int(tile), int(overlap)
+        if image_given or int(tile) <= sc.tile:
+            return int(tile), int(overlap)
     return sc.tile, sc.overlap
 
 

@@ -76,6 +76,12 @@ class Modality:
         return len(self.bands)
 
     @property
+    def is_image(self) -> bool:
+        """A sensor image: continuous with two or more bands (radar, multispectral), so it carries texture at
+        the pixel scale, unlike a class map or a single smooth layer such as elevation."""
+        return self.kind == "continuous" and len(self.bands) >= 2
+
+    @property
     def num_classes(self) -> int:
         return len(self.classes)
 

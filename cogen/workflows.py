@@ -214,12 +214,8 @@ def synth(args: argparse.Namespace) -> dict:
             sid = f"synth_{args.seed + i:04d}"
             outs = {m: {"sample": od.path / m / f"{sid}.tif", "classes": od.path / m / f"{sid}.tif",
                         "confidence": od.path / f".{m}_{sid}_confidence.tif"} for m in args.target}
-            kw = _sample_kw(args, seed=args.seed + i, samples=1)
-            if args.tile is None:  # the general tiles, never a target's larger ones (`sample.tile_by_target`,
-                # chosen for imputation from radar): from a layout or from nothing the model has no input
-                # texture to place itself by, and tiles beyond its training crops come out striped
-                sc = pipe.bundle.config.sample
-                kw.update(tile=sc.tile, overlap=sc.overlap if args.overlap is None else args.overlap)
+            kw = _sample_kw(args, seed=args.seed + i, samples=1)  # from a layout or from nothing: the
+            # general tiles, never a target's larger ones (`default_tiling`)
             pipe.run(sources, args.target, outputs=outs, size=(H, W), **kw)
             manifest[sid] = {m: f"{m}/{sid}.tif" for m in args.target}
             for m, (arr, prof) in layouts.items():

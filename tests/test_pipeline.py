@@ -177,9 +177,10 @@ def test_synth_writes_a_dataset(tmp_path, tiny_bundle):
     assert SceneDataset(out2, mode="grid")[0]["values"]["DEM"].shape == (1, 16, 16)
 
 
-def test_synth_samples_on_the_general_tiles_not_a_targets_larger_ones(tmp_path, tiny_bundle, monkeypatch):
-    """`sample.tile_by_target` (chosen for imputation from radar) would put S2L2A alone on tiles beyond the
-    training crops, where generation from a layout comes out striped; synth keeps the general tiles."""
+def test_a_targets_larger_tiles_need_an_image_among_the_inputs(tmp_path, tiny_bundle, monkeypatch):
+    """`sample.tile_by_target` (chosen for imputation from radar) puts S2L2A alone on tiles beyond the training
+    crops. From a layout, elevation or nothing those come out striped, so impute and synth then keep the
+    general tiles; from radar the larger tiles are used. A tile or overlap given on the command line wins."""
     from cogen import workflows
     from cogen.pipeline import CogenPipeline
 
@@ -192,22 +193,26 @@ def test_synth_samples_on_the_general_tiles_not_a_targets_larger_ones(tmp_path, 
         pipes.append(pipe)
         return pipe
 
-    real_run = CogenPipeline.run
+    real_check = CogenPipeline._check_request
 
-    def spy(self, *a, **kw):
-        seen.append((kw.get("tile"), kw.get("overlap")))
-        return real_run(self, *a, **kw)
+    def spy(self, sources, targets, regenerate, tile, overlap, *rest):
+        seen.append((tile, overlap))
+        return real_check(self, sources, targets, regenerate, tile, overlap, *rest)
 
     monkeypatch.setattr(workflows, "_pipeline", pipeline)
-    monkeypatch.setattr(CogenPipeline, "run", spy)
-    base = ["synth", "--n", "1", "--input", f"LULC={paths['LULC']}", "--target", "S2L2A", "--checkpoint", tiny_bundle,
-            "--steps", "2", "--quiet"]
-    assert run(*base, "--out", tmp_path / "a") == 0
+    monkeypatch.setattr(CogenPipeline, "_check_request", spy)
+    common = ["--target", "S2L2A", "--checkpoint", tiny_bundle, "--steps", "2", "--quiet"]
+    synth = ["synth", "--n", "1", "--input", f"LULC={paths['LULC']}", *common]
+    assert run(*synth, "--out", tmp_path / "a") == 0
     sc = pipes[0].bundle.config.sample
-    assert seen == [(sc.tile, sc.overlap)] and sc.tile != 64
-    assert run(*base, "--overlap", "8", "--out", tmp_path / "b") == 0  # an overlap given alone is kept
-    assert run(*base, "--tile", "8", "--overlap", "0", "--out", tmp_path / "c") == 0  # and a tile given is used
+    assert sc.tile != 64 and seen == [(sc.tile, sc.overlap)]
+    assert run(*synth, "--overlap", "8", "--out", tmp_path / "b") == 0  # an overlap given alone is kept
+    assert run(*synth, "--tile", "8", "--overlap", "0", "--out", tmp_path / "c") == 0  # and a tile given is used
     assert seen[1:] == [(sc.tile, 8), (8, 0)]
+    for m, want in (("DEM", (sc.tile, sc.overlap)), ("LULC", (sc.tile, sc.overlap)), ("S1RTC", (64, 16))):
+        del seen[:]
+        assert run("impute", "--input", f"{m}={paths[m]}", *common, "--out", tmp_path / f"impute_{m}") == 0
+        assert seen == [want], m
 
 
 def test_condition_nodata_is_generated_and_unknown_pixels_stay_nodata(tmp_path, tiny_bundle):
@@ -436,6 +441,10 @@ def test_tile_by_target_picks_the_tiling_of_the_targets(tiny_bundle):
     with pytest.raises(UsageError, match="overlap 16 must be smaller than tile 16"):
         pipe({"S1RTC": s1}, ["LULC"], steps=1, progress=False)
     pipe({"S1RTC": s1}, ["S2L2A"], steps=1, progress=False)  # other targets keep the checkpoint's tiling
+    sc3 = SampleConfig(tile=32, overlap=8, tile_by_target={"S2L2A": [64, 16], "LULC": [16, 0]})
+    assert default_tiling(sc3, ["S2L2A"], image_given=False) == (32, 8)  # larger than the general tile: no
+    assert default_tiling(sc3, ["S2L2A"], image_given=True) == (64, 16)
+    assert default_tiling(sc3, ["LULC"], image_given=False) == (16, 0)  # smaller: needs no image
     sc2 = SampleConfig(tile=64, overlap=16, tile_regenerate=[32, 8])
     assert default_tiling(sc2, ["S2L2A"], regenerate=True) == (32, 8)
     assert default_tiling(sc2, ["S2L2A"]) == (64, 16)
