@@ -40,6 +40,12 @@ def common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     g.add_argument("--grid-offset", default=None, metavar="ROW,COL",
                    help="where the inputs' top-left pixel lies on the grid of those native blocks when the band is "
                         "generated from nothing (default 0,0; a given Sentinel-2 scene shows its own)")
+    g.add_argument("--add-offset", action="append", default=None, metavar="MOD=DN",
+                   help="the additive offset in raw units that the product of a continuous modality states, "
+                        "applied when reading it and kept in the outputs of that modality (repeatable). Sentinel-2 "
+                        "L2A/L1C of processing baseline 04.00 or later (from 25 January 2022) carry "
+                        "BOA_ADD_OFFSET/RADIO_ADD_OFFSET = -1000: --add-offset S2L2A=-1000 (default: none, "
+                        "reflectance = raw / 10000)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 

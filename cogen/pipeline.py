@@ -13,6 +13,7 @@ from one noise field fixed by (seed, sample, pixel position), so overlapping til
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -98,6 +99,24 @@ class RasterSource(Source):
 
     def close(self):
         self._src.close()
+
+
+ADD_OFFSET_KEYS = ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET")
+
+
+def declared_add_offsets(path: str | Path) -> list[float]:
+    """The distinct additive offsets (raw units) a raster's dataset or band metadata declares under ESA's names
+    (BOA_ADD_OFFSET for L2A, RADIO_ADD_OFFSET for L1C, optionally with a band suffix); [] when none."""
+    found: set[float] = set()
+    with open_raster(path) as src:
+        for tags in [src.tags()] + [src.tags(b) for b in range(1, src.count + 1)]:
+            for k, v in tags.items():
+                if k.upper().startswith(ADD_OFFSET_KEYS):
+                    try:
+                        found.add(float(v))
+                    except ValueError:
+                        pass
+    return sorted(found)
 
 
 class MaskSource:
@@ -271,6 +290,7 @@ class CogenPipeline:
         self.device = torch.device(device)
         self.model = bundle.model.eval()
         self.registry = bundle.registry
+        self.add_offsets: dict[str, float] = {}  # set_add_offsets
         self.diffusion = bundle.diffusion
         self.grid_shift = bool(bundle.config.sample.grid_shift)  # see cogen.diffusion.sampling
         self.shift_ensemble = bundle.config.sample.shift_ensemble
@@ -449,6 +469,15 @@ class CogenPipeline:
                         seed=seed, tile=tile, overlap=overlap, regenerate=regenerate, batch=batch,
                         progress=progress, outputs=outputs, start=start, strength=strength, grid_offset=grid_offset)
 
+    def set_add_offsets(self, offsets: Mapping[str, float]) -> "CogenPipeline":
+        """Read and write these continuous modalities with an additive offset in raw units, as their products
+        state it: `pipe.set_add_offsets({"S2L2A": -1000})` for Sentinel-2 of processing baseline 04.00 or later
+        (reflectance = (raw - 1000) / 10000). Outputs of those modalities carry the same offset as the inputs,
+        so cloud removal's clear pixels stay bit-identical. Replaces earlier offsets."""
+        self.registry = self.bundle.registry.with_add_offsets(offsets)
+        self.add_offsets = {m: float(v) for m, v in offsets.items()}
+        return self
+
     def make_sources(self, conditions: Mapping[str, Any]) -> dict[str, Source]:
         sources: dict[str, Source] = {}
         first_path, first_grid = None, None
@@ -456,6 +485,13 @@ class CogenPipeline:
             mod = self.registry[m] if m in self.registry else self._unknown(m)
             if isinstance(v, (str, Path)):
                 s = RasterSource(mod, v)
+                declared = declared_add_offsets(v)
+                if declared and declared != [self.add_offsets.get(m, 0.0)]:
+                    used = self.add_offsets.get(m, 0.0)
+                    print(f"warning: {v} declares an additive offset of {', '.join(f'{d:g}' for d in declared)} in "
+                          f"its metadata ({'/'.join(ADD_OFFSET_KEYS)}), but {used:g} is applied; pass "
+                          f"--add-offset {m}={declared[0]:g} (Python: pipe.set_add_offsets) if the values carry "
+                          f"it", file=sys.stderr)
                 if first_grid is None:
                     first_path, first_grid = v, s.grid
                 else:

@@ -7,7 +7,7 @@ cogen hard-codes bands, statistics or classes.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import yaml
 
-from .errors import ConfigError, RasterError, UnknownModalityError
+from .errors import ConfigError, RasterError, UnknownModalityError, UsageError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_REGISTRY = CONFIG_DIR / "modalities.yaml"
@@ -261,6 +261,21 @@ class Registry(Mapping[str, Modality]):
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {n: m.to_dict() for n, m in self._m.items()}
+
+    def with_add_offsets(self, offsets: Mapping[str, float]) -> "Registry":
+        """A copy whose named continuous modalities read and write raw values with an additive offset `dn` in
+        raw units, as a product's metadata states it (Sentinel-2 from processing baseline 04.00 on:
+        BOA_ADD_OFFSET / RADIO_ADD_OFFSET = -1000, reflectance = (raw + dn) * scale): physical =
+        (raw + dn) * scale + offset. Statistics, valid ranges and everything else are unchanged."""
+        out = Registry({})
+        out._m = dict(self._m)
+        for name, dn in offsets.items():
+            mod = self[name]
+            if mod.is_categorical:
+                raise UsageError(f"--add-offset {name}={dn:g}: {name} is a class map and has no additive offset; "
+                                 f"give it for continuous modalities only, e.g. --add-offset S2L2A=-1000")
+            out._m[name] = replace(mod, offset=mod.offset + float(dn) * mod.scale)
+        return out
 
     @classmethod
     def from_yaml(cls, path: str | Path = DEFAULT_REGISTRY, stats: str | Path | None = DEFAULT_STATS) -> "Registry":

@@ -30,7 +30,22 @@ def _pipeline(args, modalities) -> CogenPipeline:
 
     if modalities:
         default_registry().check(modalities)
-    return apply_sampling_flags(CogenPipeline.from_checkpoint(args.checkpoint, args.device, modalities), args)
+    offsets = _parse_add_offsets(getattr(args, "add_offset", None))
+    pipe = apply_sampling_flags(CogenPipeline.from_checkpoint(args.checkpoint, args.device, modalities), args)
+    return pipe.set_add_offsets(offsets) if offsets else pipe
+
+
+def _parse_add_offsets(items) -> dict[str, float]:
+    """--add-offset MOD=DN (repeatable) -> {MOD: DN}."""
+    out: dict[str, float] = {}
+    for it in items or []:
+        m, _, v = it.partition("=")
+        try:
+            out[m.strip()] = float(v)
+        except ValueError:
+            raise UsageError(f"--add-offset {it!r}: expected MOD=NUMBER in raw units, e.g. --add-offset S2L2A=-1000 "
+                             f"for Sentinel-2 of processing baseline 04.00 or later") from None
+    return out
 
 
 def grid_offset(value: str | None) -> tuple[int, int] | None:

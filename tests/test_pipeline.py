@@ -124,6 +124,45 @@ def test_cloud_removal_reports_the_cover_and_warns_about_a_class_layer(tmp_path,
         assert np.array_equal(o.read(), s2)
 
 
+def test_add_offset_reads_and_writes_a_products_offset(tmp_path, tiny_bundle, capsys):
+    """Sentinel-2 of processing baseline 04.00+ stores reflectance * 10000 + 1000. With --add-offset
+    S2L2A=-1000 cloud removal sees the same reflectance as from the scene without the offset, keeps every clear
+    pixel bit-identical, and writes its generated pixels with the offset (the same reflectance, +1000 in raw
+    units). A file whose metadata declares the offset gets a warning when it is not applied."""
+    paths, sc = scene(tmp_path, 24, 24)
+    cloud = sc["rasters"]["CLOUD"][0] == 1
+    with rasterio.open(paths["S2L2A"]) as r:
+        s2, crs, tr = r.read(), r.crs, r.transform
+        write_raster(tmp_path / "mask.tif", cloud.astype(np.uint8), crs, tr)
+    write_raster(tmp_path / "pb4.tif", (s2.astype(np.int32) + 1000).astype(np.int16), crs, tr)
+    with rasterio.open(tmp_path / "pb4.tif", "r+") as f:
+        f.update_tags(BOA_ADD_OFFSET_B2="-1000")
+    base = ["cloud-removal", "--input", f"S1RTC={paths['S1RTC']}", "--mask", tmp_path / "mask.tif"]
+    assert run(*base, "--input", f"S2L2A={paths['S2L2A']}", *common(tiny_bundle, tmp_path / "plain")) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert run(*base, "--input", f"S2L2A={tmp_path / 'pb4.tif'}", "--add-offset", "S2L2A=-1000",
+               *common(tiny_bundle, tmp_path / "pb4")) == 0
+    assert "warning" not in capsys.readouterr().err
+    with rasterio.open(tmp_path / "plain" / "S2L2A.tif") as a, rasterio.open(tmp_path / "pb4" / "S2L2A.tif") as b:
+        plain, pb4 = a.read().astype(np.int32), b.read().astype(np.int32)
+    assert cloud.any() and np.array_equal(pb4[:, ~cloud], s2[:, ~cloud] + 1000)
+    assert not np.array_equal(plain[:, cloud], s2[:, cloud])
+    # the same reflectance, rounded. Below 0 only the offset product can hold it (what the offset is for), and
+    # the generated values are kept within the valid range, which then reaches 0.1 lower: a few dark pixels
+    # differ by more than rounding
+    d = np.abs(np.maximum(pb4[:, cloud] - 1000, 0) - plain[:, cloud])
+    assert (d <= 1).mean() > 0.99 and d.max() < 50
+    assert (pb4[:, cloud] < 1000).any() and (plain >= 0).all()
+    # the offset declared but not applied: generated from reflectance 0.1 too bright, and said so
+    assert run(*base, "--input", f"S2L2A={tmp_path / 'pb4.tif'}", *common(tiny_bundle, tmp_path / "forgot")) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "pb4.tif" in err and "--add-offset S2L2A=-1000" in err
+    for bad, said in (("S2L2A=abc", "expected MOD=NUMBER"), ("LULC=5", "LULC is a class map")):
+        assert run(*base, "--input", f"S2L2A={paths['S2L2A']}", "--add-offset", bad,
+                   *common(tiny_bundle, tmp_path / "bad")) == 2
+        assert said in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
 def test_cloud_removal_with_a_partial_model_feeds_clear_tokens_clean(tmp_path, tiny_bundle, partial_bundle):
     """Same weights; the bundle trained with partial targets takes the clear tokens as clean conditions, so
     the generated pixels change while every clear pixel is still kept exactly."""
