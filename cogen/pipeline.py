@@ -81,7 +81,9 @@ class RasterSource(Source):
             modality.check_bands(src.count, str(path))
             self.grid = Grid(src.crs, src.transform, src.height, src.width)
             self.nodata, self.dtype = src.nodata, src.dtypes[0]
-        _check_dtype(modality, self.dtype, self.path)
+            _check_dtype(modality, self.dtype, self.path)
+            for w in unit_warnings(modality, src):
+                print(f"warning: {path}: {w}", file=sys.stderr)
         self.height, self.width = self.grid.height, self.grid.width
         self._src = rasterio.open(self.path)
 
@@ -162,6 +164,34 @@ def _read_clipped(src, band, row: int, col: int, h: int, w: int, fill) -> np.nda
         win = Window(c0, r0, c1 - c0, r1 - r0)
         data = src.read(window=win) if band is None else src.read(band, window=win)
         out[..., r0 - row : r1 - row, c0 - col : c1 - col] = data
+    return out
+
+
+def unit_warnings(mod: Modality, src, size: int = 256) -> list[str]:
+    """Signs, in a decimated read of an open raster, that its values are in other units than the registry's:
+    backscatter in linear power where dB is expected (every band's median above 0; in dB it lies near -10 to
+    -20), or values already scaled (e.g. reflectance 0-1) where raw numbers with a scale are expected (every
+    valid value within +-2 while the scale is 1e-2 or finer)."""
+    if mod.is_categorical:
+        return []
+    h, w = min(src.height, size), min(src.width, size)
+    raw = src.read(out_shape=(src.count, h, w))
+    if src.nodata is not None and not math.isnan(src.nodata):
+        raw = np.where(raw == src.nodata, np.nan, raw.astype(np.float64))
+    ok = mod.valid_mask(raw)
+    if ok.sum() < 16:
+        return []
+    vals = raw[:, ok].astype(np.float64)
+    phys = mod.to_physical(vals)
+    out = []
+    if mod.units == "dB" and (np.median(phys, axis=1) > 0).all():
+        out.append(f"{mod.name} should be backscatter in dB, but every band's median is above 0 "
+                   f"({', '.join(f'{v:.3g}' for v in np.median(phys, axis=1))}): linear power? Convert it with "
+                   f"10 * log10(value) first")
+    if abs(mod.scale) <= 1e-2 and np.abs(vals).max() <= 2:
+        out.append(f"{mod.name} values are read as raw numbers x {mod.scale:g} ({mod.units}), but every value lies "
+                   f"within +-2 (largest {np.abs(vals).max():.3g}): already scaled? Store raw values "
+                   f"(e.g. reflectance x {1 / mod.scale:g})")
     return out
 
 

@@ -163,6 +163,27 @@ def test_add_offset_reads_and_writes_a_products_offset(tmp_path, tiny_bundle, ca
         assert said in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
+def test_inputs_in_other_units_are_warned_about(tmp_path, tiny_bundle, capsys):
+    """Backscatter in linear power where dB is expected, and reflectance already scaled to 0-1 where raw
+    numbers x 1e-4 are expected, would be read as nonsense without a word: each gets a warning naming the file
+    and the conversion; the scene as stored gets none."""
+    paths, _ = scene(tmp_path, 24, 24)
+    with rasterio.open(paths["S1RTC"]) as r:
+        s1, crs, tr = r.read(), r.crs, r.transform
+    with rasterio.open(paths["S2L2A"]) as r:
+        s2 = r.read()
+    write_raster(tmp_path / "s1_linear.tif", (10 ** (s1 / 10)).astype(np.float32), crs, tr)
+    write_raster(tmp_path / "s2_scaled.tif", (s2 * 1e-4).astype(np.float32), crs, tr)
+    assert run("impute", "--target", "LULC", "--input", f"S1RTC={paths['S1RTC']}", "--input",
+               f"S2L2A={paths['S2L2A']}", *common(tiny_bundle, tmp_path / "ok")) == 0
+    assert "warning" not in capsys.readouterr().err
+    for m, f, said in (("S1RTC", "s1_linear.tif", "10 * log10(value)"), ("S2L2A", "s2_scaled.tif", "x 10000")):
+        out = tmp_path / f"out_{m}"
+        assert run("impute", "--target", "LULC", "--input", f"{m}={tmp_path / f}", *common(tiny_bundle, out)) == 0
+        err = capsys.readouterr().err
+        assert "warning:" in err and f in err and said in err, err
+
+
 def test_cloud_removal_with_a_partial_model_feeds_clear_tokens_clean(tmp_path, tiny_bundle, partial_bundle):
     """Same weights; the bundle trained with partial targets takes the clear tokens as clean conditions, so
     the generated pixels change while every clear pixel is still kept exactly."""
