@@ -12,7 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import rasterio
@@ -146,22 +146,48 @@ def geotiff_profile(crs: CRS | None, transform: Affine, height: int, width: int,
     return prof
 
 
+@dataclass
+class RasterMeta:
+    """What makes an output raster self-describing in GIS tools: band names, GDAL scale/offset/unit (physical =
+    raw * scale + offset, in unit), a colour table for a class map, and dataset tags (provenance)."""
+
+    descriptions: Sequence[str | None] | None = None
+    scale: float | None = None
+    offset: float | None = None
+    unit: str | None = None
+    colormap: Mapping[int, tuple[int, int, int]] | None = None
+    tags: Mapping[str, Any] | None = None
+
+    def apply(self, dst) -> None:
+        for i in range(1, dst.count + 1):
+            if self.descriptions and self.descriptions[i - 1]:
+                dst.set_band_description(i, self.descriptions[i - 1])
+            if self.unit:
+                dst.set_band_unit(i, self.unit)
+        if self.scale is not None:
+            dst.scales = (self.scale,) * dst.count
+            dst.offsets = (self.offset or 0.0,) * dst.count
+        if self.colormap and dst.count == 1 and dst.dtypes[0] in ("uint8", "uint16"):
+            dst.write_colormap(1, {k: (*rgb, 255) for k, rgb in self.colormap.items()})
+        if self.tags:
+            dst.update_tags(**{k: str(v) for k, v in self.tags.items()})
+
+
 def write_raster(path: str | Path, arr: np.ndarray, crs: CRS | None, transform: Affine,
                  nodata: float | None = None, descriptions: Sequence[str | None] | None = None,
-                 dtype: str | None = None, overwrite: bool = True) -> Path:
+                 dtype: str | None = None, overwrite: bool = True, meta: RasterMeta | None = None) -> Path:
     """Write a (C,H,W) array as a deflate GeoTIFF atomically; returns the path."""
     arr = np.asarray(arr)
     if arr.ndim == 2:
         arr = arr[None]
     dtype = dtype or arr.dtype.name
     prof = geotiff_profile(crs, transform, arr.shape[1], arr.shape[2], arr.shape[0], dtype, nodata)
+    meta = meta or RasterMeta()
+    meta.descriptions = descriptions or meta.descriptions
     with atomic_path(path, overwrite) as tmp:
         with rasterio.open(tmp, "w", **prof) as dst:
             dst.write(arr.astype(dtype, copy=False))
-            if descriptions:
-                for i, d in enumerate(descriptions, 1):
-                    if d:
-                        dst.set_band_description(i, d)
+            meta.apply(dst)
     return Path(path)
 
 
@@ -169,15 +195,16 @@ class WindowedWriter:
     """Write a large raster window by window into a temporary file; :meth:`commit` renames it into place."""
 
     def __init__(self, path: str | Path, crs: CRS | None, transform: Affine, height: int, width: int,
-                 count: int, dtype: str, nodata: float | None, descriptions: Sequence[str] | None = None):
+                 count: int, dtype: str, nodata: float | None, descriptions: Sequence[str] | None = None,
+                 meta: RasterMeta | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = _tmp_name(self.path)
         prof = geotiff_profile(crs, transform, height, width, count, dtype, nodata)
         self.dst = rasterio.open(self.tmp, "w", **prof)
-        if descriptions:
-            for i, d in enumerate(descriptions, 1):
-                self.dst.set_band_description(i, d)
+        meta = meta or RasterMeta()
+        meta.descriptions = descriptions or meta.descriptions
+        meta.apply(self.dst)
         self.dtype = dtype
 
     def write(self, arr: np.ndarray, window: Window) -> None:

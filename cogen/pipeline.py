@@ -24,11 +24,12 @@ import torch
 from rasterio.windows import Window
 from tqdm.auto import tqdm
 
+from . import __version__
 from .checkpoint import Bundle, load_bundle
 from .data.dataset import dihedral, to_model_space
 from .diffusion.sampling import denoise
 from .errors import ConfigError, GridMismatchError, RasterError, UsageError
-from .io import Grid, WindowedWriter, check_same_grid, open_raster
+from .io import Grid, RasterMeta, WindowedWriter, check_same_grid, open_raster
 from .library import ClearLibrary
 from .native import block_project, detect_block_offset
 from .registry import Modality
@@ -576,7 +577,10 @@ class CogenPipeline:
         extra = self.co_generated(sources, targets) if not starts else []  # an interpolated start covers targets only
         self._blocks = self._native_blocks(sources, targets + extra, regenerate, grid_offset)
         self._libraries = self._clear_libraries(sources, targets, regenerate, H, W, seed)
-        writers = self._make_writers(targets, H, W, samples, outputs, sources)
+        tags = {"COGEN_VERSION": __version__, "COGEN_CHECKPOINT_SHA256": self.bundle.digest or "",
+                "COGEN_INPUTS": ",".join(sources) or "none", "COGEN_SAMPLES": samples, "COGEN_SEED": seed,
+                "COGEN_STEPS": f"{steps} {sampler}"}
+        writers = self._make_writers(targets, H, W, samples, outputs, sources, tags)
         try:
             # a small GDAL block cache: windows are read and written once, caching the scene would only cost memory
             with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
@@ -730,7 +734,7 @@ class CogenPipeline:
                     return True
         return False
 
-    def _make_writers(self, targets, H, W, samples, outputs, sources):
+    def _make_writers(self, targets, H, W, samples, outputs, sources, tags=None):
         ref = next((s for s in sources.values() if isinstance(s, RasterSource)), None)
         writers: dict[str, dict[str, Any]] = {}
         for m in targets:
@@ -744,10 +748,25 @@ class CogenPipeline:
                     nod = self._out_nodata(m, k, sources)
                     writers[m][k] = WindowedWriter(
                         path, ref.grid.crs if ref else None, ref.grid.transform if ref else rasterio.transform.Affine.identity(),
-                        H, W, count, dtype, nod, descriptions=list(mod.bands) if k in ("sample", "mean", "std") else None)
+                        H, W, count, dtype, nod, meta=self._out_meta(m, k, tags))
                 else:
                     writers[m][k] = _MemorySink(count, H, W, dtype)
         return writers
+
+    def _out_meta(self, m, kind, tags=None) -> RasterMeta:
+        """Band names, GDAL scale/offset/unit (physical = raw * scale + offset), the class colours and the
+        provenance tags of an output raster."""
+        mod = self.registry[m]
+        t = {**(tags or {}), "COGEN_MODALITY": m, "COGEN_PRODUCT": kind}
+        if kind == "confidence":
+            return RasterMeta(descriptions=["agreement of the samples"], unit="fraction", tags=t)
+        if kind == "classes":
+            t.update({f"CLASS_{c.id}": c.name for c in mod.classes})
+            colours = {c.id: tuple(int(round(v * 255)) for v in c.rgb) for c in mod.classes}
+            return RasterMeta(descriptions=[mod.name], colormap=colours, tags=t)
+        if kind == "std":  # a spread: physical = raw * |scale|
+            return RasterMeta(descriptions=list(mod.bands), scale=abs(mod.scale), offset=0.0, unit=mod.units, tags=t)
+        return RasterMeta(descriptions=list(mod.bands), scale=mod.scale, offset=mod.offset, unit=mod.units, tags=t)
 
     def _out_type(self, m, kind, sources) -> tuple[str, int]:
         mod = self.registry[m]

@@ -184,6 +184,31 @@ def test_inputs_in_other_units_are_warned_about(tmp_path, tiny_bundle, capsys):
         assert "warning:" in err and f in err and said in err, err
 
 
+def test_outputs_describe_themselves(tmp_path, tiny_bundle):
+    """Every output GeoTIFF says what it holds without run.json: band names, GDAL scale/offset/unit giving
+    physical values, the class colours and names of a class map, and the checkpoint, inputs and seed."""
+    from cogen.checkpoint import load_bundle
+    from cogen.registry import default_registry
+
+    paths, _ = scene(tmp_path, 20, 20)
+    out = tmp_path / "o"
+    assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "S2L2A", "--target", "LULC",
+               "--samples", "2", "--seed", "7", *common(tiny_bundle, out)) == 0
+    reg, digest = default_registry(), load_bundle(tiny_bundle).digest
+    with rasterio.open(out / "S2L2A.tif") as f, rasterio.open(out / "S2L2A_std.tif") as g:
+        assert f.descriptions == reg["S2L2A"].bands and f.units[0] == "reflectance"
+        assert f.scales[0] == pytest.approx(1e-4) and f.offsets[0] == 0 and g.scales[0] == pytest.approx(1e-4)
+        t = f.tags()
+        assert (t["COGEN_CHECKPOINT_SHA256"], t["COGEN_INPUTS"], t["COGEN_SEED"], t["COGEN_PRODUCT"]) == \
+            (digest, "S1RTC", "7", "sample")
+        assert g.tags()["COGEN_PRODUCT"] == "std"
+    with rasterio.open(out / "LULC.tif") as f:
+        cmap, t = f.colormap(1), f.tags()
+        water = next(c for c in reg["LULC"].classes if c.id == 1)
+        assert cmap[1][:3] == tuple(int(round(v * 255)) for v in water.rgb) and t["CLASS_1"] == water.name
+        assert t["COGEN_PRODUCT"] == "classes"
+
+
 def test_cloud_removal_with_a_partial_model_feeds_clear_tokens_clean(tmp_path, tiny_bundle, partial_bundle):
     """Same weights; the bundle trained with partial targets takes the clear tokens as clean conditions, so
     the generated pixels change while every clear pixel is still kept exactly."""
