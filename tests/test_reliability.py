@@ -28,7 +28,12 @@ NAMES = ["wrong band count", "dtype that cannot be converted safely", "all-NaN i
          "target that is also an input", "empty target list", "mask on another grid",
          "tile smaller than the model's patch", "truncated checkpoint", "corrupted checkpoint",
          "checkpoint for other modalities", "config with an unknown key", "config with a mistyped value",
-         "output folder exists"]
+         "config with a number out of range", "zero samples", "additive offset that is not a number",
+         "additive offset for a class map", "output folder exists"]
+
+
+def test_every_case_is_tested(cases):
+    assert sorted(cases) == sorted(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
