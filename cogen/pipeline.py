@@ -85,6 +85,7 @@ class RasterSource(Source):
             _check_dtype(modality, self.dtype, self.path)
             for w in unit_warnings(modality, src):
                 print(f"warning: {path}: {w}", file=sys.stderr)
+            self.declared_add_offsets = declared_add_offsets(src)
         self.height, self.width = self.grid.height, self.grid.width
         self._src = rasterio.open(self.path)
 
@@ -107,18 +108,17 @@ class RasterSource(Source):
 ADD_OFFSET_KEYS = ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET")
 
 
-def declared_add_offsets(path: str | Path) -> list[float]:
-    """The distinct additive offsets (raw units) a raster's dataset or band metadata declares under ESA's names
-    (BOA_ADD_OFFSET for L2A, RADIO_ADD_OFFSET for L1C, optionally with a band suffix); [] when none."""
+def declared_add_offsets(src) -> list[float]:
+    """The distinct additive offsets (raw units) an open raster's dataset or band metadata declares under ESA's
+    names (BOA_ADD_OFFSET for L2A, RADIO_ADD_OFFSET for L1C, optionally with a band suffix); [] when none."""
     found: set[float] = set()
-    with open_raster(path) as src:
-        for tags in [src.tags()] + [src.tags(b) for b in range(1, src.count + 1)]:
-            for k, v in tags.items():
-                if k.upper().startswith(ADD_OFFSET_KEYS):
-                    try:
-                        found.add(float(v))
-                    except ValueError:
-                        pass
+    for tags in [src.tags()] + [src.tags(b) for b in range(1, src.count + 1)]:
+        for k, v in tags.items():
+            if k.upper().startswith(ADD_OFFSET_KEYS):
+                try:
+                    found.add(float(v))
+                except ValueError:
+                    pass
     return sorted(found)
 
 
@@ -516,7 +516,7 @@ class CogenPipeline:
             mod = self.registry[m] if m in self.registry else self._unknown(m)
             if isinstance(v, (str, Path)):
                 s = RasterSource(mod, v)
-                declared = declared_add_offsets(v)
+                declared = s.declared_add_offsets
                 if declared and declared != [self.add_offsets.get(m, 0.0)]:
                     used = self.add_offsets.get(m, 0.0)
                     print(f"warning: {v} declares an additive offset of {', '.join(f'{d:g}' for d in declared)} in "
