@@ -90,3 +90,19 @@ def test_valid_mask_excludes_nan_nodata_and_out_of_range(registry):
     assert ok.tolist() == [[False, True], [True, False]]
     lulc = np.array([[[0, 1], [8, 10]]], np.uint8)
     assert registry["LULC"].valid_mask(lulc).tolist() == [[False, True], [True, False]]
+
+
+def test_add_offsets_make_a_copy_with_the_products_offset():
+    """Sentinel-2 of processing baseline 04.00+: reflectance = (raw - 1000) / 10000; the original is untouched."""
+    from cogen.errors import UsageError
+    from cogen.registry import default_registry
+
+    reg = default_registry()
+    pb4 = reg.with_add_offsets({"S2L2A": -1000})
+    raw = np.array([1000.0, 3500.0])
+    np.testing.assert_allclose(pb4["S2L2A"].to_physical(raw), [0.0, 0.25], atol=1e-12)
+    np.testing.assert_allclose(pb4["S2L2A"].from_physical(pb4["S2L2A"].to_physical(raw)), raw)
+    np.testing.assert_allclose(reg["S2L2A"].to_physical(raw), [0.1, 0.35])
+    assert pb4["S1RTC"] is reg["S1RTC"] and pb4["S2L2A"].mean == reg["S2L2A"].mean
+    with pytest.raises(UsageError, match="LULC is a class map"):
+        reg.with_add_offsets({"LULC": 1})
