@@ -156,8 +156,7 @@ class Evaluator:
         """(tile, overlap) of a call with these targets and given modalities, the same for every method."""
         from .pipeline import default_tiling
 
-        images = any(m in self.reg and self.reg[m].is_image for m in given)
-        return default_tiling(self, list(targets), regenerate, image_given=images)
+        return default_tiling(self, list(targets), regenerate, image_given=self.reg.has_image(given))
 
     # -- one direction, one predictor ---------------------------------------------------------------------
     def run(self, predictor, cond: list[str], tgt: list[str], label: str, samples: int | None = None,

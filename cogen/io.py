@@ -175,19 +175,17 @@ class RasterMeta:
 
 def write_raster(path: str | Path, arr: np.ndarray, crs: CRS | None, transform: Affine,
                  nodata: float | None = None, descriptions: Sequence[str | None] | None = None,
-                 dtype: str | None = None, overwrite: bool = True, meta: RasterMeta | None = None) -> Path:
+                 dtype: str | None = None, overwrite: bool = True) -> Path:
     """Write a (C,H,W) array as a deflate GeoTIFF atomically; returns the path."""
     arr = np.asarray(arr)
     if arr.ndim == 2:
         arr = arr[None]
     dtype = dtype or arr.dtype.name
     prof = geotiff_profile(crs, transform, arr.shape[1], arr.shape[2], arr.shape[0], dtype, nodata)
-    meta = meta or RasterMeta()
-    meta.descriptions = descriptions or meta.descriptions
     with atomic_path(path, overwrite) as tmp:
         with rasterio.open(tmp, "w", **prof) as dst:
             dst.write(arr.astype(dtype, copy=False))
-            meta.apply(dst)
+            RasterMeta(descriptions=descriptions).apply(dst)
     return Path(path)
 
 
@@ -195,16 +193,13 @@ class WindowedWriter:
     """Write a large raster window by window into a temporary file; :meth:`commit` renames it into place."""
 
     def __init__(self, path: str | Path, crs: CRS | None, transform: Affine, height: int, width: int,
-                 count: int, dtype: str, nodata: float | None, descriptions: Sequence[str] | None = None,
-                 meta: RasterMeta | None = None):
+                 count: int, dtype: str, nodata: float | None, meta: RasterMeta | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = _tmp_name(self.path)
         prof = geotiff_profile(crs, transform, height, width, count, dtype, nodata)
         self.dst = rasterio.open(self.tmp, "w", **prof)
-        meta = meta or RasterMeta()
-        meta.descriptions = descriptions or meta.descriptions
-        meta.apply(self.dst)
+        (meta or RasterMeta()).apply(self.dst)
         self.dtype = dtype
 
     def write(self, arr: np.ndarray, window: Window) -> None:

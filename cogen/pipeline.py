@@ -168,21 +168,26 @@ def _read_clipped(src, band, row: int, col: int, h: int, w: int, fill) -> np.nda
     return out
 
 
-def unit_warnings(mod: Modality, src, size: int = 256) -> list[str]:
-    """Signs, in a decimated read of an open raster, that its values are in other units than the registry's:
-    backscatter in linear power where dB is expected (every band's median above 0; in dB it lies near -10 to
-    -20), or values already scaled (e.g. reflectance 0-1) where raw numbers with a scale are expected (every
-    valid value within +-2 while the scale is 1e-2 or finer)."""
+def unit_warnings(mod: Modality, src, size: int = 64) -> list[str]:
+    """Signs, in nine `size` px windows spread over an open raster (a few blocks read, whatever the scene's
+    size), that its values are in other units than the registry's: backscatter in linear power where dB is
+    expected (every band's median above 0; in dB it lies near -10 to -20), or values already scaled (e.g.
+    reflectance 0-1) where raw numbers with a scale are expected (every valid value within +-2 while the scale
+    is 1e-2 or finer)."""
     if mod.is_categorical:
         return []
     h, w = min(src.height, size), min(src.width, size)
-    raw = src.read(out_shape=(src.count, h, w))
-    if src.nodata is not None and not math.isnan(src.nodata):
-        raw = np.where(raw == src.nodata, np.nan, raw.astype(np.float64))
-    ok = mod.valid_mask(raw)
-    if ok.sum() < 16:
+    parts = []
+    for fy in (1 / 6, 1 / 2, 5 / 6):
+        for fx in (1 / 6, 1 / 2, 5 / 6):
+            win = Window(int(fx * (src.width - w)), int(fy * (src.height - h)), w, h)
+            raw = src.read(window=win).astype(np.float64)
+            if src.nodata is not None and not math.isnan(src.nodata):
+                raw[:, (raw == src.nodata).any(axis=0)] = np.nan
+            parts.append(raw[:, mod.valid_mask(raw)])
+    vals = np.concatenate(parts, axis=1)
+    if vals.shape[1] < 16:
         return []
-    vals = raw[:, ok].astype(np.float64)
     phys = mod.to_physical(vals)
     out = []
     if mod.units == "dB" and (np.median(phys, axis=1) > 0).all():
@@ -552,8 +557,7 @@ class CogenPipeline:
         targets = list(targets)
         regenerate = dict(regenerate or {})
         part = bool(set(targets) & set(regenerate))  # part of a target is regenerated (cloud removal)
-        images = any(m in self.registry and self.registry[m].is_image for m in sources)
-        t0, o0 = default_tiling(sc, targets, regenerate=part, image_given=images)
+        t0, o0 = default_tiling(sc, targets, regenerate=part, image_given=self.registry.has_image(sources))
         self._call_orientations = self.orientations_for(part)
         tile, overlap = t0 if tile is None else tile, o0 if overlap is None else overlap
         if start is None:  # the checkpoint's choice for cloud removal; generation from nothing starts from noise

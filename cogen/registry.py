@@ -262,6 +262,10 @@ class Registry(Mapping[str, Modality]):
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {n: m.to_dict() for n, m in self._m.items()}
 
+    def has_image(self, names: Iterable[str]) -> bool:
+        """Whether any of these (registered) modalities is an image (`Modality.is_image`); others are ignored."""
+        return any(n in self._m and self._m[n].is_image for n in names)
+
     def with_add_offsets(self, offsets: Mapping[str, float]) -> "Registry":
         """A copy whose named continuous modalities read and write raw values with an additive offset `dn` in
         raw units, as a product's metadata states it (Sentinel-2 from processing baseline 04.00 on:

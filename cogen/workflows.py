@@ -38,13 +38,12 @@ def _pipeline(args, modalities) -> CogenPipeline:
 def _parse_add_offsets(items) -> dict[str, float]:
     """--add-offset MOD=DN (repeatable) -> {MOD: DN}."""
     out: dict[str, float] = {}
-    for it in items or []:
-        m, _, v = it.partition("=")
+    for m, v in _parse_pairs(items, "--add-offset", "NUMBER", "S2L2A=-1000").items():
         try:
-            out[m.strip()] = float(v)
+            out[m] = float(v)
         except ValueError:
-            raise UsageError(f"--add-offset {it!r}: expected MOD=NUMBER in raw units, e.g. --add-offset S2L2A=-1000 "
-                             f"for Sentinel-2 of processing baseline 04.00 or later") from None
+            raise UsageError(f"--add-offset '{m}={v}': expected MOD=NUMBER in raw units, e.g. --add-offset "
+                             f"S2L2A=-1000 for Sentinel-2 of processing baseline 04.00 or later") from None
     return out
 
 
@@ -71,16 +70,21 @@ def _sample_kw(args, **over) -> dict[str, Any]:
     return kw
 
 
-def _parse_inputs(items) -> dict[str, str]:
+def _parse_pairs(items, flag: str, value: str, example: str) -> dict[str, str]:
+    """Repeated `flag MOD=VALUE` options -> {MOD: VALUE}; each modality once."""
     out: dict[str, str] = {}
     for it in items or []:
         if "=" not in it:
-            raise UsageError(f"--input {it!r}: expected MOD=path, e.g. --input S1RTC=s1.tif")
+            raise UsageError(f"{flag} {it!r}: expected MOD={value}, e.g. {flag} {example}")
         m, p = it.split("=", 1)
         if m.strip() in out:
-            raise UsageError(f"--input {m} given twice; give each modality once")
+            raise UsageError(f"{flag} {m} given twice; give each modality once")
         out[m.strip()] = p.strip()
     return out
+
+
+def _parse_inputs(items) -> dict[str, str]:
+    return _parse_pairs(items, "--input", "path", "S1RTC=s1.tif")
 
 
 def _check_targets(inputs: dict[str, str], targets: list[str]) -> None:
