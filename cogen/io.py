@@ -149,7 +149,7 @@ def geotiff_profile(crs: CRS | None, transform: Affine, height: int, width: int,
 @dataclass
 class RasterMeta:
     """What makes an output raster self-describing in GIS tools: band names, GDAL scale/offset/unit (physical =
-    raw * scale + offset, in unit), a colour table for a class map, and dataset tags (provenance)."""
+    raw * scale + offset, in unit), a colour table for a class map, dataset tags (provenance) and per-band tags."""
 
     descriptions: Sequence[str | None] | None = None
     scale: float | None = None
@@ -157,9 +157,12 @@ class RasterMeta:
     unit: str | None = None
     colormap: Mapping[int, tuple[int, int, int]] | None = None
     tags: Mapping[str, Any] | None = None
+    band_tags: Sequence[Mapping[str, Any]] | None = None
 
     def apply(self, dst) -> None:
         for i in range(1, dst.count + 1):
+            if self.band_tags and len(self.band_tags) == dst.count and self.band_tags[i - 1]:
+                dst.update_tags(i, **{k: str(v) for k, v in self.band_tags[i - 1].items()})
             if self.descriptions and self.descriptions[i - 1]:
                 dst.set_band_description(i, self.descriptions[i - 1])
             if self.unit:

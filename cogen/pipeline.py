@@ -86,6 +86,10 @@ class RasterSource(Source):
             for w in unit_warnings(modality, src):
                 print(f"warning: {path}: {w}", file=sys.stderr)
             self.declared_add_offsets = declared_add_offsets(src)
+            # the product's own metadata (acquisition, processing baseline, offsets), kept on outputs that
+            # regenerate part of this raster
+            self.tags = src.tags()
+            self.band_tags = [src.tags(b) for b in range(1, src.count + 1)]
         self.height, self.width = self.grid.height, self.grid.width
         self._src = rasterio.open(self.path)
 
@@ -105,12 +109,13 @@ class RasterSource(Source):
         self._src.close()
 
 
-ADD_OFFSET_KEYS = ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET")
+ADD_OFFSET_KEYS = ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET", "COGEN_ADD_OFFSET")
 
 
 def declared_add_offsets(src) -> list[float]:
     """The distinct additive offsets (raw units) an open raster's dataset or band metadata declares under ESA's
-    names (BOA_ADD_OFFSET for L2A, RADIO_ADD_OFFSET for L1C, optionally with a band suffix); [] when none."""
+    names (BOA_ADD_OFFSET for L2A, RADIO_ADD_OFFSET for L1C, optionally with a band suffix) or cogen's own
+    (COGEN_ADD_OFFSET, on outputs written with an offset); [] when none."""
     found: set[float] = set()
     for tags in [src.tags()] + [src.tags(b) for b in range(1, src.count + 1)]:
         for k, v in tags.items():
@@ -525,7 +530,7 @@ class CogenPipeline:
                 if declared and declared != [self.add_offsets.get(m, 0.0)]:
                     used = self.add_offsets.get(m, 0.0)
                     print(f"warning: {v} declares an additive offset of {', '.join(f'{d:g}' for d in declared)} in "
-                          f"its metadata ({'/'.join(ADD_OFFSET_KEYS)}), but {used:g} is applied; pass "
+                          f"its metadata ({'/'.join(ADD_OFFSET_KEYS[:2])}), but {used:g} is applied; pass "
                           f"--add-offset {m}={declared[0]:g} (Python: pipe.set_add_offsets) if the values carry "
                           f"it", file=sys.stderr)
                 if first_grid is None:
@@ -752,25 +757,34 @@ class CogenPipeline:
                     nod = self._out_nodata(m, k, sources)
                     writers[m][k] = WindowedWriter(
                         path, ref.grid.crs if ref else None, ref.grid.transform if ref else rasterio.transform.Affine.identity(),
-                        H, W, count, dtype, nod, meta=self._out_meta(m, k, tags))
+                        H, W, count, dtype, nod, meta=self._out_meta(m, k, tags, sources.get(m)))
                 else:
                     writers[m][k] = _MemorySink(count, H, W, dtype)
         return writers
 
-    def _out_meta(self, m, kind, tags=None) -> RasterMeta:
+    def _out_meta(self, m, kind, tags=None, source=None) -> RasterMeta:
         """Band names, GDAL scale/offset/unit (physical = raw * scale + offset), the class colours and the
-        provenance tags of an output raster."""
+        provenance tags of an output raster. An output that regenerates part of an input raster (cloud removal)
+        is the same product: its sample, mean and classes keep that raster's own dataset and band tags
+        (acquisition, processing baseline, BOA_ADD_OFFSET, ...) under cogen's. Values written with an additive
+        offset say so (COGEN_ADD_OFFSET), so reading them back without it is warned about."""
         mod = self.registry[m]
-        t = {**(tags or {}), "COGEN_MODALITY": m, "COGEN_PRODUCT": kind}
+        same_product = isinstance(source, RasterSource) and kind in ("sample", "mean", "classes")
+        t = dict(source.tags) if same_product else {}
+        t.update({**(tags or {}), "COGEN_MODALITY": m, "COGEN_PRODUCT": kind})
+        if kind in ("sample", "mean") and self.add_offsets.get(m):
+            t["COGEN_ADD_OFFSET"] = f"{self.add_offsets[m]:g}"
+        band_tags = source.band_tags if same_product else None
         if kind == "confidence":
             return RasterMeta(descriptions=["agreement of the samples"], unit="fraction", tags=t)
         if kind == "classes":
             t.update({f"CLASS_{c.id}": c.name for c in mod.classes})
             colours = {c.id: tuple(int(round(v * 255)) for v in c.rgb) for c in mod.classes}
-            return RasterMeta(descriptions=[mod.name], colormap=colours, tags=t)
+            return RasterMeta(descriptions=[mod.name], colormap=colours, tags=t, band_tags=band_tags)
         if kind == "std":  # a spread: physical = raw * |scale|
             return RasterMeta(descriptions=list(mod.bands), scale=abs(mod.scale), offset=0.0, unit=mod.units, tags=t)
-        return RasterMeta(descriptions=list(mod.bands), scale=mod.scale, offset=mod.offset, unit=mod.units, tags=t)
+        return RasterMeta(descriptions=list(mod.bands), scale=mod.scale, offset=mod.offset, unit=mod.units, tags=t,
+                          band_tags=band_tags)
 
     def _out_type(self, m, kind, sources) -> tuple[str, int]:
         mod = self.registry[m]

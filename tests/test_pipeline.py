@@ -136,7 +136,8 @@ def test_add_offset_reads_and_writes_a_products_offset(tmp_path, tiny_bundle, ca
         write_raster(tmp_path / "mask.tif", cloud.astype(np.uint8), crs, tr)
     write_raster(tmp_path / "pb4.tif", (s2.astype(np.int32) + 1000).astype(np.int16), crs, tr)
     with rasterio.open(tmp_path / "pb4.tif", "r+") as f:
-        f.update_tags(BOA_ADD_OFFSET_B2="-1000")
+        f.update_tags(BOA_ADD_OFFSET_B2="-1000", PROCESSING_BASELINE="05.10")
+        f.update_tags(1, WAVELENGTH="0.49")
     base = ["cloud-removal", "--input", f"S1RTC={paths['S1RTC']}", "--mask", tmp_path / "mask.tif"]
     assert run(*base, "--input", f"S2L2A={paths['S2L2A']}", *common(tiny_bundle, tmp_path / "plain")) == 0
     assert "warning" not in capsys.readouterr().err
@@ -146,6 +147,13 @@ def test_add_offset_reads_and_writes_a_products_offset(tmp_path, tiny_bundle, ca
     with rasterio.open(tmp_path / "plain" / "S2L2A.tif") as a, rasterio.open(tmp_path / "pb4" / "S2L2A.tif") as b:
         plain, pb4 = a.read().astype(np.int32), b.read().astype(np.int32)
     assert cloud.any() and np.array_equal(pb4[:, ~cloud], s2[:, ~cloud] + 1000)
+    # the same product: the scene's own tags are kept, and the offset is stated
+    with rasterio.open(tmp_path / "pb4" / "S2L2A.tif") as b:
+        t = b.tags()
+        assert (t["PROCESSING_BASELINE"], t["BOA_ADD_OFFSET_B2"], t["COGEN_ADD_OFFSET"]) == ("05.10", "-1000", "-1000")
+        assert b.tags(1)["WAVELENGTH"] == "0.49" and t["COGEN_PRODUCT"] == "sample"
+    with rasterio.open(tmp_path / "plain" / "S2L2A.tif") as a:
+        assert "COGEN_ADD_OFFSET" not in a.tags() and "PROCESSING_BASELINE" not in a.tags()
     assert not np.array_equal(plain[:, cloud], s2[:, cloud])
     # the same reflectance, rounded. Below 0 only the offset product can hold it (what the offset is for), and
     # the generated values are kept within the valid range, which then reaches 0.1 lower: a few dark pixels
@@ -157,6 +165,14 @@ def test_add_offset_reads_and_writes_a_products_offset(tmp_path, tiny_bundle, ca
     assert run(*base, "--input", f"S2L2A={tmp_path / 'pb4.tif'}", *common(tiny_bundle, tmp_path / "forgot")) == 0
     err = capsys.readouterr().err
     assert "warning:" in err and "pb4.tif" in err and "--add-offset S2L2A=-1000" in err
+    # an imputed scene written with the offset says so, and read back without it is warned about too
+    assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "S2L2A", "--add-offset", "S2L2A=-1000",
+               *common(tiny_bundle, tmp_path / "imputed")) == 0
+    with rasterio.open(tmp_path / "imputed" / "S2L2A.tif") as f:
+        assert f.tags()["COGEN_ADD_OFFSET"] == "-1000" and "BOA_ADD_OFFSET_B2" not in f.tags()
+    assert run(*base, "--input", f"S2L2A={tmp_path / 'imputed' / 'S2L2A.tif'}",
+               *common(tiny_bundle, tmp_path / "again")) == 0
+    assert "--add-offset S2L2A=-1000" in capsys.readouterr().err
     for bad, said in (("S2L2A=abc", "expected MOD=NUMBER"), ("LULC=5", "LULC is a class map")):
         assert run(*base, "--input", f"S2L2A={paths['S2L2A']}", "--add-offset", bad,
                    *common(tiny_bundle, tmp_path / "bad")) == 2
