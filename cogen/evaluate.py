@@ -398,11 +398,12 @@ def cloud_strip_rows(rows: dict) -> list[str]:
 
 
 PRIOR = "training mean / class prior"  # the baseline that predicts the training mean / class prior
+DETERMINISTIC = "deterministic (same backbone)"  # the --baseline-checkpoint model
 PARTS = ("meta", "robustness", "cloud_removal", "cloud_removal_figure", "sweep")  # results.json keys that are not methods
 
 
 # ---- merging parts scored as separate runs -------------------------------------------------------------
-MERGE_OWN = ("checkpoint", "directions", "seconds")  # meta keys a part may have its own of; all others must agree
+MERGE_OWN = ("checkpoint", "directions", "seconds", "baselines")  # meta keys a part may have its own of; all others must agree
 
 
 def cogen_scored(doc: dict) -> bool:
@@ -421,15 +422,40 @@ def settings_mismatch(meta: dict, ref: dict, with_weights: bool) -> str | None:
     return None
 
 
-def merge_results(parts: Sequence[tuple[str, dict]]) -> dict:
+def without_method(doc: dict, method: str) -> dict:
+    """A copy of a results document without one method's figures: its directions, its robustness column and
+    the record of its checkpoint."""
+    doc = json.loads(json.dumps(doc))
+    doc.pop(method, None)
+    rb = doc.get("robustness")
+    if rb is not None:
+        rb["methods"] = [k for k in rb["methods"] if k != method]
+        for row in rb["table"].values():
+            row.pop(method, None)
+        for k in ("mean", "worst"):
+            rb.get(k, {}).pop(method, None)
+        if not rb["methods"]:
+            doc.pop("robustness")
+    doc.get("meta", {}).get("baselines", {}).pop(method, None)
+    return doc
+
+
+def merge_results(parts: Sequence[tuple[str, dict]], replace: Sequence[str] = ()) -> dict:
     """One results document from parts scored as separate runs of one command (`evaluate` writes only when it
     ends, so a long page is best scored part by part, in parallel). Every part must have the same weights and
     settings (every key of its meta but `MERGE_OWN`); a figure scored in two parts must be the same in both. The meta's
     directions are the union, its seconds the sum; robustness mean / worst are recomputed from the merged table
     for the methods that have every row. A part with no cogen figures (`--baselines-only`) may come from
-    another cogen checkpoint."""
+    another cogen checkpoint. A method named in `replace` (a baseline trained again) is taken from the last part
+    that scores it alone; its figures in earlier parts are dropped."""
     if not parts:
         raise UsageError("merge: no results files given")
+    for meth in replace:
+        holders = [i for i, (_, d) in enumerate(parts) if meth in d or meth in d.get("robustness", {}).get("methods", [])]
+        if not holders:
+            raise UsageError(f"merge: --replace {meth!r}: no file scores it; methods are named as in results.json, "
+                             f"e.g. {DETERMINISTIC!r}")
+        parts = [(n, without_method(d, meth) if i < holders[-1] else d) for i, (n, d) in enumerate(parts)]
     first_name, first = next(((n, d) for n, d in parts if cogen_scored(d)), parts[0])  # whose weights count
     out: dict[str, Any] = {}
 
@@ -440,7 +466,7 @@ def merge_results(parts: Sequence[tuple[str, dict]]) -> dict:
         where[key] = value
 
     meta = dict(first["meta"])
-    meta["directions"], meta["seconds"] = [], 0.0
+    meta["directions"], meta["seconds"], meta["baselines"] = [], 0.0, {}
     rb_target, rb_rows, rb_methods = None, {}, []
     for name, doc in parts:
         m = doc.get("meta", {})
@@ -450,6 +476,8 @@ def merge_results(parts: Sequence[tuple[str, dict]]) -> dict:
                              f"{first['meta'].get(k)!r}; merge only parts of one command")
         meta["directions"] += [d for d in m.get("directions", []) if d not in meta["directions"]]
         meta["seconds"] += m.get("seconds", 0.0)
+        for meth, ckpt in m.get("baselines", {}).items():
+            put(meta["baselines"], meth, ckpt, f"the checkpoint of {meth}", name)
         for key, val in doc.items():
             if key == "meta":
                 continue
@@ -474,6 +502,8 @@ def merge_results(parts: Sequence[tuple[str, dict]]) -> dict:
         out["robustness"] = {"target": rb_target, "methods": rb_methods, "table": rb_rows,
                              "mean": {k: float(np.mean([row[k] for row in rb_rows.values()])) for k in full},
                              "worst": {k: float(np.min([row[k] for row in rb_rows.values()])) for k in full}}
+    if not meta["baselines"]:
+        meta.pop("baselines")
     out["meta"] = meta
     return out
 
@@ -527,6 +557,8 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
           + (", token positions of tiles beyond the training crops squeezed into the trained range"
              if meta.get("interpolate_positions") else "")
           + f"; {meta['seconds']:.0f} s.", ""]
+    L += [f"{meth}: checkpoint `{c['checkpoint']}` (sha256 `{c['checkpoint_sha256'][:16]}`)."
+          for meth, c in meta.get("baselines", {}).items()] + ([""] if meta.get("baselines") else [])
     L += ["Reference figures on this split (per-pixel random forest, from the data's README): LULC from S2L2A "
           "acc 0.769 / mIoU 0.431; from S1RTC 0.375 / 0.135; from S2L2A+S1RTC+DEM 0.792 / 0.455. S1RTC -> S2L2A "
           "PSNR: training mean 12.62 dB, random forest 13.68 dB. Cloud removal (35% masks): fillnodata 27.86 dB, "
@@ -705,10 +737,19 @@ def main(argv: list[str] | None = None) -> None:
                 if reg[m].is_categorical and m not in priors:
                     priors[m] = class_prior(a.data, reg, a.split_file, a.train_split, m)
         predictors[PRIOR] = mean_predictor(reg, priors)
+    baselines: dict[str, dict] = {}  # the checkpoints behind the baselines' figures, for the page
     if a.baseline_checkpoint:
-        predictors["deterministic (same backbone)"] = cogen_predictor(CogenPipeline.from_checkpoint(a.baseline_checkpoint), ev)
+        bpipe = CogenPipeline.from_checkpoint(a.baseline_checkpoint)
+        predictors[DETERMINISTIC] = cogen_predictor(bpipe, ev)
+        baselines[DETERMINISTIC] = {"checkpoint": str(bpipe.bundle.path), "checkpoint_sha256": bpipe.bundle.digest}
+        kept = prev.get("meta", {}).get("baselines", {}).get(DETERMINISTIC, {}).get("checkpoint_sha256")
+        if DETERMINISTIC in prev and kept != bpipe.bundle.digest:  # figures of other (or unrecorded) weights: score again
+            print(f"--reuse {a.reuse}: its {DETERMINISTIC} figures are not of {a.baseline_checkpoint}; scoring them "
+                  f"again", flush=True)
+            prev = without_method(prev, DETERMINISTIC)
     # methods scored in the --reuse file that are not run now (e.g. a baseline whose checkpoint is not here) are kept
     carried = [] if a.baselines_only else [k for k in prev if k not in predictors and k not in PARTS and k != "cogen"]
+    baselines.update({k: v for k, v in prev.get("meta", {}).get("baselines", {}).items() if k in carried})
     subsets: list[tuple[str, ...]] = []  # --robustness: every non-empty subset of the pool, and its target
     if a.robustness:
         tgt, pool = a.robustness.split(":")
@@ -803,7 +844,8 @@ def main(argv: list[str] | None = None) -> None:
                             "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise,
                             "native_blocks": pipe.native_blocks, "orientations": pipe.orientations, "co_targets": pipe.co_targets}
     results["meta"] = {"checkpoint": str(pipe.bundle.path), **settings, "directions": list(directions),
-                       "seconds": (time.time() - t0 if scored else 0.0) + prev.get("meta", {}).get("seconds", 0.0)}
+                       "seconds": (time.time() - t0 if scored else 0.0) + prev.get("meta", {}).get("seconds", 0.0),
+                       **({"baselines": baselines} if baselines else {})}
     write_json(a.out, results)
     cmd = "python -m cogen.evaluate " + " ".join(f"'{x}'" if ">" in x or " " in x else x for x in (argv or sys.argv[1:]))
     if a.report and not a.baselines_only:

@@ -5,6 +5,8 @@
 # On a small machine (about 2.5 hours of two cores) the page is best scored part by part, each part its own
 # process with these flags (one --direction, --cloud-removal or --sweep each), joined with
 # scripts/merge_results.py PARTS --out docs/results.json, then rendered with --reuse docs/results.json.
+# A baseline trained again is scored alone (--baselines-only) and merged over the page's figures with
+# `--replace "deterministic (same backbone)"`; the page names the checkpoint (and its sha256) of each baseline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

@@ -103,6 +103,9 @@ def test_baselines_only_then_cogen_reusing_them(tmp_path, tiny_bundle, synth_roo
     assert "cogen" not in b and "cloud_removal" not in b and not (tmp_path / "R.md").exists()
     assert b["robustness"]["methods"] == ["deterministic (same backbone)"]
     assert b["meta"]["tile_by_target"] == {"LULC": [32, 0]} and b["meta"]["tile_regenerate"] == [16, 0]
+    from cogen.checkpoint import load_bundle
+    record = {"checkpoint": str(tiny_bundle), "checkpoint_sha256": load_bundle(tiny_bundle).digest}
+    assert b["meta"]["baselines"] == {"deterministic (same backbone)": record}
     full = tmp_path / "full.json"
     main(common + ["--reuse", str(base), "--out", str(full)])
     f = json.loads(full.read_text())
@@ -121,6 +124,8 @@ def test_baselines_only_then_cogen_reusing_them(tmp_path, tiny_bundle, synth_roo
     assert k["robustness"]["table"] == f["robustness"]["table"]
     assert [m for m in k if m in f] == [m for m in f if m in k]  # methods in the same order as a full run
     assert "deterministic (same backbone)" in (tmp_path / "K.md").read_text()
+    assert f["meta"]["baselines"] == k["meta"]["baselines"] == b["meta"]["baselines"]  # the page names its weights
+    assert record["checkpoint_sha256"][:16] in (tmp_path / "K.md").read_text()
     # the training prior, which has no robustness row, is kept too when it is not run again
     i = no_ckpt.index("mean")
     assert no_ckpt[i - 1] == "--baseline"
@@ -128,6 +133,17 @@ def test_baselines_only_then_cogen_reusing_them(tmp_path, tiny_bundle, synth_roo
     main(no_prior + ["--reuse", str(full), "--out", str(tmp_path / "kp.json")])
     kp = json.loads((tmp_path / "kp.json").read_text())
     assert kp["training mean / class prior"] == f["training mean / class prior"] and kp["robustness"] == k["robustness"]
+    # figures of other weights than the checkpoint given are scored again, not relabelled
+    other = json.loads(json.dumps(f))
+    other["meta"]["baselines"]["deterministic (same backbone)"]["checkpoint_sha256"] = "0" * 64
+    other["deterministic (same backbone)"]["S2L2A->LULC"]["LULC"]["mIoU"] = -1.0
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    capsys.readouterr()
+    main(common + ["--reuse", str(tmp_path / "other.json"), "--out", str(tmp_path / "o.json")])
+    o = json.loads((tmp_path / "o.json").read_text())
+    assert "scoring them again" in capsys.readouterr().out
+    assert o["deterministic (same backbone)"] == f["deterministic (same backbone)"] and o["meta"]["baselines"] == f["meta"]["baselines"]
+    assert o["cogen"] == f["cogen"]  # cogen's own figures are still reused
     # ... and one it has no row for is an error that names the file and the fix, not a silent gap
     f["robustness"]["table"].pop("S2L2A + S1RTC")
     f["deterministic (same backbone)"].clear()
@@ -189,6 +205,26 @@ def test_merge_results_joins_parts_of_one_command_and_refuses_others(tmp_path):
     weights = {**b, "meta": {**b["meta"], "checkpoint_sha256": "zzz"}}
     with pytest.raises(UsageError, match="checkpoint_sha256"):
         merge_results([("a.json", a), ("w.json", weights)])
+    # a baseline trained again replaces the old one's figures only when asked to, with its checkpoint's record
+    det = "deterministic (same backbone)"
+    old = {det: {"S1RTC->S2L2A": {"z": 3.0}},
+           "robustness": {"target": "LULC", "methods": ["cogen", det], "mean": {}, "worst": {},
+                          "table": {"S2L2A": {"cogen": 0.4, det: 0.3}, "S1RTC": {"cogen": 0.2, det: 0.1}}},
+           "meta": {**a["meta"], "baselines": {det: {"checkpoint": "r1", "checkpoint_sha256": "s1"}}}}
+    old["cogen"] = a["cogen"]
+    new = {det: {"S1RTC->S2L2A": {"z": 5.0}},
+           "robustness": {"target": "LULC", "methods": [det], "mean": {}, "worst": {},
+                          "table": {"S2L2A": {det: 0.5}, "S1RTC": {det: 0.45}}},
+           "meta": {**meta, "checkpoint_sha256": "old", "directions": ["S1RTC->S2L2A"], "seconds": 1.0,
+                    "baselines": {det: {"checkpoint": "r2", "checkpoint_sha256": "s2"}}}}
+    with pytest.raises(UsageError, match="new.json"):
+        merge_results([("old.json", old), ("new.json", new)])
+    r = merge_results([("old.json", old), ("new.json", new)], replace=[det])
+    assert r[det] == new[det] and r["cogen"] == a["cogen"] and r["meta"]["baselines"] == new["meta"]["baselines"]
+    assert r["robustness"]["table"] == {"S2L2A": {"cogen": 0.4, det: 0.5}, "S1RTC": {"cogen": 0.2, det: 0.45}}
+    assert r["robustness"]["mean"][det] == pytest.approx(0.475) and r["robustness"]["worst"]["cogen"] == 0.2
+    with pytest.raises(UsageError, match="no file scores it"):
+        merge_results([("a.json", a)], replace=["forest"])
     # the script: writes atomically, never over an existing file unless told to
     (tmp_path / "a.json").write_text(json.dumps(a))
     (tmp_path / "b.json").write_text(json.dumps(b))
