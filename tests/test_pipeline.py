@@ -555,3 +555,21 @@ def test_tile_by_target_picks_the_tiling_of_the_targets(tiny_bundle):
     with pytest.raises(UsageError, match="overlap 16 must be smaller than tile 16"):
         pipe({"S2L2A": s2, "S1RTC": s1}, ["S2L2A"], regenerate={"S2L2A": np.ones((32, 32), bool)}, steps=1,
              progress=False)
+
+
+def test_the_cogen_command_is_sample_py():
+    """The installed `cogen` command and `python sample.py` are one CLI: same subcommands, same exit codes."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = shutil.which("cogen", path=str(Path(sys.executable).parent))
+    assert exe, "the cogen console script is not installed next to this python (pip install -e .)"
+    root = Path(__file__).parent.parent
+    for cmd in ([exe], [sys.executable, str(root / "sample.py")]):
+        r = subprocess.run(cmd + ["--help"], capture_output=True, text=True)
+        assert r.returncode == 0 and "{impute,cloud-removal,segment,synth,demo}" in r.stdout
+        r = subprocess.run(cmd + ["impute", "--input", "S1RTC=nope.tif", "--target", "S2L2A", "--out",
+                                  str(root / "never")], capture_output=True, text=True)
+        assert r.returncode == 2 and "nope.tif" in r.stderr and not (root / "never").exists()

@@ -1,0 +1,101 @@
+r"""The `cogen` command (also `python sample.py`): generate missing modalities with a trained cogen model; every output is a georeferenced GeoTIFF.
+
+    cogen demo --out outputs/demo
+    cogen impute --input S1RTC=s1.tif --input DEM=dem.tif --target S2L2A --out out/impute
+    cogen cloud-removal --input S2L2A=s2.tif --mask scl.tif --mask-values 8,9,10,3 \
+        --input S1RTC=s1.tif --out out/clouds
+    cogen segment --input S2L2A=s2.tif --samples 8 --out out/seg
+    cogen synth --n 4 --input LULC=layout.tif --target S2L2A --out out/synth
+
+Each command writes into --out (an existing non-empty folder needs --overwrite) the rasters, a run.json
+(arguments, checkpoint hash, versions, seed, timings) and a quicklook.png.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cogen.flags import add_sampling_flags
+
+
+def common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
+    g = p.add_argument_group("common options")
+    g.add_argument("--out", required=default_out is None, default=default_out, help="output folder (created)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
+    g.add_argument("--checkpoint", default=None, help="cogen bundle or training checkpoint (default: shipped demo model)")
+    g.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
+    g.add_argument("--sampler", default=None, choices=["ddim", "dpm++", "ddpm", "euler"])
+    g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (1 = off)")
+    g.add_argument("--samples", type=int, default=None, help="samples per pixel")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: the checkpoint's)")
+    g.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels")
+    g.add_argument("--batch", type=int, default=16, help="tile-samples per forward pass")
+    add_sampling_flags(g)
+    g.add_argument("--grid-offset", default=None, metavar="ROW,COL",
+                   help="where the inputs' top-left pixel lies on the grid of those native blocks when the band is "
+                        "generated from nothing (default 0,0; a given Sentinel-2 scene shows its own)")
+    g.add_argument("--add-offset", action="append", default=None, metavar="MOD=DN",
+                   help="the additive offset in raw units that the product of a continuous modality states, "
+                        "applied when reading it and kept in the outputs of that modality (repeatable). Sentinel-2 "
+                        "L2A/L1C of processing baseline 04.00 or later (from 25 January 2022) carry "
+                        "BOA_ADD_OFFSET/RADIO_ADD_OFFSET = -1000: --add-offset S2L2A=-1000 (default: none, "
+                        "reflectance = raw / 10000)")
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("impute", help="generate missing modalities from the given ones")
+    p.add_argument("--input", action="append", required=True, metavar="MOD=PATH")
+    p.add_argument("--target", action="append", default=[], metavar="MOD")
+    common(p)
+    p = sub.add_parser("cloud-removal", help="fill the cloudy pixels of a Sentinel-2 scene")
+    p.add_argument("--input", action="append", required=True, metavar="MOD=PATH",
+                   help="the Sentinel-2 scene (S2L2A or S2L1C) and any other inputs (S1RTC, DEM, ...)")
+    p.add_argument("--mask", required=True, help="binary mask (non-zero = cloud) or a scene-classification layer")
+    p.add_argument("--mask-values", default=None, help="class values that are cloud/shadow, e.g. 8,9,10,3 for SCL")
+    p.add_argument("--start", default=None, choices=["noise", "interpolate"],
+                   help="masked pixels start from pure noise, or from an interpolation of the clear pixels noised "
+                        "to --strength (SDEdit); default: the checkpoint's sample.start")
+    p.add_argument("--strength", type=float, default=None,
+                   help="with --start interpolate: noise level to start from, 0-1 (1 = pure noise); that share "
+                        "of --steps runs; default: the checkpoint's sample.strength")
+    common(p)
+    p = sub.add_parser("segment", help="land-cover map (majority of samples) with a confidence map")
+    p.add_argument("--input", action="append", required=True, metavar="MOD=PATH")
+    p.add_argument("--target", default="LULC")
+    common(p)
+    p = sub.add_parser("synth", help="synthetic scenes, unconditional or from a given layout")
+    p.add_argument("--n", type=int, default=1, help="number of scenes")
+    p.add_argument("--input", action="append", default=[], metavar="MOD=PATH")
+    p.add_argument("--target", action="append", required=True, metavar="MOD")
+    p.add_argument("--size", type=int, default=None, help="scene size in px without inputs (default 64)")
+    common(p)
+    p = sub.add_parser("demo", help="the three demo jobs on a shipped scene with the shipped model")
+    p.add_argument("--scene", default="433D_629L_3_1", help="shipped scene id")
+    p.add_argument("--data", default=None, help="dataset folder (default: the shipped scenes)")
+    common(p, default_out="outputs/demo")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cogen.errors import CogenError
+
+    args = build_parser().parse_args(argv)
+    try:
+        from cogen import workflows
+
+        fn = {"impute": workflows.impute, "cloud-removal": workflows.cloud_removal, "segment": workflows.segment,
+              "synth": workflows.synth, "demo": workflows.demo}[args.command]
+        fn(args)
+    except CogenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
