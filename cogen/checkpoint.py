@@ -134,6 +134,20 @@ def save_bundle(path: str | Path, model: CogenTransformer, tokenizers: dict[str,
     return atomic_dir(Path(path), lambda d: write_bundle_files(d, model, tokenizers, registry, cfg, extra))
 
 
+def _quiet_from_pretrained(path: Path) -> CogenTransformer:
+    """Load the transformer without diffusers' shard-loading progress bar (a bundle loads in well under a
+    second); the caller's own progress-bar setting is restored afterwards."""
+    from diffusers.utils import logging as dlog
+
+    was_on = dlog.is_progress_bar_enabled()
+    dlog.disable_progress_bar()
+    try:
+        return CogenTransformer.from_pretrained(str(path), torch_dtype=torch.float32)
+    finally:
+        if was_on:
+            dlog.enable_progress_bar()
+
+
 def load_bundle(path: str | Path | None = None, modalities: Iterable[str] | None = None,
                 device: str | torch.device = "cpu") -> Bundle:
     """Verify and load a bundle (default: the shipped demo model); `modalities` must all be known to it."""
@@ -143,7 +157,7 @@ def load_bundle(path: str | Path | None = None, modalities: Iterable[str] | None
         doc = json.loads((path / "cogen.json").read_text())
         cfg = config_from_dict(doc["config"])
         registry = Registry(doc["registry"])
-        model = CogenTransformer.from_pretrained(str(path / "model"), torch_dtype=torch.float32)
+        model = _quiet_from_pretrained(path / "model")
         tokenizers = {m: Tokenizer.load(path / "tokenizers", m) for m in doc["tokenizers"]}
     except CheckpointError:
         raise
@@ -160,3 +174,27 @@ def load_bundle(path: str | Path | None = None, modalities: Iterable[str] | None
     digest = hashlib.sha256(json.dumps(doc_m["files"], sort_keys=True).encode()).hexdigest()
     b = Bundle(model, tokenizers, registry, Diffusion(**cfg.diffusion.__dict__), cfg, path, digest)
     return b.to(device)
+
+
+def describe(bundle: Bundle) -> dict[str, Any]:
+    """What a bundle is and knows, as plain data (`cogen info`): its hash, training, size, every modality (bands,
+    units, raw-value transform, nodata, classes, tokenizer) and the sampling defaults it was shipped with."""
+    doc = json.loads((bundle.path / "cogen.json").read_text()) if bundle.path else {}
+    cfg = bundle.config
+    mods = {}
+    for m in bundle.modalities:
+        mod, tok = bundle.registry[m], bundle.tokenizers[m]
+        d: dict[str, Any] = {"kind": mod.kind, "bands": list(mod.bands), "units": mod.units,
+                             "description": mod.description, "dtype": mod.dtype, "nodata": mod.nodata,
+                             "tokenizer": tok.kind, "patch_size": cfg.model.patch_sizes.get(m, cfg.model.patch_size)}
+        if mod.is_categorical:
+            d["classes"] = {c.id: c.name for c in mod.classes}
+        else:
+            d.update(scale=mod.scale, offset=mod.offset,
+                     valid_range=list(mod.valid_range) if mod.valid_range else None)
+        mods[m] = d
+    return {"checkpoint": str(bundle.path), "sha256": bundle.digest, "format": doc.get("format"),
+            "objective": cfg.train.objective, "step": doc.get("step"), "source": doc.get("source"),
+            "weights": doc.get("weights"), "parameters": sum(p.numel() for p in bundle.model.parameters()),
+            "model": {"size": cfg.model.size, "patch_size": cfg.model.patch_size},
+            "modalities": mods, "sample": dict(cfg.sample.__dict__)}

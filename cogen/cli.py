@@ -6,6 +6,7 @@ r"""The `cogen` command (also `python sample.py`): generate missing modalities w
         --input S1RTC=s1.tif --out out/clouds
     cogen segment --input S2L2A=s2.tif --samples 8 --out out/seg
     cogen synth --n 4 --input LULC=layout.tif --target S2L2A --out out/synth
+    cogen info [--checkpoint CKPT] [--json]    # what a checkpoint knows: modalities, classes, defaults
 
 Each command writes into --out (an existing non-empty folder needs --overwrite) the rasters, a run.json
 (arguments, checkpoint hash, versions, seed, timings) and a quicklook.png.
@@ -74,11 +75,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", action="append", required=True, metavar="MOD")
     p.add_argument("--size", type=int, default=None, help="scene size in px without inputs (default 64)")
     common(p)
+    p = sub.add_parser("info", help="what a checkpoint is and knows: modalities, bands, classes, sampling defaults")
+    p.add_argument("--checkpoint", default=None, help="cogen bundle or training checkpoint (default: shipped demo model)")
+    p.add_argument("--json", action="store_true", help="print it as JSON")
     p = sub.add_parser("demo", help="the three demo jobs on a shipped scene with the shipped model")
     p.add_argument("--scene", default="433D_629L_3_1", help="shipped scene id")
     p.add_argument("--data", default=None, help="dataset folder (default: the shipped scenes)")
     common(p, default_out="outputs/demo")
     return ap
+
+
+def info(args) -> None:
+    import json
+
+    from cogen.checkpoint import describe, load_bundle
+
+    d = describe(load_bundle(args.checkpoint))
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return
+    print(f"checkpoint {d['checkpoint']}\n  sha256 {d['sha256']}")
+    print(f"  {d['objective']} model, {d['model']['size']}, {d['parameters'] / 1e6:.1f} M parameters; "
+          f"step {d['step']} of {d['source']}; weights: {d['weights']}")
+    print("modalities:")
+    for m, x in d["modalities"].items():
+        if x["kind"] == "categorical":
+            what = "classes " + ", ".join(f"{k} {v}" for k, v in x["classes"].items())
+        else:
+            what = (f"{len(x['bands'])} band{'s' if len(x['bands']) > 1 else ''} ({', '.join(x['bands'])}), {x['units'] or 'no unit'} = raw x {x['scale']:g}"
+                    + (f" + {x['offset']:g}" if x["offset"] else "")
+                    + (f", valid {x['valid_range'][0]:g} to {x['valid_range'][1]:g} raw" if x["valid_range"] else ""))
+        print(f"  {m:6s} {what}; {x['dtype']}, nodata {x['nodata']}; {x['tokenizer']} tokenizer, "
+              f"patch {x['patch_size']} px")
+    print("sampling defaults (override with the flags of impute / segment / cloud-removal / synth):")
+    for k, v in d["sample"].items():
+        print(f"  {k}: {v}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from cogen import workflows
 
-        fn = {"impute": workflows.impute, "cloud-removal": workflows.cloud_removal, "segment": workflows.segment,
+        fn = {"info": info, "impute": workflows.impute, "cloud-removal": workflows.cloud_removal, "segment": workflows.segment,
               "synth": workflows.synth, "demo": workflows.demo}[args.command]
         fn(args)
     except CogenError as e:

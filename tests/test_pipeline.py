@@ -573,3 +573,24 @@ def test_the_cogen_command_is_sample_py():
         r = subprocess.run(cmd + ["impute", "--input", "S1RTC=nope.tif", "--target", "S2L2A", "--out",
                                   str(root / "never")], capture_output=True, text=True)
         assert r.returncode == 2 and "nope.tif" in r.stderr and not (root / "never").exists()
+
+
+def test_info_says_what_a_checkpoint_knows(tmp_path, tiny_bundle, capsys):
+    """`cogen info`: the checkpoint's hash, its modalities with bands, units and classes, and the sampling
+    defaults, as text or JSON; a folder that is no checkpoint is one line and exit 2."""
+    from cogen.checkpoint import load_bundle
+
+    b = load_bundle(tiny_bundle)
+    assert run("info", "--checkpoint", tiny_bundle, "--json") == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["sha256"] == b.digest and list(d["modalities"]) == b.modalities
+    assert d["parameters"] == sum(p.numel() for p in b.model.parameters())
+    lulc = d["modalities"]["LULC"]
+    assert lulc["kind"] == "categorical" and lulc["classes"]["1"] == b.registry["LULC"].classes[0].name
+    assert d["modalities"]["S2L2A"]["bands"] == list(b.registry["S2L2A"].bands)
+    assert d["sample"]["steps"] == b.config.sample.steps
+    assert run("info", "--checkpoint", tiny_bundle) == 0
+    out = capsys.readouterr().out
+    assert b.digest in out and "S1RTC  2 bands (VV, VH), dB" in out and "steps:" in out
+    assert run("info", "--checkpoint", tmp_path) == 2
+    assert str(tmp_path) in capsys.readouterr().err
