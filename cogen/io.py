@@ -158,6 +158,7 @@ class RasterMeta:
     colormap: Mapping[int, tuple[int, int, int]] | None = None
     tags: Mapping[str, Any] | None = None
     band_tags: Sequence[Mapping[str, Any]] | None = None
+    categorical: bool = False  # class ids: overviews take the most common value, not the average
 
     def apply(self, dst) -> None:
         for i in range(1, dst.count + 1):
@@ -192,8 +193,25 @@ def write_raster(path: str | Path, arr: np.ndarray, crs: CRS | None, transform: 
     return Path(path)
 
 
+OVERVIEW_FROM = 1024  # outputs this large or larger (either side) get internal overviews
+OVERVIEW_SMALLEST = 256  # down to about this size
+
+
+def overview_factors(height: int, width: int) -> list[int]:
+    """Decimation factors 2, 4, 8, ... for a raster of this size, so that GIS tools open large outputs fast; []
+    below `OVERVIEW_FROM`."""
+    if max(height, width) < OVERVIEW_FROM:
+        return []
+    f, out = 2, []
+    while max(height, width) // f >= OVERVIEW_SMALLEST:
+        out.append(f)
+        f *= 2
+    return out
+
+
 class WindowedWriter:
-    """Write a large raster window by window into a temporary file; :meth:`commit` renames it into place."""
+    """Write a large raster window by window into a temporary file; :meth:`commit` builds overviews for large
+    rasters (average, or mode for class maps) and renames it into place."""
 
     def __init__(self, path: str | Path, crs: CRS | None, transform: Affine, height: int, width: int,
                  count: int, dtype: str, nodata: float | None, meta: RasterMeta | None = None):
@@ -202,13 +220,17 @@ class WindowedWriter:
         self.tmp = _tmp_name(self.path)
         prof = geotiff_profile(crs, transform, height, width, count, dtype, nodata)
         self.dst = rasterio.open(self.tmp, "w", **prof)
-        (meta or RasterMeta()).apply(self.dst)
+        self.meta = meta or RasterMeta()
+        self.meta.apply(self.dst)
         self.dtype = dtype
 
     def write(self, arr: np.ndarray, window: Window) -> None:
         self.dst.write(np.asarray(arr).astype(self.dtype, copy=False), window=window)
 
     def commit(self) -> Path:
+        factors = overview_factors(self.dst.height, self.dst.width)
+        if factors:
+            self.dst.build_overviews(factors, Resampling.mode if self.meta.categorical else Resampling.average)
         self.dst.close()
         os.replace(self.tmp, self.path)
         return self.path

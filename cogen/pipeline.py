@@ -780,7 +780,7 @@ class CogenPipeline:
         if kind == "classes":
             t.update({f"CLASS_{c.id}": c.name for c in mod.classes})
             colours = {c.id: tuple(int(round(v * 255)) for v in c.rgb) for c in mod.classes}
-            return RasterMeta(descriptions=[mod.name], colormap=colours, tags=t, band_tags=band_tags)
+            return RasterMeta(descriptions=[mod.name], colormap=colours, tags=t, band_tags=band_tags, categorical=True)
         if kind == "std":  # a spread: physical = raw * |scale|
             return RasterMeta(descriptions=list(mod.bands), scale=abs(mod.scale), offset=0.0, unit=mod.units, tags=t)
         return RasterMeta(descriptions=list(mod.bands), scale=mod.scale, offset=mod.offset, unit=mod.units, tags=t,

@@ -97,3 +97,34 @@ def test_stats_command_writes_registry_format(tmp_path, synth_root):
 
     reg = Registry.from_yaml("configs/modalities.yaml", stats=out)
     assert reg["S2L2A"].mean == tuple(doc["modalities"]["S2L2A"]["mean"])
+
+
+def test_large_outputs_get_overviews_small_ones_none(tmp_path):
+    """GIS tools open a large output fast from its internal overviews: averaged for values, the most common
+    class for class maps (so a zoomed-out map holds only real classes); small outputs stay as they are."""
+    from rasterio.transform import from_origin
+
+    from cogen.io import RasterMeta, WindowedWriter, overview_factors
+
+    assert overview_factors(224, 224) == [] and overview_factors(1100, 300) == [2, 4]
+    assert overview_factors(6144, 6144) == [2, 4, 8, 16]
+    rng = np.random.default_rng(0)
+    classes = rng.choice(np.array([1, 5], np.uint8), size=(1, 1100, 300), p=[0.3, 0.7])
+    values = rng.normal(size=(1, 1100, 300)).astype(np.float32)
+    for name, arr, meta in (("c.tif", classes, RasterMeta(categorical=True)), ("v.tif", values, RasterMeta())):
+        w = WindowedWriter(tmp_path / name, None, from_origin(0, 0, 10, 10), 1100, 300, 1, arr.dtype.name, None, meta=meta)
+        w.write(arr, Window(0, 0, 300, 1100))
+        w.commit()
+        with rasterio.open(tmp_path / name) as f:
+            assert f.overviews(1) == [2, 4]
+            np.testing.assert_array_equal(f.read(), arr)  # full resolution untouched
+            low = f.read(1, out_shape=(275, 75))
+        if name == "c.tif":
+            assert set(np.unique(low)) <= {1, 5}
+        else:  # the average of 4 x 4 blocks: far less spread than single values
+            assert low.std() < 0.5 * arr.std()
+    small = WindowedWriter(tmp_path / "s.tif", None, from_origin(0, 0, 10, 10), 64, 64, 1, "float32", None)
+    small.write(values[:, :64, :64], Window(0, 0, 64, 64))
+    small.commit()
+    with rasterio.open(tmp_path / "s.tif") as f:
+        assert f.overviews(1) == []
