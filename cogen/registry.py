@@ -25,6 +25,7 @@ DEFAULT_STATS = CONFIG_DIR / "stats.yaml"
 _ENTRY_KEYS = {
     "kind", "description", "bands", "units", "transform", "nodata", "valid_range", "dtype", "rgb",
     "display_range", "spectral", "tokenizer", "classes", "mean", "std", "data_range", "native_blocks",
+    "nodata_all_bands",
 }
 
 
@@ -54,6 +55,9 @@ class Modality:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     nodata: float | None = None
+    # a pixel whose every band holds this value is no data (ESA's NODATA = 0 of Sentinel-2, the zero fill of
+    # most imagery outside its swath) though one band alone may hold it; images default to 0, others to None
+    nodata_all_bands: float | None = None
     valid_range: tuple[float, float] | None = None
     dtype: str = "float32"
     rgb: tuple[str, ...] = ()
@@ -108,6 +112,8 @@ class Modality:
             ok &= np.isfinite(raw).all(axis=0)
         if self.nodata is not None and not np.isnan(self.nodata):  # NaN nodata is caught by isfinite
             ok &= ~(raw == self.nodata).any(axis=0)
+        if self.nodata_all_bands is not None and raw.shape[0] > 1:
+            ok &= ~(raw == self.nodata_all_bands).all(axis=0)
         if self.is_categorical:
             ok &= np.isin(raw[0], np.asarray(self.class_ids))
         elif self.valid_range is not None:
@@ -175,6 +181,7 @@ class Modality:
             d["transform"] = {"scale": self.scale, "offset": self.offset}
             d["mean"], d["std"] = list(self.mean), list(self.std)
             d["valid_range"] = list(self.valid_range) if self.valid_range else None
+            d["nodata_all_bands"] = self.nodata_all_bands
             d["spectral"] = self.spectral
             d["data_range"] = self.data_range
             if self.native_blocks:
@@ -218,8 +225,12 @@ def _entry(name: str, d: Mapping[str, Any]) -> Modality:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError(f"modality {name}: native_blocks {b}: {k!r} must be a whole number >= 1 (e.g. 2 "
                               f"for a 20 m band on a 10 m grid)")
+    if "nodata_all_bands" in d:  # null turns the rule off
+        nab = None if d["nodata_all_bands"] is None else float(d["nodata_all_bands"])
+    else:  # images (continuous, two or more bands): an all-zero pixel is fill, as in Sentinel-2 products
+        nab = 0.0 if kind == "continuous" and len(bands) >= 2 else None
     return Modality(
-        name=name, kind=kind, bands=bands, units=str(d.get("units", "")), description=str(d.get("description", "")),
+        name=name, kind=kind, bands=bands, nodata_all_bands=nab, units=str(d.get("units", "")), description=str(d.get("description", "")),
         scale=float(tr.get("scale", 1.0)), offset=float(tr.get("offset", 0.0)), mean=mean, std=std,
         nodata=None if d.get("nodata") is None else float(d["nodata"]),
         valid_range=None if vr is None else (float(vr[0]), float(vr[1])), dtype=str(d.get("dtype", "float32")),

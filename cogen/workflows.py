@@ -187,7 +187,8 @@ def cloud_removal(args: argparse.Namespace) -> dict:
     files = _run_job(args, pipe, inputs, [target], lambda files: {f"{target} filled": (target, files[target]["sample"])},
                      t0, regenerate={target: mask},
                      extra={"start": getattr(args, "start", None), "strength": getattr(args, "strength", None)})
-    print(f"wrote {target} with the masked pixels ({cover:.1%} of the scene) filled to {args.out} "
+    print(f"wrote {target} with the masked pixels ({cover:.1%} of the scene) and any no-data pixels of the input "
+          f"(nodata, all bands 0, out of range) generated to {args.out} "
           f"(quicklook: {Path(args.out) / 'quicklook.png'})")
     return files
 

@@ -594,3 +594,28 @@ def test_info_says_what_a_checkpoint_knows(tmp_path, tiny_bundle, capsys):
     assert b.digest in out and "S1RTC  2 bands (VV, VH), dB" in out and "steps:" in out
     assert run("info", "--checkpoint", tmp_path) == 2
     assert str(tmp_path) in capsys.readouterr().err
+
+
+def test_zero_fill_of_an_image_is_no_data(tmp_path, tiny_bundle):
+    """Sentinel-2 products mark no data with 0 in every band (ESA's NODATA) and are often stored without a
+    nodata tag: such pixels are no data, not black ground, so what is generated from S2 alone there is nodata;
+    a single zero band (or zero elevation) stays a value."""
+    from cogen.registry import Registry, default_registry
+
+    paths, _ = scene(tmp_path, 32, 32)
+    with rasterio.open(paths["S2L2A"]) as r:
+        s2, crs, tr = r.read(), r.crs, r.transform
+        assert r.nodata is None
+    s2[:, :, :8] = 0  # the swath edge: every band 0
+    s2[3, 20:, 20:] = 0  # one band 0: a value
+    write_raster(tmp_path / "edge.tif", s2, crs, tr)
+    out = tmp_path / "o"
+    assert run("segment", "--input", f"S2L2A={tmp_path / 'edge.tif'}", "--no-co-targets", *common(tiny_bundle, out)) == 0
+    with rasterio.open(out / "LULC.tif") as o:
+        lulc, nod = o.read(1), o.nodata
+    assert (lulc[:, :8] == nod).all() and (lulc[:, 8:] != nod).all()
+    reg = default_registry()
+    assert reg["S2L2A"].nodata_all_bands == 0 and reg["DEM"].nodata_all_bands is None
+    off = Registry({"S2L2A": {**reg["S2L2A"].to_dict(), "nodata_all_bands": None}})
+    assert off["S2L2A"].valid_mask(s2)[:, :8].all() and not reg["S2L2A"].valid_mask(s2)[:, :8].any()
+    assert Registry(reg.to_dict())["S2L2A"].nodata_all_bands == 0  # kept through a bundle's registry
