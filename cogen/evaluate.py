@@ -699,8 +699,13 @@ def main(argv: list[str] | None = None) -> None:
                    help="score only the baselines (a file to --reuse when cogen is re-scored later)")
     p.add_argument("--notes", default=None, help="a Markdown file of analysis to include in the report")
     p.add_argument("--report", default=None, help="write a Markdown page (figures beside it)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out / --report (and its figures)")
     a = p.parse_args(argv)
     t0 = time.time()
+    for f in (a.out, a.report):  # checked before hours of scoring, not after
+        if f and Path(f).exists() and not a.overwrite:
+            raise UsageError(f"{f} exists; pass --overwrite to replace it (with --reuse {a.out} the figures already in "
+                             f"it are kept, not scored again)")
     from .pipeline import CogenPipeline
 
     pipe = apply_sampling_flags(CogenPipeline.from_checkpoint(a.checkpoint), a)

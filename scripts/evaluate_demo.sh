@@ -17,4 +17,4 @@ $PY -m cogen.evaluate --checkpoint checkpoints/demo --data data/terramind-exampl
   --direction "S2L2A,S1RTC,DEM->LULC" --samples 8 --steps 5 --shift-ensemble 2 --final-denoise 0.08 --library-neighbours 32 --sampler ddim --tile 64 --overlap 16 --tile-for LULC=32,0 --tile-regenerate 32,0 \
   --baseline mean "${BASE[@]}" --robustness "LULC:S2L2A,S1RTC,DEM" --cloud-removal --cloud-strength 0.2 \
   --sweep "S1RTC->S2L2A" \
-  --out docs/results.json --report docs/RESULTS.md --notes docs/results_notes.md "$@"
+  --out docs/results.json --report docs/RESULTS.md --notes docs/results_notes.md --overwrite "$@"

@@ -78,6 +78,13 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
             "--cloud-removal", "--shift-ensemble", "2", "--final-denoise", "0.05"]
     main(same + ["--out", str(tmp_path / "r2.json"), "--report", str(tmp_path / "R2.md")])
     r2 = json.loads((tmp_path / "r2.json").read_text())
+    # an existing --out or --report is replaced only when asked, and refused before anything is scored
+    for args in (["--out", str(tmp_path / "r2.json")], ["--out", str(tmp_path / "new.json"), "--report", str(tmp_path / "R2.md")]):
+        with pytest.raises(SystemExit) as e:
+            main(same + args)
+        assert e.value.code == 2 and "--overwrite" in capsys.readouterr().err and not (tmp_path / "new.json").exists()
+    assert json.loads((tmp_path / "r2.json").read_text()) == r2
+    main(same + ["--out", str(tmp_path / "r2.json"), "--overwrite"])
     assert r2["cogen"]["S1RTC->S2L2A"] == r["cogen"]["S1RTC->S2L2A"] and r2["cloud_removal"] == r["cloud_removal"]
     assert r2["cloud_removal_figure"] == r["cloud_removal_figure"] and "![cloud removal]" in (tmp_path / "R2.md").read_text()
     assert r2["meta"]["seconds"] == r["meta"]["seconds"]  # a render from --reuse scores nothing: its time is not added

@@ -166,3 +166,8 @@ def test_tokenizer_report_scores_a_linear_vae_at_init_as_its_block_pca_reference
     assert r["tokenizer_scores"]["PSNR"] > r["bicubic_scores"]["PSNR"]  # the linear code beats resampling here
     assert (tmp_path / "r.md").read_text().count("| bicubic down/up |") == 1
     assert (tmp_path / "r.png").stat().st_size > 10_000
+    again = ["--tokenizer", str(tmp_path / "lin"), "--modality", "S2L2A", "--data", str(SHIPPED), "--split-file",
+             "configs/split.yaml", "--json", str(tmp_path / "r.json")]
+    with pytest.raises(SystemExit) as e:  # an existing file is replaced only when asked
+        main(again)
+    assert e.value.code == 2

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import cli_exit
+from ..errors import UsageError, cli_exit
 from ..io import atomic_path
 from ..metrics import mae_np, psnr_np, sam_np, ssim_np
 from ..registry import default_registry
@@ -150,7 +150,11 @@ def main(argv=None) -> None:
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None, help="PNG: truth, reconstructions and error maps of two strips")
     p.add_argument("--notes", default=None, help="a Markdown file of analysis to include in the report")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out / --json / --figure")
     a = p.parse_args(argv)
+    for f in (a.out, a.json, a.figure):
+        if f and Path(f).exists() and not a.overwrite:
+            raise UsageError(f"{f} exists; pass --overwrite to replace it")
     reg = default_registry()
     mod = reg[a.modality]
     toks = [Tokenizer.load(t, mod.name) for t in a.tokenizer] if a.tokenizer else [tokenizer_for(mod)]
