@@ -6,6 +6,9 @@ r"""Generate missing modalities with a trained cogen model; every output is a ge
         --input S1RTC=s1.tif --out out/clouds
     python sample.py segment --input S2L2A=s2.tif --samples 8 --out out/seg
     python sample.py synth --n 4 --input LULC=layout.tif --target S2L2A --out out/synth
+    python sample.py info [--checkpoint CKPT] [--json]
+
+The same CLI is installed as the `cogen` command (cogen/cli.py).
 
 Each command writes into --out (an existing non-empty folder needs --overwrite) the rasters, a run.json
 (arguments, checkpoint hash, versions, seed, timings) and a quicklook.png.
