@@ -538,7 +538,7 @@ def test_tile_by_target_picks_the_tiling_of_the_targets(tiny_bundle):
     assert default_tiling(sc, ["S2L2A", "LULC"]) == (64, 16)  # mixed targets: the general default
     pipe = CogenPipeline.from_checkpoint(tiny_bundle)
     pipe.bundle.config.sample.tile_by_target = {"LULC": [16, 16]}  # overlap = tile: refused, so it was used
-    s1 = np.zeros((2, 32, 32), np.float32)
+    s1 = np.full((2, 32, 32), -10.0, np.float32)  # dB (0 in every band would be no data)
     with pytest.raises(UsageError, match="overlap 16 must be smaller than tile 16"):
         pipe({"S1RTC": s1}, ["LULC"], steps=1, progress=False)
     pipe({"S1RTC": s1}, ["S2L2A"], steps=1, progress=False)  # other targets keep the checkpoint's tiling
@@ -569,7 +569,7 @@ def test_the_cogen_command_is_sample_py():
     root = Path(__file__).parent.parent
     for cmd in ([exe], [sys.executable, str(root / "sample.py")]):
         r = subprocess.run(cmd + ["--help"], capture_output=True, text=True)
-        assert r.returncode == 0 and "{impute,cloud-removal,segment,synth,demo}" in r.stdout
+        assert r.returncode == 0 and "{impute,cloud-removal,segment,synth,info,demo}" in r.stdout
         r = subprocess.run(cmd + ["impute", "--input", "S1RTC=nope.tif", "--target", "S2L2A", "--out",
                                   str(root / "never")], capture_output=True, text=True)
         assert r.returncode == 2 and "nope.tif" in r.stderr and not (root / "never").exists()
