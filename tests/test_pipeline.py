@@ -619,3 +619,22 @@ def test_zero_fill_of_an_image_is_no_data(tmp_path, tiny_bundle):
     off = Registry({"S2L2A": {**reg["S2L2A"].to_dict(), "nodata_all_bands": None}})
     assert off["S2L2A"].valid_mask(s2)[:, :8].all() and not reg["S2L2A"].valid_mask(s2)[:, :8].any()
     assert Registry(reg.to_dict())["S2L2A"].nodata_all_bands == 0  # kept through a bundle's registry
+
+
+def test_demo_runs_its_three_jobs_and_scores_them(tmp_path, tiny_bundle, synth_root, capsys):
+    """`sample.py demo` (the README's first command) with a tiny model on a generated scene: the three jobs'
+    rasters on the scene's grid, their scores against the truth, clear pixels kept, and the overview picture."""
+    out = tmp_path / "demo"
+    assert run("demo", "--checkpoint", tiny_bundle, "--data", synth_root, "--scene", "synth_0000", "--out", out,
+               "--steps", "2", "--tile", "16", "--overlap", "4", "--quiet") == 0
+    res = json.loads((out / "run.json").read_text())["jobs"]
+    assert set(res) == {"impute", "segment", "cloud-removal"}
+    assert res["cloud-removal"]["clear_pixels_identical"] is True and 0.2 < res["cloud-removal"]["mask_cover"] < 0.5
+    assert np.isfinite(res["impute"]["psnr_db"]) and 0 <= res["segment"]["miou"] <= 1
+    with rasterio.open(synth_root / "S2L2A" / "synth_0000.tif") as ref:
+        for f in ("impute/S2L2A.tif", "segment/LULC.tif", "segment/LULC_confidence.tif", "cloud-removal/S2L2A.tif"):
+            with rasterio.open(out / f) as o:
+                assert (o.crs, o.transform, o.shape) == (ref.crs, ref.transform, ref.shape), f
+    assert (out / "quicklook.png").stat().st_size > 1000 and "overview" in capsys.readouterr().out
+    assert run("demo", "--checkpoint", tiny_bundle, "--data", synth_root, "--scene", "nope", "--out",
+               tmp_path / "d2", "--quiet") == 2 and "nope" in capsys.readouterr().err
