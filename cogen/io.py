@@ -21,7 +21,7 @@ from rasterio.enums import Resampling
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from .errors import GridMismatchError, OutputExistsError, RasterError, cli_exit
+from .errors import GridMismatchError, OutputExistsError, RasterError, UsageError, cli_exit
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,17 @@ class Grid:
 
     def window_transform(self, window: Window) -> Affine:
         return rasterio.windows.transform(window, self.transform)
+
+    def crop(self, window: "Window | None", where: str) -> "Grid":
+        """The grid of a pixel window of this one (None: this grid); a window that is empty or reaches beyond
+        the raster is a UsageError naming `where` and the raster's size."""
+        if window is None:
+            return self
+        r0, c0, h, w = int(window.row_off), int(window.col_off), int(window.height), int(window.width)
+        if h < 1 or w < 1 or r0 < 0 or c0 < 0 or r0 + h > self.height or c0 + w > self.width:
+            raise UsageError(f"--window {c0},{r0},{w},{h} (COL,ROW,WIDTH,HEIGHT) does not lie inside {where}, "
+                             f"{self.width} x {self.height} px; give a window within it")
+        return Grid(self.crs, self.window_transform(window), h, w)
 
     def matches(self, other: "Grid", tol_px: float = 1e-3) -> str | None:
         """None if both grids are the same (to `tol_px` of a pixel), else what differs."""

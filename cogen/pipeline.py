@@ -76,11 +76,15 @@ class ArraySource(Source):
 class RasterSource(Source):
     """A GeoTIFF read window by window; its nodata (and the registry's valid range) mark invalid pixels."""
 
-    def __init__(self, modality: Modality, path: str | Path):
+    def __init__(self, modality: Modality, path: str | Path, window: Window | None = None):
+        """`window` (pixels of the file) makes that part of the raster the scene: reads are relative to it and
+        see nothing outside it, and the grid is the window's."""
         self.modality, self.path = modality, Path(path)
         with open_raster(path) as src:
             modality.check_bands(src.count, str(path))
-            self.grid = Grid(src.crs, src.transform, src.height, src.width)
+            self.full_grid = Grid(src.crs, src.transform, src.height, src.width)
+            self.grid = self.full_grid.crop(window, str(path))
+            self._off = (0, 0) if window is None else (int(window.row_off), int(window.col_off))
             self.nodata, self.dtype = src.nodata, src.dtypes[0]
             _check_dtype(modality, self.dtype, self.path)
             for w in unit_warnings(modality, src):
@@ -91,11 +95,12 @@ class RasterSource(Source):
             self.tags = src.tags()
             self.band_tags = [src.tags(b) for b in range(1, src.count + 1)]
         self.height, self.width = self.grid.height, self.grid.width
+        self._bounds = (*self._off, self._off[0] + self.height, self._off[1] + self.width)
         self._src = rasterio.open(self.path)
 
     def read(self, row, col, h, w):
         fill = self.nodata if self.nodata is not None else 0
-        raw = _read_clipped(self._src, None, row, col, h, w, fill)
+        raw = _read_clipped(self._src, None, row + self._off[0], col + self._off[1], h, w, fill, self._bounds)
         inside = np.zeros((h, w), bool)
         r0, c0 = max(row, 0), max(col, 0)
         r1, c1 = min(row + h, self.height), min(col + w, self.width)
@@ -130,20 +135,26 @@ def declared_add_offsets(src) -> list[float]:
 class MaskSource:
     """A binary mask raster (non-zero = masked) or a class layer whose `values` are masked."""
 
-    def __init__(self, path: str | Path, values: Sequence[int] | None = None):
+    def __init__(self, path: str | Path, values: Sequence[int] | None = None, window: Window | None = None):
         self.path = Path(path)
         with open_raster(path) as src:
             if src.count != 1:
                 raise RasterError(f"{path}: a mask has 1 band, this has {src.count}; pass a single-band mask")
-            self.grid = Grid(src.crs, src.transform, src.height, src.width)
+            self.full_grid = Grid(src.crs, src.transform, src.height, src.width)
+            self.grid = self.full_grid.crop(window, str(path))
+        self._off = (0, 0) if window is None else (int(window.row_off), int(window.col_off))
+        self._bounds = (*self._off, self._off[0] + self.grid.height, self._off[1] + self.grid.width)
         self.values = None if values is None else np.asarray(list(values))
         self._src = rasterio.open(self.path)
+
+    def _read_raw(self, row, col, h, w) -> np.ndarray:
+        return _read_clipped(self._src, 1, row + self._off[0], col + self._off[1], h, w, 0, self._bounds)
 
     def _masked(self, a: np.ndarray) -> np.ndarray:
         return np.isin(a, self.values) if self.values is not None else (a != 0)
 
     def read(self, row, col, h, w) -> np.ndarray:
-        return self._masked(_read_clipped(self._src, 1, row, col, h, w, 0))
+        return self._masked(self._read_raw(row, col, h, w))
 
     def survey(self, block: int = 1024, most: int = 16) -> tuple[float, list]:
         """(share of the pixels masked, up to `most` of the distinct values the raster holds), read in blocks."""
@@ -151,21 +162,23 @@ class MaskSource:
         masked, seen = 0, set()
         for r in range(0, H, block):
             for c in range(0, W, block):
-                a = _read_clipped(self._src, 1, r, c, min(block, H - r), min(block, W - c), 0)
+                a = self._read_raw(r, c, min(block, H - r), min(block, W - c))
                 masked += int(self._masked(a).sum())
                 if len(seen) < most:
                     seen.update(np.unique(a)[:most].tolist())
         return masked / max(H * W, 1), sorted(seen)[:most]
 
 
-def _read_clipped(src, band, row: int, col: int, h: int, w: int, fill) -> np.ndarray:
-    """Read a window that may reach beyond the raster, filling outside with `fill`. (rasterio's boundless
-    reads build a VRT per call, which costs far more memory over thousands of tiles.)"""
+def _read_clipped(src, band, row: int, col: int, h: int, w: int, fill, bounds=None) -> np.ndarray:
+    """Read a window that may reach beyond the raster (or beyond `bounds`, (top, left, bottom, right) pixels of
+    it), filling outside with `fill`. (rasterio's boundless reads build a VRT per call, which costs far more
+    memory over thousands of tiles.)"""
     count = src.count if band is None else None
     shape = (count, h, w) if band is None else (h, w)
     out = np.full(shape, fill, dtype=src.dtypes[0])
-    r0, c0 = max(row, 0), max(col, 0)
-    r1, c1 = min(row + h, src.height), min(col + w, src.width)
+    top, left, bottom, right = bounds or (0, 0, src.height, src.width)
+    r0, c0 = max(row, top), max(col, left)
+    r1, c1 = min(row + h, bottom), min(col + w, right)
     if r1 > r0 and c1 > c0:
         win = Window(c0, r0, c1 - c0, r1 - r0)
         data = src.read(window=win) if band is None else src.read(band, window=win)
@@ -487,11 +500,12 @@ class CogenPipeline:
                  tile: int | None = None, overlap: int | None = None, regenerate: Mapping[str, Any] | None = None,
                  batch: int = 16, progress: bool = True, outputs: Mapping[str, Mapping[str, Any]] | None = None,
                  start: str | None = None, strength: float | None = None,
-                 grid_offset: tuple[int, int] | None = None) -> dict[str, TargetResult]:
+                 grid_offset: tuple[int, int] | None = None, window: Window | None = None) -> dict[str, TargetResult]:
         """Generate `targets` from `conditions` ({modality: GeoTIFF path or (C,H,W) raw array}).
 
         regenerate: {modality: mask} for a target that is also given (cloud removal): masked pixels are
-            generated, the others kept exactly. A mask is a bool array or a :class:`MaskSource`.
+            generated, the others kept exactly. A mask is a bool array, a binary mask GeoTIFF's path (non-zero =
+            masked) or a :class:`MaskSource`.
         outputs: optional {target: {"sample"|"mean"|"std"|"classes"|"confidence": path}} to stream GeoTIFFs
             to instead of returning arrays.
         start: "noise", or "interpolate" (with `regenerate`): the masked pixels start from an interpolation of
@@ -501,11 +515,19 @@ class CogenPipeline:
         grid_offset: (row, col) of the inputs' top-left pixel on the grid of native-resolution blocks of a
             generated band (cogen.native), for targets that are not given; default (0, 0), blocks counted from
             the top-left pixel. A given target (cloud removal) shows its own blocks; they are found in it.
+        window: a rasterio `Window` (pixels of the GeoTIFFs): only that part of the inputs is the scene, and
+            the results cover it (a mask path in `regenerate` is read on it too; `grid_offset` stays that of
+            the files' top-left pixel).
 
         The checkpoint's `sample.co_targets` rules may add modalities that are generated beside a target in the
         same joint sample and dropped (`co_generated`); set `pipe.co_targets = []` to generate targets alone.
         """
-        sources = self.make_sources(conditions)
+        sources = self.make_sources(conditions, window)
+        regenerate = {m: MaskSource(mk, window=window) if isinstance(mk, (str, Path)) else mk
+                      for m, mk in (regenerate or {}).items()}
+        if window is not None:
+            go = grid_offset or (0, 0)
+            grid_offset = (go[0] + int(window.row_off), go[1] + int(window.col_off))
         return self.run(sources, targets, steps=steps, sampler=sampler, guidance=guidance, samples=samples,
                         seed=seed, tile=tile, overlap=overlap, regenerate=regenerate, batch=batch,
                         progress=progress, outputs=outputs, start=start, strength=strength, grid_offset=grid_offset)
@@ -519,13 +541,15 @@ class CogenPipeline:
         self.add_offsets = {m: float(v) for m, v in offsets.items()}
         return self
 
-    def make_sources(self, conditions: Mapping[str, Any]) -> dict[str, Source]:
+    def make_sources(self, conditions: Mapping[str, Any], window: Window | None = None) -> dict[str, Source]:
+        """Sources of the conditions: GeoTIFF paths (only their `window`, in pixels, when one is given; the
+        outputs then cover that window), arrays in raw units, or Source objects."""
         sources: dict[str, Source] = {}
         first_path, first_grid = None, None
         for m, v in conditions.items():
             mod = self.registry[m] if m in self.registry else self._unknown(m)
             if isinstance(v, (str, Path)):
-                s = RasterSource(mod, v)
+                s = RasterSource(mod, v, window)
                 declared = s.declared_add_offsets
                 if declared and declared != [self.add_offsets.get(m, 0.0)]:
                     used = self.add_offsets.get(m, 0.0)

@@ -70,12 +70,13 @@ def save_grid(path: str | Path, rows: Sequence[Sequence[tuple[str, np.ndarray | 
     return Path(path)
 
 
-def read_preview(path: str | Path, max_size: int = 512) -> np.ndarray:
-    """A decimated read of a raster (bounded memory for big scenes): (C,h,w)."""
+def read_preview(path: str | Path, max_size: int = 512, window=None) -> np.ndarray:
+    """A decimated read of a raster, or of a pixel `window` of it (bounded memory for big scenes): (C,h,w)."""
     import rasterio
     from rasterio.enums import Resampling
 
     with rasterio.open(path) as src:
-        f = max(1, int(np.ceil(max(src.height, src.width) / max_size)))
-        return src.read(out_shape=(src.count, max(1, src.height // f), max(1, src.width // f)),
+        h, w = (src.height, src.width) if window is None else (int(window.height), int(window.width))
+        f = max(1, int(np.ceil(max(h, w) / max_size)))
+        return src.read(out_shape=(src.count, max(1, h // f), max(1, w // f)), window=window,
                         resampling=Resampling.nearest, masked=False).astype(np.float64)

@@ -57,15 +57,33 @@ def grid_offset(value: str | None) -> tuple[int, int] | None:
     return int(parts[0]), int(parts[1])
 
 
+def window_arg(value: str | None):
+    """--window COL,ROW,WIDTH,HEIGHT (pixels of the inputs, GDAL's -srcwin order) -> a rasterio Window, or None."""
+    if value is None:
+        return None
+    from rasterio.windows import Window
+
+    parts = value.split(",")
+    if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+        raise UsageError(f"--window {value!r}: expected four whole numbers COL,ROW,WIDTH,HEIGHT in pixels, e.g. "
+                         f"--window 0,0,512,512")
+    c, r, w, h = (int(p) for p in parts)
+    return Window(c, r, w, h)
+
+
 def _samples(args, default: int) -> int:
     """--samples, or the workflow's default when it is not given (0 is refused later, not taken for the default)."""
     return default if args.samples is None else args.samples
 
 
 def _sample_kw(args, **over) -> dict[str, Any]:
+    go = grid_offset(getattr(args, "grid_offset", None))
+    win = window_arg(getattr(args, "window", None))
+    if win is not None:  # --grid-offset is of the file's top-left pixel; the window's lies further on
+        go = ((go or (0, 0))[0] + int(win.row_off), (go or (0, 0))[1] + int(win.col_off))
     kw = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, samples=_samples(args, 1),
               seed=args.seed, tile=args.tile, overlap=args.overlap, batch=args.batch, progress=not args.quiet,
-              grid_offset=grid_offset(getattr(args, "grid_offset", None)))
+              grid_offset=go)
     kw.update({k: v for k, v in over.items()})
     return kw
 
@@ -131,12 +149,13 @@ def _write_outputs(pipe: CogenPipeline, sources, targets, d: Path, args, regener
 def _run_job(args, pipe: CogenPipeline, inputs: dict[str, str], targets: list[str], panels, t0: float,
              regenerate=None, extra=None) -> dict:
     """One job into a staged output folder: rasters, quicklook.png (inputs over `panels(files)`), run.json."""
+    window = window_arg(getattr(args, "window", None))
     with OutputDir(args.out, args.overwrite) as od:
-        sources = pipe.make_sources(inputs)
+        sources = pipe.make_sources(inputs, window)
         res = _write_outputs(pipe, sources, targets, od.path, args, regenerate=regenerate, extra=extra)
         files = {m: r.files for m, r in res.items()}
-        _quicklook(od.path / "quicklook.png", pipe.registry, {f"input {m}": (m, p) for m, p in inputs.items()},
-                   panels(files))
+        _quicklook(od.path / "quicklook.png", pipe.registry,
+                   {f"input {m}": (m, read_preview(p, window=window)) for m, p in inputs.items()}, panels(files))
         write_run_json(od.path, vars(args), pipe.bundle, args.seed, t0, {"outputs": _rel(files, od.path)})
     return files
 
@@ -175,8 +194,8 @@ def cloud_removal(args: argparse.Namespace) -> dict:
             values = [int(v) for v in args.mask_values.split(",") if v.strip()]
         except ValueError:
             raise UsageError(f"--mask-values {args.mask_values!r}: expected integers like 8,9,10,3") from None
-    mask = MaskSource(args.mask, values)
-    check_same_grid(inputs[target], Grid.of(inputs[target]), args.mask, mask.grid)
+    mask = MaskSource(args.mask, values, window_arg(getattr(args, "window", None)))
+    check_same_grid(inputs[target], Grid.of(inputs[target]), args.mask, mask.full_grid)
     cover, held = mask.survey()
     if values is None and sum(v != 0 for v in held) > 1:  # a class layer, not a 0/1 or 0/255 mask
         print(f"warning: {args.mask} holds several non-zero values ({', '.join(str(v) for v in held[:8])}); every "
@@ -187,7 +206,7 @@ def cloud_removal(args: argparse.Namespace) -> dict:
     files = _run_job(args, pipe, inputs, [target], lambda files: {f"{target} filled": (target, files[target]["sample"])},
                      t0, regenerate={target: mask},
                      extra={"start": getattr(args, "start", None), "strength": getattr(args, "strength", None)})
-    print(f"wrote {target} with the masked pixels ({cover:.1%} of the scene) and any no-data pixels of the input "
+    print(f"wrote {target} with the masked pixels ({cover:.1%} of the {'window' if getattr(args, 'window', None) else 'scene'}) and any no-data pixels of the input "
           f"(nodata, all bands 0, out of range) generated to {args.out} "
           f"(quicklook: {Path(args.out) / 'quicklook.png'})")
     return files

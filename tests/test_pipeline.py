@@ -638,3 +638,65 @@ def test_demo_runs_its_three_jobs_and_scores_them(tmp_path, tiny_bundle, synth_r
     assert (out / "quicklook.png").stat().st_size > 1000 and "overview" in capsys.readouterr().out
     assert run("demo", "--checkpoint", tiny_bundle, "--data", synth_root, "--scene", "nope", "--out",
                tmp_path / "d2", "--quiet") == 2 and "nope" in capsys.readouterr().err
+
+
+def test_a_window_of_the_inputs_is_the_same_as_cropping_them_first(tmp_path, tiny_bundle, capsys):
+    """--window COL,ROW,WIDTH,HEIGHT: a preview of a large scene, or one part per process. The outputs lie on the
+    window's grid and equal those of inputs cropped to it first (with the native-block grid carried along);
+    cloud removal keeps the window's clear pixels; a window beyond the scene is refused in one line."""
+    from rasterio.windows import Window
+
+    paths, sc = scene(tmp_path, 40, 52)
+    win = Window(7, 5, 30, 24)  # col, row, width, height
+    crop = {}
+    for m in ("S1RTC", "S2L2A"):
+        with rasterio.open(paths[m]) as r:
+            crop[m] = write_raster(tmp_path / f"crop_{m}.tif", r.read(window=win), r.crs, r.window_transform(win), r.nodata)
+            tr = r.window_transform(win)
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "S2L2A", "--target", "LULC",
+               "--window", "7,5,30,24", *common(tiny_bundle, a)) == 0
+    assert run("impute", "--input", f"S1RTC={crop['S1RTC']}", "--target", "S2L2A", "--target", "LULC",
+               "--grid-offset", "5,7", *common(tiny_bundle, b)) == 0
+    for f in ("S2L2A.tif", "LULC.tif"):
+        with rasterio.open(a / f) as x, rasterio.open(b / f) as y:
+            assert x.transform == y.transform == tr and x.shape == (24, 30) and x.crs == y.crs
+            np.testing.assert_array_equal(x.read(), y.read())
+    # cloud removal on the window: the mask is read on the same window, the clear pixels are kept
+    cloud = (sc["rasters"]["CLOUD"][0] == 1).astype(np.uint8)
+    with rasterio.open(paths["S2L2A"]) as r:
+        write_raster(tmp_path / "mask.tif", cloud, r.crs, r.transform)
+        s2w = r.read(window=win)
+    cw = cloud[5:29, 7:37].astype(bool)
+    out = tmp_path / "c"
+    assert run("cloud-removal", "--input", f"S2L2A={paths['S2L2A']}", "--mask", tmp_path / "mask.tif",
+               "--window", "7,5,30,24", *common(tiny_bundle, out)) == 0
+    assert f"({cw.mean():.1%} of the window)" in capsys.readouterr().out
+    with rasterio.open(out / "S2L2A.tif") as o:
+        got = o.read()
+        assert o.transform == tr and cw.any() and np.array_equal(got[:, ~cw], s2w[:, ~cw])
+    for bad, said in (("40,0,30,24", "does not lie inside"), ("0,0,0,8", "does not lie inside"), ("1,2,3", "four whole")):
+        assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "DEM", "--window", bad,
+                   *common(tiny_bundle, tmp_path / "bad")) == 2
+        err = capsys.readouterr().err
+        assert said in err and not (tmp_path / "bad").exists(), err
+
+
+def test_api_window_and_mask_path(tmp_path, tiny_bundle):
+    """From Python: `window=` crops GeoTIFF inputs and a mask given as a path alike."""
+    from rasterio.windows import Window
+
+    from cogen.pipeline import CogenPipeline
+
+    paths, sc = scene(tmp_path, 32, 40)
+    cloud = (sc["rasters"]["CLOUD"][0] == 1).astype(np.uint8)
+    with rasterio.open(paths["S2L2A"]) as r:
+        write_raster(tmp_path / "mask.tif", cloud, r.crs, r.transform)
+        s2 = r.read()
+    pipe = CogenPipeline.from_checkpoint(tiny_bundle)
+    win = Window(8, 4, 24, 20)
+    out = pipe({"S2L2A": paths["S2L2A"]}, ["S2L2A"], regenerate={"S2L2A": str(tmp_path / "mask.tif")}, window=win,
+               steps=2, tile=16, overlap=4, progress=False)["S2L2A"]
+    keep = ~cloud[4:24, 8:32].astype(bool)
+    assert out.sample.shape == (12, 20, 24) and keep.any() and (~keep).any()
+    np.testing.assert_allclose(out.sample[:, keep], s2[:, 4:24, 8:32][:, keep] * 1e-4, rtol=0, atol=1e-6)
