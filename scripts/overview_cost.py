@@ -4,28 +4,44 @@ as the pipeline writes it (random values, so compression helps little), with and
     python scripts/overview_cost.py
 """
 import os
+import shutil
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-from pathlib import Path
 from rasterio.transform import from_origin
 from rasterio.windows import Window
-import cogen.io as cio
-from cogen.io import WindowedWriter, RasterMeta
-N, C = 6144, 12
-d = Path(tempfile.mkdtemp())
-rng = np.random.default_rng(0)
-block = (rng.integers(0, 4000, size=(C, 256, N))).astype(np.int16)
-for name, ovr in (("plain.tif", False), ("ovr.tif", True)):
-    old = cio.OVERVIEW_FROM
-    if not ovr:
-        cio.OVERVIEW_FROM = 10**9
-    t = time.time()
-    w = WindowedWriter(d / name, "EPSG:32633", from_origin(0, 0, 10, 10), N, N, C, "int16", None, RasterMeta())
-    for r in range(0, N, 256):
-        w.write(block, Window(0, r, N, 256))
-    t1 = time.time()
-    w.commit()
-    cio.OVERVIEW_FROM = old
-    print(name, f"write {t1 - t:.1f} s, commit {time.time() - t1:.1f} s, size {os.path.getsize(d / name) / 1e6:.0f} MB")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import cogen.io as cio  # noqa: E402
+from cogen.io import RasterMeta, WindowedWriter  # noqa: E402
+
+N, C, ROWS = 6144, 12, 256
+
+
+def main() -> None:
+    d = Path(tempfile.mkdtemp())
+    try:
+        block = np.random.default_rng(0).integers(0, 4000, size=(C, ROWS, N)).astype(np.int16)
+        for name, overviews in (("plain.tif", False), ("overviews.tif", True)):
+            old = cio.OVERVIEW_FROM
+            cio.OVERVIEW_FROM = old if overviews else 10**9
+            try:
+                t = time.time()
+                w = WindowedWriter(d / name, "EPSG:32633", from_origin(0, 0, 10, 10), N, N, C, "int16", None, RasterMeta())
+                for r in range(0, N, ROWS):
+                    w.write(block, Window(0, r, N, ROWS))
+                t1 = time.time()
+                w.commit()
+            finally:
+                cio.OVERVIEW_FROM = old
+            print(f"{name}: writing {t1 - t:.1f} s, commit {time.time() - t1:.1f} s, "
+                  f"{os.path.getsize(d / name) / 1e6:.0f} MB")
+    finally:
+        shutil.rmtree(d)
+
+
+if __name__ == "__main__":
+    main()
