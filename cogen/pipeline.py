@@ -756,8 +756,10 @@ class CogenPipeline:
             _, ok = s.read(0, 0, min(s.height, 512), min(s.width, 512))
             if not ok.any() and not self._any_valid(s):
                 where = getattr(s, "path", m)
+                zero = (f", or {s.modality.nodata_all_bands:g} in every band (no data)"
+                        if s.modality.nodata_all_bands is not None and s.modality.num_bands > 1 else "")
                 raise RasterError(f"{where}: no valid pixel in {m} (all nodata, NaN or out of range "
-                                  f"{s.modality.valid_range}); check the file and its nodata value")
+                                  f"{s.modality.valid_range}{zero}); check the file and its nodata value")
 
     @staticmethod
     def _any_valid(s: Source, block: int = 1024) -> bool:

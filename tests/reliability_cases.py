@@ -36,6 +36,7 @@ def build(tmp: Path, bundle: Path) -> list[Case]:
     f["S1_3bands"] = str(write_raster(tmp / "s1_3bands.tif", np.concatenate([sc["S1RTC"], sc["S1RTC"][:1]]), crs, tr))
     f["LULC_float"] = str(write_raster(tmp / "lulc_float.tif", sc["LULC"].astype(np.float32) + 0.5, crs, tr))
     f["S1_nan"] = str(write_raster(tmp / "s1_nan.tif", np.full((2, 32, 32), np.nan, np.float32), crs, tr))
+    f["S2_zeros"] = str(write_raster(tmp / "s2_zeros.tif", np.zeros((12, 32, 32), np.int16), crs, tr))
     f["DEM_shifted"] = str(write_raster(tmp / "dem_shifted.tif", sc["DEM"], crs, from_origin(500320.0, 5000000.0, 10, 10)))
     f["DEM_other_crs"] = str(write_raster(tmp / "dem_4326.tif", sc["DEM"], "EPSG:4326", from_origin(12, 45, 1e-4, 1e-4)))
     f["mask_other_grid"] = str(write_raster(tmp / "mask_big.tif", np.zeros((1, 40, 40), np.uint8), crs, tr))
@@ -73,6 +74,12 @@ def build(tmp: Path, bundle: Path) -> list[Case]:
              o("dtype")),
         Case("all-NaN input", "sample.py", imp(o("nan"), f"S1RTC={f['S1_nan']}"), ["s1_nan.tif", "no valid pixel"],
              o("nan")),
+        Case("image that is zero in every band (no data)", "sample.py",
+             imp(o("zeros"), f"S2L2A={f['S2_zeros']}", target=("LULC",)), ["s2_zeros.tif", "no valid pixel", "every band"],
+             o("zeros")),
+        Case("window outside the scene", "sample.py",
+             imp(o("window"), f"S1RTC={f['S1RTC']}", extra=("--window", "20,20,32,32")),
+             ["--window 20,20,32,32", "does not lie inside", "S1RTC.tif", "32 x 32 px"], o("window")),
         Case("conditions on different transforms", "sample.py",
              imp(o("grid"), f"S1RTC={f['S1RTC']}", f"DEM={f['DEM_shifted']}"),
              ["dem_shifted.tif", "not on the grid", "S1RTC.tif", "cogen-reproject"], o("grid")),

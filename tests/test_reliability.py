@@ -24,6 +24,7 @@ def cases(tmp_path_factory, tiny_bundle):
 
 
 NAMES = ["wrong band count", "dtype that cannot be converted safely", "all-NaN input",
+         "image that is zero in every band (no data)", "window outside the scene",
          "conditions on different transforms", "conditions on different CRS", "missing file", "unknown modality",
          "target that is also an input", "empty target list", "mask on another grid",
          "tile smaller than the model's patch", "truncated checkpoint", "corrupted checkpoint",
