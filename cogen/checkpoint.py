@@ -190,7 +190,7 @@ def describe(bundle: Bundle) -> dict[str, Any]:
         if mod.is_categorical:
             d["classes"] = {c.id: c.name for c in mod.classes}
         else:
-            d.update(scale=mod.scale, offset=mod.offset,
+            d.update(scale=mod.scale, offset=mod.offset, nodata_all_bands=mod.nodata_all_bands,
                      valid_range=list(mod.valid_range) if mod.valid_range else None)
         mods[m] = d
     return {"checkpoint": str(bundle.path), "sha256": bundle.digest, "format": doc.get("format"),

@@ -113,7 +113,9 @@ def info(args) -> None:
         else:
             what = (f"{len(x['bands'])} band{'s' if len(x['bands']) > 1 else ''} ({', '.join(x['bands'])}), {x['units'] or 'no unit'} = raw x {x['scale']:g}"
                     + (f" + {x['offset']:g}" if x["offset"] else "")
-                    + (f", valid {x['valid_range'][0]:g} to {x['valid_range'][1]:g} raw" if x["valid_range"] else ""))
+                    + (f", valid {x['valid_range'][0]:g} to {x['valid_range'][1]:g} raw" if x["valid_range"] else "")
+                    + (f", {x['nodata_all_bands']:g} in every band = no data"
+                       if x.get("nodata_all_bands") is not None and len(x["bands"]) > 1 else ""))
         print(f"  {m:6s} {what}; {x['dtype']}, nodata {x['nodata']}; {x['tokenizer']} tokenizer, "
               f"patch {x['patch_size']} px")
     print("sampling defaults (override with the flags of impute / segment / cloud-removal / synth):")
