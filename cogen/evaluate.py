@@ -24,7 +24,7 @@ import numpy as np
 from .data.dataset import discover, load_split
 from .errors import UsageError, cli_exit
 from .flags import add_sampling_flags, apply_sampling_flags
-from .io import atomic_path, read_raster, write_json
+from .io import atomic_path, file_valid, read_raster, write_json
 from .metrics import (confusion, ece_np, hf_power_ratios, iou_per_class, mae_np, psnr_np, rmse_np, sam_np, ssim_np,
                       wasserstein_per_band)
 from .registry import Registry, default_registry
@@ -71,7 +71,7 @@ class Split:
                 raw, _ = read_raster(p, window=win)
                 self.offsets[sid] = (int(win.row_off), int(win.col_off))
                 self.arrays.setdefault(sid, {})[m] = raw
-                self.valid.setdefault(sid, {})[m] = registry[m].valid_mask(raw)
+                self.valid.setdefault(sid, {})[m] = registry[m].valid_mask(raw) & file_valid(p, raw, win)
         self.scenes = sorted(self.arrays)
 
     def with_all(self, mods: Sequence[str]) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
@@ -107,6 +107,20 @@ def read_raster(path: str | Path, window: Window | None = None, boundless: bool 
             "dtype": src.dtypes[0], "height": arr.shape[1], "width": arr.shape[2], "count": src.count,
         }
     return arr, prof
+
+
+def file_valid(path: str | Path, raw: np.ndarray, window: Window | None = None) -> np.ndarray:
+    """(H, W) bool for `raw` read from `path` (the same `window`): False where the file itself says no data, by
+    its nodata value in any band or by its internal (per-dataset) mask. The registry's own rules (NaN, valid
+    range, nodata) are `Modality.valid_mask`'s."""
+    ok = np.ones(raw.shape[-2:], bool)
+    with open_raster(path) as src:
+        nod = src.nodata
+        if nod is not None and not np.isnan(nod):
+            ok &= ~(raw == nod).any(axis=0)
+        if any(MaskFlags.per_dataset in f for f in src.mask_flag_enums):
+            ok &= src.dataset_mask(window=window) > 0
+    return ok
 
 
 def _umask() -> int:

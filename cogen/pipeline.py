@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import rasterio
 import torch
+from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 from tqdm.auto import tqdm
 
@@ -74,7 +75,8 @@ class ArraySource(Source):
 
 
 class RasterSource(Source):
-    """A GeoTIFF read window by window; its nodata (and the registry's valid range) mark invalid pixels."""
+    """A GeoTIFF read window by window; its nodata, its internal mask if it has one (a per-dataset mask, as GDAL
+    writes beside JPEG-compressed imagery) and the registry's valid range mark invalid pixels."""
 
     def __init__(self, modality: Modality, path: str | Path, window: Window | None = None):
         """`window` (pixels of the file) makes that part of the raster the scene: reads are relative to it and
@@ -86,6 +88,7 @@ class RasterSource(Source):
             self.grid = self.full_grid.crop(window, str(path))
             self._off = (0, 0) if window is None else (int(window.row_off), int(window.col_off))
             self.nodata, self.dtype = src.nodata, src.dtypes[0]
+            self._has_mask = any(MaskFlags.per_dataset in f for f in src.mask_flag_enums)
             _check_dtype(modality, self.dtype, self.path)
             for w in unit_warnings(modality, src):
                 print(f"warning: {path}: {w}", file=sys.stderr)
@@ -108,6 +111,8 @@ class RasterSource(Source):
         ok = inside & self.modality.valid_mask(raw)
         if self.nodata is not None and not (isinstance(self.nodata, float) and math.isnan(self.nodata)):
             ok &= ~(raw == self.nodata).any(axis=0)
+        if self._has_mask:
+            ok &= _read_clipped(self._src, "mask", row + self._off[0], col + self._off[1], h, w, 0, self._bounds) > 0
         return raw, ok
 
     def close(self):
@@ -171,17 +176,18 @@ class MaskSource:
 
 def _read_clipped(src, band, row: int, col: int, h: int, w: int, fill, bounds=None) -> np.ndarray:
     """Read a window that may reach beyond the raster (or beyond `bounds`, (top, left, bottom, right) pixels of
-    it), filling outside with `fill`. (rasterio's boundless reads build a VRT per call, which costs far more
-    memory over thousands of tiles.)"""
+    it), filling outside with `fill`; band None reads every band, "mask" the dataset mask (0 = no data). (rasterio's
+    boundless reads build a VRT per call, which costs far more memory over thousands of tiles.)"""
     count = src.count if band is None else None
     shape = (count, h, w) if band is None else (h, w)
-    out = np.full(shape, fill, dtype=src.dtypes[0])
+    out = np.full(shape, fill, dtype="uint8" if band == "mask" else src.dtypes[0])
     top, left, bottom, right = bounds or (0, 0, src.height, src.width)
     r0, c0 = max(row, top), max(col, left)
     r1, c1 = min(row + h, bottom), min(col + w, right)
     if r1 > r0 and c1 > c0:
         win = Window(c0, r0, c1 - c0, r1 - r0)
-        data = src.read(window=win) if band is None else src.read(band, window=win)
+        data = (src.read(window=win) if band is None else src.dataset_mask(window=win) if band == "mask"
+                else src.read(band, window=win))
         out[..., r0 - row : r1 - row, c0 - col : c1 - col] = data
     return out
 

@@ -18,7 +18,7 @@ from rasterio.windows import Window
 
 from .data.dataset import Region, discover, load_split
 from .errors import cli_exit
-from .io import atomic_path, open_raster
+from .io import atomic_path, file_valid, open_raster
 from .registry import Modality, Registry, default_registry
 
 
@@ -69,7 +69,7 @@ def compute_stats(files: dict[str, dict[str, Path]], registry: Registry, regions
                 win = (regions or {}).get(sid, default or Region()).window(src.height, src.width)
                 for w in _windows(win, block):
                     raw = src.read(window=w)
-                    rs.update(raw.astype(np.float64) * mod.scale + mod.offset, mod.valid_mask(raw))
+                    rs.update(raw.astype(np.float64) * mod.scale + mod.offset, mod.valid_mask(raw) & file_valid(path, raw, w))
     return out
 
 

@@ -158,3 +158,36 @@ def test_class_counts_cover_the_region_only(registry):
         want += [(a == cid).sum() for cid in registry["LULC"].class_ids]
     got = ds.class_counts("LULC")
     assert got.tolist() == want.tolist() and got.sum() == 5 * 224 * 160
+
+
+def test_a_files_own_nodata_and_internal_mask_are_invalid_for_training_and_statistics(tmp_path, registry):
+    """The registry need not declare a file's nodata value: a DEM with nodata -100 (inside the valid range) and
+    radar with an internal mask give those pixels as invalid to training and leave them out of the statistics."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from cogen.io import write_raster
+    from cogen.stats import compute_stats
+
+    rng = np.random.default_rng(0)
+    tr = from_origin(500000.0, 5000000.0, 10, 10)
+    dem = rng.normal(300, 50, size=(1, 16, 16)).astype(np.float32)
+    dem[0, :4, :] = -100.0
+    write_raster(tmp_path / "DEM" / "s0.tif", dem, "EPSG:32633", tr, nodata=-100.0)
+    s1 = rng.normal(-12, 3, size=(2, 16, 16)).astype(np.float32)
+    s1[:, :, 12:] = -15.0
+    valid = np.ones((16, 16), bool)
+    valid[:, 12:] = False
+    prof = dict(driver="GTiff", height=16, width=16, count=2, dtype="float32", crs="EPSG:32633", transform=tr)
+    (tmp_path / "S1RTC").mkdir()
+    with rasterio.open(tmp_path / "S1RTC" / "s0.tif", "w", **prof) as dst:
+        dst.write(s1)
+        dst.write_mask(valid.astype(np.uint8) * 255)
+    it = SceneDataset(tmp_path, mode="grid")[0]
+    assert (it["valid"]["DEM"].numpy() == (dem[0] != -100.0)).all()
+    assert (it["valid"]["S1RTC"].numpy() == valid).all()
+    from cogen.data.dataset import discover
+
+    st = compute_stats(discover(tmp_path, registry), registry, block=8)
+    np.testing.assert_allclose(st["DEM"].mean, dem[:, 4:].reshape(1, -1).mean(1), rtol=1e-6)
+    np.testing.assert_allclose(st["S1RTC"].mean, s1[:, valid].mean(1), rtol=1e-6)

@@ -700,3 +700,26 @@ def test_api_window_and_mask_path(tmp_path, tiny_bundle):
     keep = ~cloud[4:24, 8:32].astype(bool)
     assert out.sample.shape == (12, 20, 24) and keep.any() and (~keep).any()
     np.testing.assert_allclose(out.sample[:, keep], s2[:, 4:24, 8:32][:, keep] * 1e-4, rtol=0, atol=1e-6)
+
+
+def test_an_internal_mask_marks_no_data(tmp_path, tiny_bundle):
+    """A GeoTIFF whose no-data area is an internal mask (GDAL's per-dataset mask, common beside JPEG-compressed
+    imagery) rather than a nodata value: the masked pixels are no data, so what is generated from them alone is
+    nodata, and the rest is as from the same file without the mask."""
+    paths, _ = scene(tmp_path, 32, 32)
+    with rasterio.open(paths["S1RTC"]) as r:
+        prof, s1 = r.profile, r.read()
+    valid = np.ones((32, 32), bool)
+    valid[:, 20:] = False
+    with rasterio.open(tmp_path / "masked.tif", "w", **prof) as dst:
+        dst.write(s1)
+        dst.write_mask(valid.astype(np.uint8) * 255)
+    with rasterio.open(tmp_path / "masked.tif") as r:
+        assert r.nodata is None and rasterio.enums.MaskFlags.per_dataset in r.mask_flag_enums[0]
+    outs = {}
+    for name, f in (("masked", tmp_path / "masked.tif"), ("plain", paths["S1RTC"])):
+        assert run("segment", "--input", f"S1RTC={f}", "--samples", "1", *common(tiny_bundle, tmp_path / name)) == 0
+        with rasterio.open(tmp_path / name / "LULC.tif") as o:
+            outs[name], nod = o.read(1), o.nodata
+    assert (outs["masked"][:, 20:] == nod).all() and (outs["masked"][:, :16] != nod).all()
+    assert (outs["plain"] != nod).all()

@@ -18,7 +18,7 @@ from rasterio.windows import Window
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DatasetError
-from ..io import Grid, check_same_grid, open_raster, read_raster
+from ..io import Grid, check_same_grid, file_valid, open_raster, read_raster
 from ..registry import Modality, Registry, default_registry
 
 
@@ -161,7 +161,7 @@ class SceneDataset(Dataset):
         key = (sid, m)
         if key not in self._cache:
             raw, _ = read_raster(self.files[sid][m], window=self.windows[sid])
-            arr = (raw, self.registry[m].valid_mask(raw))
+            arr = (raw, self.registry[m].valid_mask(raw) & file_valid(self.files[sid][m], raw, self.windows[sid]))
             if not self.cache:
                 return arr
             self._cache[key] = arr
