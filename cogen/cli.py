@@ -46,10 +46,12 @@ def common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def scene_window(p: argparse.ArgumentParser) -> None:
+def add_window_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", default=None, metavar="COL,ROW,WIDTH,HEIGHT",
                    help="work on this pixel window of the inputs only (GDAL's -srcwin order), e.g. a 512 px preview "
                         "of a large scene, or one part of it per process; the outputs are georeferenced on the window")
+    p.add_argument("--bounds", default=None, metavar="LEFT,BOTTOM,RIGHT,TOP",
+                   help="the same in map coordinates of the inputs' CRS: the whole pixels that cover them")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("impute", help="generate missing modalities from the given ones")
     p.add_argument("--input", action="append", required=True, metavar="MOD=PATH")
     p.add_argument("--target", action="append", default=[], metavar="MOD")
-    scene_window(p)
+    add_window_flags(p)
     common(p)
     p = sub.add_parser("cloud-removal", help="fill the cloudy pixels of a Sentinel-2 scene")
     p.add_argument("--input", action="append", required=True, metavar="MOD=PATH",
@@ -71,12 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=float, default=None,
                    help="with --start interpolate: noise level to start from, 0-1 (1 = pure noise); that share "
                         "of --steps runs; default: the checkpoint's sample.strength")
-    scene_window(p)
+    add_window_flags(p)
     common(p)
     p = sub.add_parser("segment", help="land-cover map (majority of samples) with a confidence map")
     p.add_argument("--input", action="append", required=True, metavar="MOD=PATH")
     p.add_argument("--target", default="LULC")
-    scene_window(p)
+    add_window_flags(p)
     common(p)
     p = sub.add_parser("synth", help="synthetic scenes, unconditional or from a given layout")
     p.add_argument("--n", type=int, default=1, help="number of scenes")

@@ -14,7 +14,7 @@ import numpy as np
 
 from .checkpoint import REPO_ROOT, load_bundle
 from .errors import UsageError
-from .io import Grid, check_same_grid, read_raster, write_json, write_raster
+from .io import Grid, check_same_grid, open_raster, read_raster, write_json, write_raster
 from .flags import apply_sampling_flags
 from .pipeline import CogenPipeline, MaskSource, RasterSource
 from .quicklook import read_preview, render, save_grid
@@ -71,6 +71,45 @@ def window_arg(value: str | None):
     return Window(c, r, w, h)
 
 
+def bounds_window(value: str, path) -> "Window":
+    """--bounds LEFT,BOTTOM,RIGHT,TOP in the CRS of the raster at `path` -> the window of its whole pixels that
+    cover them, clipped to the raster; bounds outside it are a UsageError naming the raster's own."""
+    import math
+
+    from rasterio.windows import Window, from_bounds
+
+    try:
+        left, bottom, right, top = (float(v) for v in value.split(","))
+    except ValueError:
+        raise UsageError(f"--bounds {value!r}: expected four numbers LEFT,BOTTOM,RIGHT,TOP in the inputs' CRS, "
+                         f"e.g. --bounds 500000,4990000,505120,4995120") from None
+    if not (left < right and bottom < top):
+        raise UsageError(f"--bounds {value!r}: LEFT must be below RIGHT and BOTTOM below TOP")
+    with open_raster(path) as src:
+        w = from_bounds(left, bottom, right, top, src.transform)
+        eps = 1e-6  # bounds on pixel edges take no extra pixel
+        c0 = max(math.floor(w.col_off + eps), 0)
+        r0 = max(math.floor(w.row_off + eps), 0)
+        c1 = min(math.ceil(w.col_off + w.width - eps), src.width)
+        r1 = min(math.ceil(w.row_off + w.height - eps), src.height)
+        if c1 <= c0 or r1 <= r0:
+            b = src.bounds
+            raise UsageError(f"--bounds {value} lies outside {path}, whose bounds are {b.left:g},{b.bottom:g},"
+                             f"{b.right:g},{b.top:g} ({src.crs}); give bounds that overlap it")
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def scene_window(args, inputs: dict[str, str]):
+    """The pixel window of the inputs a job works on (--window, or --bounds on the first input), or None;
+    worked out once per job and kept on `args`."""
+    if not hasattr(args, "scene_window"):
+        win, bnd = getattr(args, "window", None), getattr(args, "bounds", None)
+        if win and bnd:
+            raise UsageError("give --window (pixels) or --bounds (map coordinates), not both")
+        args.scene_window = window_arg(win) if win else bounds_window(bnd, next(iter(inputs.values()))) if bnd else None
+    return args.scene_window
+
+
 def _samples(args, default: int) -> int:
     """--samples, or the workflow's default when it is not given (0 is refused later, not taken for the default)."""
     return default if args.samples is None else args.samples
@@ -78,7 +117,7 @@ def _samples(args, default: int) -> int:
 
 def _sample_kw(args, **over) -> dict[str, Any]:
     go = grid_offset(getattr(args, "grid_offset", None))
-    win = window_arg(getattr(args, "window", None))
+    win = getattr(args, "scene_window", None)
     if win is not None:  # --grid-offset is of the file's top-left pixel; the window's lies further on
         go = ((go or (0, 0))[0] + int(win.row_off), (go or (0, 0))[1] + int(win.col_off))
     kw = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, samples=_samples(args, 1),
@@ -149,7 +188,7 @@ def _write_outputs(pipe: CogenPipeline, sources, targets, d: Path, args, regener
 def _run_job(args, pipe: CogenPipeline, inputs: dict[str, str], targets: list[str], panels, t0: float,
              regenerate=None, extra=None) -> dict:
     """One job into a staged output folder: rasters, quicklook.png (inputs over `panels(files)`), run.json."""
-    window = window_arg(getattr(args, "window", None))
+    window = scene_window(args, inputs)
     with OutputDir(args.out, args.overwrite) as od:
         sources = pipe.make_sources(inputs, window)
         res = _write_outputs(pipe, sources, targets, od.path, args, regenerate=regenerate, extra=extra)
@@ -194,7 +233,7 @@ def cloud_removal(args: argparse.Namespace) -> dict:
             values = [int(v) for v in args.mask_values.split(",") if v.strip()]
         except ValueError:
             raise UsageError(f"--mask-values {args.mask_values!r}: expected integers like 8,9,10,3") from None
-    mask = MaskSource(args.mask, values, window_arg(getattr(args, "window", None)))
+    mask = MaskSource(args.mask, values, scene_window(args, inputs))
     check_same_grid(inputs[target], Grid.of(inputs[target]), args.mask, mask.full_grid)
     cover, held = mask.survey()
     if values is None and sum(v != 0 for v in held) > 1:  # a class layer, not a 0/1 or 0/255 mask
@@ -206,7 +245,7 @@ def cloud_removal(args: argparse.Namespace) -> dict:
     files = _run_job(args, pipe, inputs, [target], lambda files: {f"{target} filled": (target, files[target]["sample"])},
                      t0, regenerate={target: mask},
                      extra={"start": getattr(args, "start", None), "strength": getattr(args, "strength", None)})
-    print(f"wrote {target} with the masked pixels ({cover:.1%} of the {'window' if getattr(args, 'window', None) else 'scene'}) and any no-data pixels of the input "
+    print(f"wrote {target} with the masked pixels ({cover:.1%} of the {'window' if getattr(args, 'scene_window', None) else 'scene'}) and any no-data pixels of the input "
           f"(nodata, all bands 0, out of range) generated to {args.out} "
           f"(quicklook: {Path(args.out) / 'quicklook.png'})")
     return files

@@ -652,7 +652,7 @@ def test_a_window_of_the_inputs_is_the_same_as_cropping_them_first(tmp_path, tin
     for m in ("S1RTC", "S2L2A"):
         with rasterio.open(paths[m]) as r:
             crop[m] = write_raster(tmp_path / f"crop_{m}.tif", r.read(window=win), r.crs, r.window_transform(win), r.nodata)
-            tr = r.window_transform(win)
+            tr, tr_full = r.window_transform(win), r.transform
     a, b = tmp_path / "a", tmp_path / "b"
     assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "S2L2A", "--target", "LULC",
                "--window", "7,5,30,24", *common(tiny_bundle, a)) == 0
@@ -675,6 +675,20 @@ def test_a_window_of_the_inputs_is_the_same_as_cropping_them_first(tmp_path, tin
     with rasterio.open(out / "S2L2A.tif") as o:
         got = o.read()
         assert o.transform == tr and cw.any() and np.array_equal(got[:, ~cw], s2w[:, ~cw])
+    # --bounds: the same window in map coordinates (edges on pixel edges; a hair inside takes no less)
+    bnd = rasterio.windows.bounds(win, tr_full)
+    for name, value in (("d", ",".join(f"{v:.6f}" for v in bnd)),
+                        ("e", f"{bnd[0] + 0.3},{bnd[1] + 0.3},{bnd[2] - 0.3},{bnd[3] - 0.3}")):
+        assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "S2L2A", "--target", "LULC",
+                   "--bounds", value, *common(tiny_bundle, tmp_path / name)) == 0
+        for f in ("S2L2A.tif", "LULC.tif"):
+            with rasterio.open(a / f) as x, rasterio.open(tmp_path / name / f) as y:
+                assert y.transform == tr and np.array_equal(x.read(), y.read())
+    for flags, said in ((["--bounds", "0,0,10,10"], "lies outside"), (["--bounds", "1,2,3"], "four numbers"),
+                        (["--bounds", ",".join(map(str, bnd)), "--window", "0,0,8,8"], "not both")):
+        assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "DEM", *flags,
+                   *common(tiny_bundle, tmp_path / "bad")) == 2
+        assert said in capsys.readouterr().err and not (tmp_path / "bad").exists()
     for bad, said in (("40,0,30,24", "does not lie inside"), ("0,0,0,8", "does not lie inside"), ("1,2,3", "four whole")):
         assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "DEM", "--window", bad,
                    *common(tiny_bundle, tmp_path / "bad")) == 2
