@@ -52,6 +52,8 @@ def add_window_flags(p: argparse.ArgumentParser) -> None:
                         "of a large scene, or one part of it per process; the outputs are georeferenced on the window")
     p.add_argument("--bounds", default=None, metavar="LEFT,BOTTOM,RIGHT,TOP",
                    help="the same in map coordinates of the inputs' CRS: the whole pixels that cover them")
+    p.add_argument("--bounds-crs", default=None, metavar="CRS",
+                   help="the CRS of --bounds when it is not the inputs', e.g. EPSG:4326 for longitude/latitude")
 
 
 def build_parser() -> argparse.ArgumentParser:

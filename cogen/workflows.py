@@ -71,9 +71,11 @@ def window_arg(value: str | None):
     return Window(c, r, w, h)
 
 
-def bounds_window(value: str, path) -> "Window":
-    """--bounds LEFT,BOTTOM,RIGHT,TOP in the CRS of the raster at `path` -> the window of its whole pixels that
-    cover them, clipped to the raster; bounds outside it are a UsageError naming the raster's own."""
+def bounds_window(value: str, path, crs: str | None = None) -> "Window":
+    """--bounds LEFT,BOTTOM,RIGHT,TOP in the CRS of the raster at `path` (or in `crs`, e.g. EPSG:4326 for
+    longitude/latitude, whose box is taken onto the raster's CRS with its edges densified) -> the window of the
+    raster's whole pixels that cover them, clipped to the raster; bounds outside it are a UsageError naming the
+    raster's own."""
     import math
 
     from rasterio.windows import Window, from_bounds
@@ -86,6 +88,15 @@ def bounds_window(value: str, path) -> "Window":
     if not (left < right and bottom < top):
         raise UsageError(f"--bounds {value!r}: LEFT must be below RIGHT and BOTTOM below TOP")
     with open_raster(path) as src:
+        if crs:
+            from rasterio.crs import CRS
+            from rasterio.errors import CRSError
+            from rasterio.warp import transform_bounds
+
+            try:
+                left, bottom, right, top = transform_bounds(CRS.from_user_input(crs), src.crs, left, bottom, right, top)
+            except CRSError:
+                raise UsageError(f"--bounds-crs {crs!r}: not a CRS; give e.g. EPSG:4326") from None
         w = from_bounds(left, bottom, right, top, src.transform)
         eps = 1e-6  # bounds on pixel edges take no extra pixel
         c0 = max(math.floor(w.col_off + eps), 0)
@@ -94,8 +105,8 @@ def bounds_window(value: str, path) -> "Window":
         r1 = min(math.ceil(w.row_off + w.height - eps), src.height)
         if c1 <= c0 or r1 <= r0:
             b = src.bounds
-            raise UsageError(f"--bounds {value} lies outside {path}, whose bounds are {b.left:g},{b.bottom:g},"
-                             f"{b.right:g},{b.top:g} ({src.crs}); give bounds that overlap it")
+            raise UsageError(f"--bounds {value}{f' ({crs})' if crs else ''} lies outside {path}, whose bounds are "
+                             f"{b.left:g},{b.bottom:g},{b.right:g},{b.top:g} ({src.crs}); give bounds that overlap it")
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
@@ -106,7 +117,11 @@ def scene_window(args, inputs: dict[str, str]):
         win, bnd = getattr(args, "window", None), getattr(args, "bounds", None)
         if win and bnd:
             raise UsageError("give --window (pixels) or --bounds (map coordinates), not both")
-        args.scene_window = window_arg(win) if win else bounds_window(bnd, next(iter(inputs.values()))) if bnd else None
+        crs = getattr(args, "bounds_crs", None)
+        if crs and not bnd:
+            raise UsageError("--bounds-crs goes with --bounds")
+        args.scene_window = (window_arg(win) if win else
+                             bounds_window(bnd, next(iter(inputs.values())), crs) if bnd else None)
     return args.scene_window
 
 

@@ -684,7 +684,19 @@ def test_a_window_of_the_inputs_is_the_same_as_cropping_them_first(tmp_path, tin
         for f in ("S2L2A.tif", "LULC.tif"):
             with rasterio.open(a / f) as x, rasterio.open(tmp_path / name / f) as y:
                 assert y.transform == tr and np.array_equal(x.read(), y.read())
+    # ... or in longitude/latitude: the box taken onto the scene's CRS covers the window, and a few pixels more
+    from rasterio.warp import transform_bounds
+
+    lonlat = transform_bounds("EPSG:32633", "EPSG:4326", *bnd)
+    assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "DEM", "--bounds",
+               ",".join(f"{v:.9f}" for v in lonlat), "--bounds-crs", "EPSG:4326", *common(tiny_bundle, tmp_path / "ll")) == 0
+    with rasterio.open(tmp_path / "ll" / "DEM.tif") as o:
+        got = rasterio.windows.from_bounds(*o.bounds, tr_full)
+        assert got.col_off <= 7 and got.row_off <= 5 and got.col_off + got.width >= 37 and got.row_off + got.height >= 29
+        assert got.width <= 32 and got.height <= 26
     for flags, said in ((["--bounds", "0,0,10,10"], "lies outside"), (["--bounds", "1,2,3"], "four numbers"),
+                        (["--bounds", ",".join(map(str, bnd)), "--bounds-crs", "nonsense"], "not a CRS"),
+                        (["--bounds-crs", "EPSG:4326"], "goes with --bounds"),
                         (["--bounds", ",".join(map(str, bnd)), "--window", "0,0,8,8"], "not both")):
         assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "DEM", *flags,
                    *common(tiny_bundle, tmp_path / "bad")) == 2
