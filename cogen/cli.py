@@ -7,6 +7,7 @@ r"""The `cogen` command (also `python sample.py`): generate missing modalities w
     cogen segment --input S2L2A=s2.tif --samples 8 --out out/seg
     cogen synth --n 4 --input LULC=layout.tif --target S2L2A --out out/synth
     cogen info [--checkpoint CKPT] [--json]    # what a checkpoint knows: modalities, classes, defaults
+    cogen join part*/S2L2A.tif --out S2L2A.tif   # parts of a scene (--window runs), blended where they overlap
 
 Each command writes into --out (an existing non-empty folder needs --overwrite) the rasters, a run.json
 (arguments, checkpoint hash, versions, seed, timings) and a quicklook.png.
@@ -91,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="what a checkpoint is and knows: modalities, bands, classes, sampling defaults")
     p.add_argument("--checkpoint", default=None, help="cogen bundle or training checkpoint (default: shipped demo model)")
     p.add_argument("--json", action="store_true", help="print it as JSON")
+    p = sub.add_parser("join", help="join outputs of --window / --bounds parts of a scene, blended where they overlap")
+    p.add_argument("parts", nargs="+", help="the parts' rasters of one output (e.g. part*/S2L2A.tif)")
+    p.add_argument("--out", required=True, help="the joined GeoTIFF")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p = sub.add_parser("demo", help="the three demo jobs on a shipped scene with the shipped model")
     p.add_argument("--scene", default="433D_629L_3_1", help="shipped scene id")
     p.add_argument("--data", default=None, help="dataset folder (default: the shipped scenes)")
@@ -127,6 +132,13 @@ def info(args) -> None:
         print(f"  {k}: {v}")
 
 
+def join(args) -> None:
+    from cogen.join import join_parts
+
+    out = join_parts(args.parts, args.out, args.overwrite)
+    print(f"wrote {out} from {len(args.parts)} parts")
+
+
 def main(argv: list[str] | None = None) -> int:
     from cogen.errors import CogenError
 
@@ -134,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from cogen import workflows
 
-        fn = {"info": info, "impute": workflows.impute, "cloud-removal": workflows.cloud_removal, "segment": workflows.segment,
+        fn = {"info": info, "join": join, "impute": workflows.impute, "cloud-removal": workflows.cloud_removal, "segment": workflows.segment,
               "synth": workflows.synth, "demo": workflows.demo}[args.command]
         fn(args)
     except CogenError as e:

@@ -749,3 +749,41 @@ def test_an_internal_mask_marks_no_data(tmp_path, tiny_bundle):
             outs[name], nod = o.read(1), o.nodata
     assert (outs["masked"][:, 20:] == nod).all() and (outs["masked"][:, :16] != nod).all()
     assert (outs["plain"] != nod).all()
+
+
+def test_join_blends_parts_of_a_scene_where_they_overlap(tmp_path, tiny_bundle, capsys):
+    """Two --window parts overlapping by 12 rows, joined: the scene's grid, each part's own pixels where only it
+    lies, a weighted mean across the overlap that moves from the upper part to the lower one (no seam), and
+    for a class map one of the parts' classes; parts of other grids, and an existing --out, are refused."""
+    paths, _ = scene(tmp_path, 40, 32)
+    for name, win in (("top", "0,0,32,26"), ("bottom", "0,14,32,26")):
+        assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "DEM", "--target", "LULC",
+                   "--window", win, *common(tiny_bundle, tmp_path / name)) == 0
+    for f in ("DEM.tif", "LULC.tif"):
+        assert run("join", tmp_path / "top" / f, tmp_path / "bottom" / f, "--out", tmp_path / f"joined_{f}") == 0
+    with rasterio.open(paths["S1RTC"]) as r, rasterio.open(tmp_path / "joined_DEM.tif") as j:
+        assert (j.crs, j.transform, j.shape) == (r.crs, r.transform, r.shape)
+        dem = j.read(1)
+    top = rasterio.open(tmp_path / "top" / "DEM.tif").read(1)
+    bot = rasterio.open(tmp_path / "bottom" / "DEM.tif").read(1)
+    np.testing.assert_array_equal(dem[:14], top[:14])
+    np.testing.assert_array_equal(dem[26:], bot[12:])
+    ov_t, ov_b, ov = top[14:26], bot[:12], dem[14:26]
+    assert (ov >= np.minimum(ov_t, ov_b) - 1e-4).all() and (ov <= np.maximum(ov_t, ov_b) + 1e-4).all()
+    frac = np.abs(ov - ov_t) / np.maximum(np.abs(ov_b - ov_t), 1e-9)  # 0 = the upper part, 1 = the lower one
+    moving = np.abs(ov_b - ov_t) > 1e-3
+    assert frac[0][moving[0]].mean() < 0.2 and frac[-1][moving[-1]].mean() > 0.8
+    lulc = rasterio.open(tmp_path / "joined_LULC.tif").read(1)
+    lt = rasterio.open(tmp_path / "top" / "LULC.tif").read(1)
+    lb = rasterio.open(tmp_path / "bottom" / "LULC.tif").read(1)
+    assert ((lulc[14:26] == lt[14:]) | (lulc[14:26] == lb[:12])).all()
+    assert (lulc[:14] == lt[:14]).all() and (lulc[26:] == lb[12:]).all()
+    assert rasterio.open(tmp_path / "joined_LULC.tif").colormap(1)
+    with rasterio.open(tmp_path / "top" / "DEM.tif") as r:
+        write_raster(tmp_path / "other.tif", r.read(), "EPSG:4326", r.transform)
+    capsys.readouterr()
+    assert run("join", tmp_path / "top" / "DEM.tif", tmp_path / "other.tif", "--out", tmp_path / "x.tif") == 2
+    assert "CRS differs" in capsys.readouterr().err and not (tmp_path / "x.tif").exists()
+    assert run("join", tmp_path / "top" / "DEM.tif", tmp_path / "bottom" / "DEM.tif", "--out",
+               tmp_path / "joined_DEM.tif") == 2
+    assert "--overwrite" in capsys.readouterr().err
