@@ -569,7 +569,7 @@ def test_the_cogen_command_is_sample_py():
     root = Path(__file__).parent.parent
     for cmd in ([exe], [sys.executable, str(root / "sample.py")]):
         r = subprocess.run(cmd + ["--help"], capture_output=True, text=True)
-        assert r.returncode == 0 and "{impute,cloud-removal,segment,synth,info,demo}" in r.stdout
+        assert r.returncode == 0 and "{impute,cloud-removal,segment,synth,info,join,demo}" in r.stdout
         r = subprocess.run(cmd + ["impute", "--input", "S1RTC=nope.tif", "--target", "S2L2A", "--out",
                                   str(root / "never")], capture_output=True, text=True)
         assert r.returncode == 2 and "nope.tif" in r.stderr and not (root / "never").exists()
