@@ -109,6 +109,11 @@ def read_raster(path: str | Path, window: Window | None = None, boundless: bool 
     return arr, prof
 
 
+def has_internal_mask(src) -> bool:
+    """Whether an open raster carries an internal (per-dataset) mask of no-data pixels."""
+    return any(MaskFlags.per_dataset in f for f in src.mask_flag_enums)
+
+
 def file_valid(path: str | Path, raw: np.ndarray, window: Window | None = None) -> np.ndarray:
     """(H, W) bool for `raw` read from `path` (the same `window`): False where the file itself says no data, by
     its nodata value in any band or by its internal (per-dataset) mask. The registry's own rules (NaN, valid
@@ -118,7 +123,7 @@ def file_valid(path: str | Path, raw: np.ndarray, window: Window | None = None) 
         nod = src.nodata
         if nod is not None and not np.isnan(nod):
             ok &= ~(raw == nod).any(axis=0)
-        if any(MaskFlags.per_dataset in f for f in src.mask_flag_enums):
+        if has_internal_mask(src):
             ok &= src.dataset_mask(window=window) > 0
     return ok
 

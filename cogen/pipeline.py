@@ -21,7 +21,6 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import rasterio
 import torch
-from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 from tqdm.auto import tqdm
 
@@ -30,7 +29,7 @@ from .checkpoint import Bundle, load_bundle
 from .data.dataset import dihedral, to_model_space
 from .diffusion.sampling import denoise
 from .errors import ConfigError, GridMismatchError, RasterError, UsageError
-from .io import Grid, RasterMeta, WindowedWriter, check_same_grid, open_raster
+from .io import Grid, RasterMeta, WindowedWriter, check_same_grid, has_internal_mask, open_raster
 from .library import ClearLibrary
 from .native import block_project, detect_block_offset
 from .registry import Modality
@@ -88,7 +87,7 @@ class RasterSource(Source):
             self.grid = self.full_grid.crop(window, str(path))
             self._off = (0, 0) if window is None else (int(window.row_off), int(window.col_off))
             self.nodata, self.dtype = src.nodata, src.dtypes[0]
-            self._has_mask = any(MaskFlags.per_dataset in f for f in src.mask_flag_enums)
+            self._has_mask = has_internal_mask(src)
             _check_dtype(modality, self.dtype, self.path)
             for w in unit_warnings(modality, src):
                 print(f"warning: {path}: {w}", file=sys.stderr)
@@ -120,6 +119,15 @@ class RasterSource(Source):
 
 
 ADD_OFFSET_KEYS = ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET", "COGEN_ADD_OFFSET")
+
+
+def window_grid_offset(grid_offset: tuple[int, int] | None, window: Window | None) -> tuple[int, int] | None:
+    """The native-block grid offset of a window's top-left pixel, from that of the file's (`grid_offset`, None =
+    (0, 0)); `grid_offset` itself when there is no window."""
+    if window is None:
+        return grid_offset
+    go = grid_offset or (0, 0)
+    return go[0] + int(window.row_off), go[1] + int(window.col_off)
 
 
 def declared_add_offsets(src) -> list[float]:
@@ -531,9 +539,7 @@ class CogenPipeline:
         sources = self.make_sources(conditions, window)
         regenerate = {m: MaskSource(mk, window=window) if isinstance(mk, (str, Path)) else mk
                       for m, mk in (regenerate or {}).items()}
-        if window is not None:
-            go = grid_offset or (0, 0)
-            grid_offset = (go[0] + int(window.row_off), go[1] + int(window.col_off))
+        grid_offset = window_grid_offset(grid_offset, window)
         return self.run(sources, targets, steps=steps, sampler=sampler, guidance=guidance, samples=samples,
                         seed=seed, tile=tile, overlap=overlap, regenerate=regenerate, batch=batch,
                         progress=progress, outputs=outputs, start=start, strength=strength, grid_offset=grid_offset)

@@ -16,7 +16,7 @@ from .checkpoint import REPO_ROOT, load_bundle
 from .errors import UsageError
 from .io import Grid, check_same_grid, open_raster, read_raster, write_json, write_raster
 from .flags import apply_sampling_flags
-from .pipeline import CogenPipeline, MaskSource, RasterSource
+from .pipeline import CogenPipeline, MaskSource, RasterSource, window_grid_offset
 from .quicklook import read_preview, render, save_grid
 from .runs import OutputDir, write_run_json
 
@@ -131,10 +131,8 @@ def _samples(args, default: int) -> int:
 
 
 def _sample_kw(args, **over) -> dict[str, Any]:
-    go = grid_offset(getattr(args, "grid_offset", None))
-    win = getattr(args, "scene_window", None)
-    if win is not None:  # --grid-offset is of the file's top-left pixel; the window's lies further on
-        go = ((go or (0, 0))[0] + int(win.row_off), (go or (0, 0))[1] + int(win.col_off))
+    # --grid-offset is of the file's top-left pixel; a window's lies further on
+    go = window_grid_offset(grid_offset(getattr(args, "grid_offset", None)), getattr(args, "scene_window", None))
     kw = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, samples=_samples(args, 1),
               seed=args.seed, tile=args.tile, overlap=args.overlap, batch=args.batch, progress=not args.quiet,
               grid_offset=go)
