@@ -7,6 +7,7 @@ r"""The `cogen` command (also `python sample.py`): generate missing modalities w
     cogen segment --input S2L2A=s2.tif --samples 8 --out out/seg
     cogen synth --n 4 --input LULC=layout.tif --target S2L2A --out out/synth
     cogen info [--checkpoint CKPT] [--json]    # what a checkpoint knows: modalities, classes, defaults
+    cogen parts s1.tif --rows 4                  # one --window per line: parts that join into one whole run
     cogen join part*/S2L2A.tif --out S2L2A.tif   # parts of a scene (--window runs), blended where they overlap
 
 Each command writes into --out (an existing non-empty folder needs --overwrite) the rasters, a run.json
@@ -96,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("parts", nargs="+", help="the parts' rasters of one output (e.g. part*/S2L2A.tif)")
     p.add_argument("--out", required=True, help="the joined GeoTIFF")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p = sub.add_parser("parts", help="the --window of each part of a scene split for one process per part, "
+                                     "overlapping so that their join equals one run over the scene")
+    p.add_argument("scene", help="a GeoTIFF of the scene (any of its inputs)")
+    p.add_argument("--rows", type=int, required=True, help="parts from top to bottom")
+    p.add_argument("--cols", type=int, default=1, help="parts from left to right (default 1)")
+    p.add_argument("--overlap", type=int, default=128,
+                   help="px that neighbouring parts share (default 128: two of the default 64 px tiles; join takes "
+                        "each part where it is more than a tile from its inner edges)")
     p = sub.add_parser("demo", help="the three demo jobs on a shipped scene with the shipped model")
     p.add_argument("--scene", default="433D_629L_3_1", help="shipped scene id")
     p.add_argument("--data", default=None, help="dataset folder (default: the shipped scenes)")
@@ -139,6 +148,16 @@ def join(args) -> None:
     print(f"wrote {out} from {len(args.parts)} parts")
 
 
+def parts(args) -> None:
+    from cogen.io import open_raster
+    from cogen.join import plan_parts
+
+    with open_raster(args.scene) as src:
+        h, w = src.height, src.width
+    for win in plan_parts(h, w, args.rows, args.cols, args.overlap):
+        print(f"{win.col_off},{win.row_off},{win.width},{win.height}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from cogen.errors import CogenError
 
@@ -146,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from cogen import workflows
 
-        fn = {"info": info, "join": join, "impute": workflows.impute, "cloud-removal": workflows.cloud_removal, "segment": workflows.segment,
+        fn = {"info": info, "join": join, "parts": parts, "impute": workflows.impute, "cloud-removal": workflows.cloud_removal, "segment": workflows.segment,
               "synth": workflows.synth, "demo": workflows.demo}[args.command]
         fn(args)
     except CogenError as e:

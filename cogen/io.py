@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -51,6 +52,16 @@ class Grid:
             raise UsageError(f"--window {c0},{r0},{w},{h} (COL,ROW,WIDTH,HEIGHT) does not lie inside {where}, "
                              f"{self.width} x {self.height} px; give a window within it")
         return Grid(self.crs, self.window_transform(window), h, w)
+
+    def anchor(self) -> tuple[int, int]:
+        """(row, col) of the top-left pixel on the CRS's lattice of pixels of this size: the map coordinates of
+        its corner over the pixel size, rounded down. Windows and crops of one raster, and rasters on one grid
+        (neighbouring or overlapping tiles of a product), agree on it; the tiling and the noise of sampling are
+        fixed on it (cogen.tiling.anchored_starts). (0, 0) for a rotated or sheared transform."""
+        t = self.transform
+        if t.b or t.d or not t.a or not t.e:
+            return 0, 0
+        return math.floor(t.f / t.e + 1e-6), math.floor(t.c / t.a + 1e-6)
 
     def matches(self, other: "Grid", tol_px: float = 1e-3) -> str | None:
         """None if both grids are the same (to `tol_px` of a pixel), else what differs."""

@@ -9,6 +9,8 @@ Scenes larger than the model's tile are cut into overlapping tiles processed in 
 band: inputs are read and outputs written window by window, so memory follows the tile batch and one band
 of tiles, not the scene. Tiles are blended with weights that sum to one; every tile draws its initial noise
 from one noise field fixed by (seed, sample, pixel position), so overlapping tiles agree and seams vanish.
+Tiles and noise are fixed on the map (the scene's place on its CRS's pixel lattice, `Grid.anchor`), so windows
+of one file, neighbouring crops and overlapping granules generate the same values where they cut the same tiles.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from .io import Grid, RasterMeta, WindowedWriter, check_same_grid, has_internal_
 from .library import ClearLibrary
 from .native import block_project, detect_block_offset
 from .registry import Modality
-from .tiling import blend_weight, tile_starts
+from .tiling import anchored_starts, blend_weight
 from .votes import VoteSmoother
 
 NOISE_BLOCK = 32  # latent cells per side of one block of the global noise field
@@ -47,6 +49,7 @@ class Source:
     modality: Modality
     height: int
     width: int
+    anchor: tuple[int, int] = (0, 0)  # the first pixel's (row, col) on the map's pixel lattice (Grid.anchor)
 
     def read(self, row: int, col: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -97,6 +100,7 @@ class RasterSource(Source):
             self.tags = src.tags()
             self.band_tags = [src.tags(b) for b in range(1, src.count + 1)]
         self.height, self.width = self.grid.height, self.grid.width
+        self.anchor = self.grid.anchor()
         self._bounds = (*self._off, self._off[0] + self.height, self._off[1] + self.width)
         self._src = rasterio.open(self.path)
 
@@ -374,6 +378,7 @@ class CogenPipeline:
         self.interpolate_positions = bool(bundle.config.sample.interpolate_positions)
         self._libraries: dict[str, ClearLibrary] = {}  # per regenerated target, while a call runs
         self._blocks: dict[str, list[tuple[int, int, int, int]]] = {}  # per target: (band, k, row, col) of a call
+        self._anchor: tuple[int, int] = (0, 0)  # the call's scene on the map's pixel lattice (Grid.anchor)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str = "cpu", modalities=None) -> "CogenPipeline":
@@ -514,7 +519,8 @@ class CogenPipeline:
                  tile: int | None = None, overlap: int | None = None, regenerate: Mapping[str, Any] | None = None,
                  batch: int = 16, progress: bool = True, outputs: Mapping[str, Mapping[str, Any]] | None = None,
                  start: str | None = None, strength: float | None = None,
-                 grid_offset: tuple[int, int] | None = None, window: Window | None = None) -> dict[str, TargetResult]:
+                 grid_offset: tuple[int, int] | None = None, window: Window | None = None,
+                 anchor: tuple[int, int] | None = None) -> dict[str, TargetResult]:
         """Generate `targets` from `conditions` ({modality: GeoTIFF path or (C,H,W) raw array}).
 
         regenerate: {modality: mask} for a target that is also given (cloud removal): masked pixels are
@@ -532,6 +538,10 @@ class CogenPipeline:
         window: a rasterio `Window` (pixels of the GeoTIFFs): only that part of the inputs is the scene, and
             the results cover it (a mask path in `regenerate` is read on it too; `grid_offset` stays that of
             the files' top-left pixel).
+        anchor: (row, col) of the scene's top-left pixel on a lattice of pixels fixed on the map, on which the
+            tiles and the initial noise are laid; default: the GeoTIFF inputs' own (`Grid.anchor`), (0, 0) for
+            arrays. Scenes that share a lattice generate the same values wherever they cut the same tiles, so
+            parts of a scene run one per process join without seams (`cogen join`).
 
         The checkpoint's `sample.co_targets` rules may add modalities that are generated beside a target in the
         same joint sample and dropped (`co_generated`); set `pipe.co_targets = []` to generate targets alone.
@@ -542,7 +552,8 @@ class CogenPipeline:
         grid_offset = window_grid_offset(grid_offset, window)
         return self.run(sources, targets, steps=steps, sampler=sampler, guidance=guidance, samples=samples,
                         seed=seed, tile=tile, overlap=overlap, regenerate=regenerate, batch=batch,
-                        progress=progress, outputs=outputs, start=start, strength=strength, grid_offset=grid_offset)
+                        progress=progress, outputs=outputs, start=start, strength=strength, grid_offset=grid_offset,
+                        anchor=anchor)
 
     def set_add_offsets(self, offsets: Mapping[str, float]) -> "CogenPipeline":
         """Read and write these continuous modalities with an additive offset in raw units, as their products
@@ -591,7 +602,8 @@ class CogenPipeline:
     def run(self, sources: Mapping[str, Source], targets: Sequence[str], *, steps=None, sampler=None, guidance=None,
             samples: int = 1, seed: int = 0, tile=None, overlap=None, regenerate=None, batch: int = 16,
             progress: bool = True, outputs=None, size: tuple[int, int] | None = None, start: str | None = None,
-            strength: float | None = None, grid_offset: tuple[int, int] | None = None) -> dict[str, TargetResult]:
+            strength: float | None = None, grid_offset: tuple[int, int] | None = None,
+            anchor: tuple[int, int] | None = None) -> dict[str, TargetResult]:
         sc = self.bundle.config.sample
         steps, sampler = sc.steps if steps is None else steps, sampler or sc.sampler
         guidance = sc.guidance if guidance is None else guidance
@@ -618,13 +630,15 @@ class CogenPipeline:
                     check_same_grid(src.path, src.grid, mk.path, mk.grid)
             elif np.asarray(mk).shape != (H, W):
                 raise GridMismatchError(f"mask for {m} has shape {np.asarray(mk).shape}, the scene is {H}x{W}")
+        self._anchor = tuple(anchor) if anchor is not None else next(
+            (s.anchor for s in sources.values() if isinstance(s, RasterSource)), (0, 0))
         starts = self._starts(sources, targets, regenerate, start, strength, H, W)
         extra = self.co_generated(sources, targets) if not starts else []  # an interpolated start covers targets only
         self._blocks = self._native_blocks(sources, targets + extra, regenerate, grid_offset)
         self._libraries = self._clear_libraries(sources, targets, regenerate, H, W, seed)
         tags = {"COGEN_VERSION": __version__, "COGEN_CHECKPOINT_SHA256": self.bundle.digest or "",
                 "COGEN_INPUTS": ",".join(sources) or "none", "COGEN_SAMPLES": samples, "COGEN_SEED": seed,
-                "COGEN_STEPS": f"{steps} {sampler}"}
+                "COGEN_STEPS": f"{steps} {sampler}", "COGEN_TILE": f"{tile} {overlap}"}
         writers = self._make_writers(targets, H, W, samples, outputs, sources, tags)
         try:
             # a small GDAL block cache: windows are read and written once, caching the scene would only cost memory
@@ -849,7 +863,8 @@ class CogenPipeline:
     # ---- tiles -------------------------------------------------------------------------------------------
     def _stream(self, sources, targets, regenerate, writers, H, W, steps, sampler, guidance, samples, seed, tile,
                 overlap, batch, progress, starts=None):
-        rows, cols = tile_starts(H, tile, overlap), tile_starts(W, tile, overlap)
+        rows = anchored_starts(H, tile, overlap, self._anchor[0])  # tiles on the map's lattice (cogen.tiling)
+        cols = anchored_starts(W, tile, overlap, self._anchor[1])
         Wp = max(W, tile)
         wt = blend_weight(tile, overlap).astype(np.float32)
         chans = {m: self._acc_channels(m, samples) for m in targets}
@@ -1015,12 +1030,15 @@ class CogenPipeline:
                 tspec[m] = (shape, z, toks[m].latent_valid(rep(oks[m]).to(dev)))
             else:
                 tspec[m] = (shape, None, None)
+        a0, a1 = self._anchor  # noise is cut at the tile's place on the map, so other scenes' tiles there share it
         for m, (shape, _, _) in tspec.items():
             d = toks[m].downsample
             noise[m] = turn(torch.stack([  # turned with its sample, so overlapping tiles still share it
-                global_noise(seed, s, order[m], positions[j][0] // d, positions[j][1] // d, shape[1], shape[2], shape[3])
+                global_noise(seed, s, order[m], (a0 + positions[j][0]) // d, (a1 + positions[j][1]) // d, shape[1],
+                             shape[2], shape[3])
                 for j in idx for s in range(S)]))
-        gen = torch.Generator().manual_seed(seed * 7919 + positions[idx[0]][0] * 104729 + positions[idx[0]][1])
+        r0, c0 = a0 + positions[idx[0]][0], a1 + positions[idx[0]][1]
+        gen = torch.Generator().manual_seed((seed * 7919 + r0 * 104729 + c0) & 0x7FFFFFFFFFFFFFFF)
         if self.bundle.config.train.objective == "regression":
             z = self._regress(conditions, tspec)
         else:

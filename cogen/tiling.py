@@ -21,9 +21,30 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     return starts
 
 
-def tile_grid(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+def anchored_starts(size: int, tile: int, overlap: int, anchor: int = 0) -> list[int]:
+    """Like `tile_starts`, but on a lattice fixed on the map rather than on the scene: `anchor` is the index of the
+    scene's first pixel on its CRS's pixel lattice (`Grid.anchor`), and every tile but the first and last starts
+    at a multiple of the stride (tile - overlap) on that lattice. Two scenes on one lattice (windows of one file,
+    neighbouring crops, overlapping granules) then cut the same tiles wherever both hold them whole, so with the
+    same seed they generate the same values there. The first tile starts at 0 and the last ends at the border;
+    they overlap their neighbours by at least `overlap`. `anchor` 0 gives `tile_starts`."""
+    if tile <= 0 or overlap < 0 or overlap >= tile:
+        raise UsageError(f"tile {tile} / overlap {overlap}: need tile > 0 and 0 <= overlap < tile")
+    if size <= tile:
+        return [0]
+    stride = tile - overlap
+    first = (-anchor) % stride  # the first pixel of the scene that lies on the lattice's stride
+    starts = ([0] if first else []) + list(range(first, size - tile + 1, stride))
+    if starts[-1] + tile < size:
+        starts.append(size - tile)
+    return starts
+
+
+def tile_grid(height: int, width: int, tile: int, overlap: int,
+              anchor: tuple[int, int] = (0, 0)) -> list[tuple[int, int]]:
     """(row, col) of every tile, row-major (rows in increasing order, as the streaming writer needs)."""
-    return [(r, c) for r in tile_starts(height, tile, overlap) for c in tile_starts(width, tile, overlap)]
+    return [(r, c) for r in anchored_starts(height, tile, overlap, anchor[0])
+            for c in anchored_starts(width, tile, overlap, anchor[1])]
 
 
 def ramp(tile: int, overlap: int) -> np.ndarray:
@@ -40,12 +61,13 @@ def blend_weight(tile: int, overlap: int) -> np.ndarray:
     return np.outer(r, r)
 
 
-def coverage_weights(height: int, width: int, tile: int, overlap: int) -> np.ndarray:
+def coverage_weights(height: int, width: int, tile: int, overlap: int,
+                     anchor: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Normalised weights' sum per pixel (all ones when blending is right); for tests and checks."""
     w = blend_weight(tile, overlap)
     acc = np.zeros((max(height, tile), max(width, tile)))
     parts = []
-    for r, c in tile_grid(height, width, tile, overlap):
+    for r, c in tile_grid(height, width, tile, overlap, anchor):
         acc[r : r + tile, c : c + tile] += w
         parts.append((r, c))
     total = np.zeros_like(acc)

@@ -31,9 +31,9 @@ def write_scene(tmp: Path, size: int, seed: int = 0) -> dict[str, Path]:
 
 
 def seams(checkpoint, size=512, tile=64, overlap=16, steps=10) -> None:
-    from cogen.io import read_raster
+    from cogen.io import Grid, read_raster
     from cogen.pipeline import CogenPipeline
-    from cogen.tiling import tile_starts
+    from cogen.tiling import anchored_starts
 
     with tempfile.TemporaryDirectory() as td:
         paths = write_scene(Path(td), size)
@@ -42,9 +42,10 @@ def seams(checkpoint, size=512, tile=64, overlap=16, steps=10) -> None:
         out = pipe({"S1RTC": str(paths["S1RTC"]), "DEM": str(paths["DEM"])}, ["S2L2A"], steps=steps, tile=tile,
                    overlap=overlap, seed=0)
         secs = time.time() - t
+        anchor = Grid.of(paths["S1RTC"]).anchor()[1]
     img = out["S2L2A"].sample  # (C, H, W) reflectance
     d = np.abs(np.diff(img, axis=2)).mean(axis=(0, 1))  # (W-1,): pair (c, c+1)
-    starts = tile_starts(size, tile, overlap)
+    starts = anchored_starts(size, tile, overlap, anchor)  # the columns the pipeline cut
     border = set()
     for s in starts[1:]:
         border.add(s - 1)  # where the next tile begins

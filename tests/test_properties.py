@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from cogen.diffusion import ABSENT, CONDITION, TARGET, Diffusion, RoleConfig, sample_roles
 from cogen.diffusion.roles import sample_times
 from cogen.registry import Registry
-from cogen.tiling import blend_weight, coverage_weights, tile_grid, tile_starts
+from cogen.tiling import anchored_starts, blend_weight, coverage_weights, tile_grid, tile_starts
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -40,6 +40,58 @@ def test_tiles_cover_every_pixel_and_weights_sum_to_one(h, w, tile, data):
     assert (cov[:h, :w] >= 1).all()
     assert (blend_weight(tile, overlap) > 0).all()
     np.testing.assert_allclose(coverage_weights(h, w, tile, overlap), 1.0, rtol=1e-9)
+
+
+@FAST
+@given(h=st.integers(1, 300), tile=st.integers(2, 96), anchor=st.integers(-10**6, 10**6), data=st.data())
+def test_anchored_tiles_lie_on_the_map_and_cover_the_scene(h, tile, anchor, data):
+    """Tiles on a lattice fixed on the map: all but the first and last start at a multiple of the stride there,
+    they cover the scene with at least `overlap` shared, weights still sum to one; anchor 0 is `tile_starts`;
+    and a part of the scene (a window `off` px in, `n` px long) cuts every lattice tile that lies inside it."""
+    overlap = data.draw(st.integers(0, tile - 1))
+    stride = tile - overlap
+    starts = anchored_starts(h, tile, overlap, anchor)
+    assert starts[0] == 0 and starts == sorted(set(starts))
+    assert anchored_starts(h, tile, overlap, 0) == tile_starts(h, tile, overlap)
+    if h >= tile:
+        assert starts[-1] + tile == h and all(b - a <= stride for a, b in zip(starts, starts[1:]))
+        assert all((anchor + s) % stride == 0 for s in starts[1:-1])
+    np.testing.assert_allclose(coverage_weights(h, 7, tile, overlap, (anchor, 0)), 1.0, rtol=1e-9)
+    off = data.draw(st.integers(0, h - 1))
+    n = data.draw(st.integers(1, h - off))
+    part = {off + s for s in anchored_starts(n, tile, overlap, anchor + off)}
+    inside = {s for s in range(off, off + n - tile + 1) if (anchor + s) % stride == 0}
+    assert inside <= part
+
+
+@FAST
+@given(h=st.integers(1, 400), w=st.integers(1, 400), rows=st.integers(1, 6), cols=st.integers(1, 6),
+       overlap=st.integers(0, 200))
+def test_planned_parts_cover_the_scene_and_share_the_overlap(h, w, rows, cols, overlap):
+    """`cogen parts`: a rows x cols grid of windows inside the scene that cover it, neighbours sharing `overlap`
+    px (less only where a part reaches the scene's border)."""
+    from cogen.errors import UsageError
+    from cogen.join import plan_parts
+
+    if rows > h or cols > w:
+        try:
+            plan_parts(h, w, rows, cols, overlap)
+        except UsageError as e:
+            assert "give fewer" in str(e)
+            return
+        raise AssertionError("a grid finer than the scene was accepted")
+    wins = plan_parts(h, w, rows, cols, overlap)
+    assert len(wins) == rows * cols
+    cov = np.zeros((h, w), int)
+    for win in wins:
+        r0, c0, hh, ww = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
+        assert r0 >= 0 and c0 >= 0 and hh >= 1 and ww >= 1 and r0 + hh <= h and c0 + ww <= w
+        cov[r0 : r0 + hh, c0 : c0 + ww] += 1
+    assert (cov >= 1).all()
+    for i in range(rows - 1):  # vertical neighbours in the first column
+        a, b = wins[i * cols], wins[(i + 1) * cols]
+        shared = int(a.row_off + a.height - b.row_off)
+        assert shared == overlap or (shared < overlap and (b.row_off == 0 or a.row_off + a.height == h))
 
 
 _SCENE = {}

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from cogen.io import write_raster
+from cogen.io import Grid, write_raster
 from cogen.votes import VoteSmoother, radius, smooth_votes
 
 
@@ -77,7 +77,9 @@ def test_pipeline_vote_sigma_matches_smoothing_its_votes(tmp_path, tiny_bundle, 
     rng = np.random.default_rng(5)
     h, w = 40, 24
     s2 = (rng.random((12, h, w)) * 3000 + 200).astype(np.int16)
-    kw = dict(steps=2, samples=4, seed=0, progress=False)
+    # the arrays placed where the GeoTIFF below lies on the map (Grid.anchor), so that its CLI run cuts the same
+    # tiles and draws the same noise
+    kw = dict(steps=2, samples=4, seed=0, progress=False, anchor=(-500000, 50000))
     lulc = pipe.registry["LULC"]
     captured = []
     flush = pipe._flush
@@ -111,6 +113,7 @@ def test_pipeline_vote_sigma_matches_smoothing_its_votes(tmp_path, tiny_bundle, 
     args = ["segment", "--input", f"S2L2A={p2}", "--checkpoint", tiny_bundle, "--out", out, "--steps", "2",
             "--samples", "4", "--tile", "16", "--overlap", "0", "--quiet", "--vote-sigma", "1"]
     assert sample.main([str(a) for a in args]) == 0
+    assert Grid.of(p2).anchor() == kw["anchor"]
     with rasterio.open(out / "LULC.tif") as o:
         assert o.crs.to_string() == "EPSG:32633" and o.transform == tr
         assert np.array_equal(o.read(1), np.asarray(lulc.class_ids)[want.argmax(0)])
