@@ -109,8 +109,9 @@ def part_tile(srcs) -> int:
     return max(tiles)
 
 
-def join_parts(paths: Sequence[str | Path], out: str | Path, overwrite: bool = False) -> Path:
-    """Join part rasters (see the module) into `out`; returns its path."""
+def join_parts(paths: Sequence[str | Path], out: str | Path, overwrite: bool = False, tile: int | None = None) -> Path:
+    """Join part rasters (see the module) into `out`; returns its path. `tile`: the parts' tile size in px
+    (default: their COGEN_TILE tags; 0 blends every overlap by distance to the parts' edges alone)."""
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
         raise UsageError("join needs two or more part rasters")
@@ -121,7 +122,7 @@ def join_parts(paths: Sequence[str | Path], out: str | Path, overwrite: bool = F
     srcs = [rasterio.open(p) for p in paths]
     try:
         first = srcs[0]
-        tile = part_tile(srcs)
+        tile = part_tile(srcs) if tile is None else int(tile)
         categorical = bool(first.tags().get("COGEN_PRODUCT") == "classes")
         try:
             cmap = first.colormap(1)

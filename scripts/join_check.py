@@ -4,9 +4,10 @@
 
 Imputes S2L2A from S1RTC + DEM with the shipped defaults on a shipped scene: once on the whole scene, then on
 two row windows (the top and the bottom of the scene, sharing `--overlap-rows` rows: by default two of the
-default 64 px tiles), which are joined (`cogen join`). The parts are run twice: with tiles and noise fixed on
-the map (the default, `Grid.anchor`) and fixed on each window (`anchor=(0, 0)`, how parts were cut before),
-and joined alike. Over the rows both windows hold it prints:
+default 64 px tiles), which are joined (`cogen join`). The parts are run twice: as now, with tiles and noise
+fixed on the map (`Grid.anchor`) and joined taking each part where it is more than a tile from its inner
+edges; and as before, with tiles and noise fixed on each window (`anchor=(0, 0)`) and every overlap blended
+by distance to the parts' edges (`join_parts(..., tile=0)`). Over the rows both windows hold it prints:
 
 - the mean absolute difference of the joined scene to the whole run (reflectance), and the share of those
   rows' pixels where every band is equal to within one raw unit (1e-4);
@@ -63,13 +64,13 @@ def main(argv=None) -> None:
         ref = read_raster(whole)[0].astype(np.float64) / 10000
         print(f"scene {a.scene}: {H} x {W} px; windows of {h} rows share rows {shared.start}-{shared.stop - 1}; "
               f"whole run {secs:.0f} s")
-        for label, fixed in (("tiles and noise fixed on the map (default)", None),
-                             ("tiles and noise fixed on each window (before)", "window")):
+        for label, before in (("now: tiles and noise fixed on the map", False),
+                              ("before: fixed on each window, overlaps blended", True)):
             parts = []
             for name, win in wins.items():
-                path, secs = impute(f"{name}_{fixed}", win, (0, 0) if fixed else None)
+                path, secs = impute(f"{name}_{before}", win, (0, 0) if before else None)
                 parts.append(path)
-            joined = join_parts(parts, Path(td) / f"joined_{fixed}.tif")
+            joined = join_parts(parts, Path(td) / f"joined_{before}.tif", tile=0 if before else None)
             got = read_raster(joined)[0].astype(np.float64) / 10000
             d = np.abs(got[:, shared] - ref[:, shared])
             same = (d.max(axis=0) < 1.5e-4).mean()  # at most one raw unit in every band

@@ -30,7 +30,8 @@ NAMES = ["wrong band count", "dtype that cannot be converted safely", "all-NaN i
          "tile smaller than the model's patch", "truncated checkpoint", "corrupted checkpoint",
          "checkpoint for other modalities", "config with an unknown key", "config with a mistyped value",
          "config with a number out of range", "zero samples", "additive offset that is not a number",
-         "additive offset for a class map", "output folder exists"]
+         "additive offset for a class map", "parts finer than the scene", "joining parts of other grids",
+         "output folder exists"]
 
 
 def test_every_case_is_tested(cases):
