@@ -10,9 +10,9 @@ distance beyond that tile instead, and the joined value is that of the whole run
 tiles or more join into exactly the whole run; with less, the middle of each overlap is blended as above.
 Values (continuous rasters) are the weighted mean of the parts that hold a valid value there; class maps
 (rasters with a colour table, or tagged COGEN_PRODUCT=classes) take the class of the part with the largest
-weight. The joined raster keeps the parts'
-CRS, pixel size, nodata, band names, scale/offset, colour table and tags, and is written row block by row
-block, under a temporary name, with overviews when large.
+weight. The joined raster keeps the parts' CRS, pixel size, nodata, band names, scale/offset, colour table
+and tags, and is written row block by row block, under a temporary name, with overviews when large.
+`plan_parts` (`cogen parts`) gives the windows of a grid of parts that overlap by two tiles.
 """
 from __future__ import annotations
 

@@ -805,8 +805,8 @@ def test_parts_of_a_scene_cut_the_same_tiles_and_generate_the_same_values(tmp_pa
     assert wins == ["0,0,40,60", "0,12,40,60"]
     runs = {"whole": (0, 72), "top": (0, 60), "bottom": (12, 60)}  # (first row, rows); full width
     for name, win in zip(runs, [None, *wins]):
-        assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "DEM", *(["--window", win] if win else []),
-                   *common(tiny_bundle, tmp_path / name)) == 0
+        assert run("impute", "--input", f"S1RTC={paths['S1RTC']}", "--target", "DEM", "--target", "LULC",
+                   *(["--window", win] if win else []), *common(tiny_bundle, tmp_path / name)) == 0
     anchor = Grid.of(paths["S1RTC"]).anchor()[0]
     assert anchor == -500000  # from_origin(500000, 5000000, 10, 10): 5e6 m over -10 m pixels
 
@@ -832,3 +832,8 @@ def test_parts_of_a_scene_cut_the_same_tiles_and_generate_the_same_values(tmp_pa
 
     blended = join_parts([tmp_path / "top" / "DEM.tif", tmp_path / "bottom" / "DEM.tif"], tmp_path / "b.tif", tile=0)
     assert np.abs(rasterio.open(blended).read(1) - dem["whole"]).max() > 1e-2
+    # a class map: each pixel takes the class of the part deepest inside, which is the whole run's class
+    assert run("join", tmp_path / "top" / "LULC.tif", tmp_path / "bottom" / "LULC.tif", "--out",
+               tmp_path / "joined_LULC.tif") == 0
+    np.testing.assert_array_equal(rasterio.open(tmp_path / "joined_LULC.tif").read(1),
+                                  rasterio.open(tmp_path / "whole" / "LULC.tif").read(1))
