@@ -7,6 +7,7 @@ r"""Generate missing modalities with a trained cogen model; every output is a ge
     python sample.py segment --input S2L2A=s2.tif --samples 8 --out out/seg
     python sample.py synth --n 4 --input LULC=layout.tif --target S2L2A --out out/synth
     python sample.py info [--checkpoint CKPT] [--json]
+    python sample.py parts s1.tif --rows 4       # one --window per line, for parts that join into one run
     python sample.py join part1/S2L2A.tif part2/S2L2A.tif --out S2L2A.tif
 
 The same CLI is installed as the `cogen` command (cogen/cli.py).

@@ -149,12 +149,11 @@ def join(args) -> None:
 
 
 def parts(args) -> None:
-    from cogen.io import open_raster
+    from cogen.io import Grid
     from cogen.join import plan_parts
 
-    with open_raster(args.scene) as src:
-        h, w = src.height, src.width
-    for win in plan_parts(h, w, args.rows, args.cols, args.overlap):
+    g = Grid.of(args.scene)
+    for win in plan_parts(g.height, g.width, args.rows, args.cols, args.overlap):
         print(f"{win.col_off},{win.row_off},{win.width},{win.height}")
 
 

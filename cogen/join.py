@@ -16,6 +16,7 @@ and tags, and is written row block by row block, under a temporary name, with ov
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Sequence
 
@@ -29,13 +30,11 @@ from .io import RasterMeta, WindowedWriter, open_raster
 BLOCK = 256  # output rows written at a time
 
 
-def _part_windows(paths: Sequence[Path]):
-    """The joined grid (transform, height, width) and each part's window in it; parts must share CRS, pixel
-    size, band count and dtype, and lie on one pixel grid."""
-    metas = []
-    for p in paths:
-        with open_raster(p) as s:
-            metas.append((p, s.crs, s.transform, s.height, s.width, s.count, s.dtypes[0], s.nodata, s.bounds))
+def _part_windows(paths: Sequence[Path], srcs):
+    """The joined grid (transform, height, width) and each part's window in it, from the parts' open rasters;
+    parts must share CRS, pixel size, band count and dtype, and lie on one pixel grid."""
+    metas = [(p, s.crs, s.transform, s.height, s.width, s.count, s.dtypes[0], s.nodata, s.bounds)
+             for p, s in zip(paths, srcs)]
     p0, crs, t0, _, _, count, dtype, nodata, _ = metas[0]
     for p, c, t, h, w, n, d, nd, _ in metas[1:]:
         what = ("CRS" if c != crs else "pixel size" if (abs(t.a - t0.a) > 1e-9 * abs(t0.a) or abs(t.e - t0.e) > 1e-9 * abs(t0.e))
@@ -118,68 +117,70 @@ def join_parts(paths: Sequence[str | Path], out: str | Path, overwrite: bool = F
     out = Path(out)
     if out.exists() and not overwrite:
         raise UsageError(f"{out} exists; pass --overwrite to replace it")
-    crs, tr, H, W, count, dtype, nodata, wins = _part_windows(paths)
-    srcs = [rasterio.open(p) for p in paths]
+    with contextlib.ExitStack() as stack:
+        srcs = [stack.enter_context(open_raster(p)) for p in paths]
+        return _join(paths, srcs, out, tile)
+
+
+def _join(paths: Sequence[Path], srcs, out: Path, tile: int | None) -> Path:
+    crs, tr, H, W, count, dtype, nodata, wins = _part_windows(paths, srcs)
+    first = srcs[0]
+    tile = part_tile(srcs) if tile is None else int(tile)
+    categorical = bool(first.tags().get("COGEN_PRODUCT") == "classes")
     try:
-        first = srcs[0]
-        tile = part_tile(srcs) if tile is None else int(tile)
-        categorical = bool(first.tags().get("COGEN_PRODUCT") == "classes")
-        try:
-            cmap = first.colormap(1)
-            categorical = True
-        except ValueError:
-            cmap = None
-        meta = RasterMeta(descriptions=list(first.descriptions), tags=first.tags(), categorical=categorical,
-                          colormap={k: v[:3] for k, v in cmap.items()} if cmap else None,
-                          scale=first.scales[0] if not categorical else None,
-                          offset=first.offsets[0] if not categorical else None,
-                          unit=first.units[0] if first.units and first.units[0] else None)
-        writer = WindowedWriter(out, crs, tr, H, W, count, dtype, nodata, meta=meta)
-        try:
-            fill = nodata if nodata is not None else 0
-            for top in range(0, H, BLOCK):
-                n = min(BLOCK, H - top)
-                acc = np.zeros((count, n, W))
-                wsum = np.zeros((n, W))
-                acc_in, wsum_in = np.zeros((count, n, W)), np.zeros((n, W))  # beyond a tile from inner edges
-                best = np.zeros((n, W))
-                cls = np.full((count, n, W), fill, dtype=dtype)
-                for s, win in zip(srcs, wins):
-                    r0, c0 = int(win.row_off), int(win.col_off)
-                    a, b = max(top, r0), min(top + n, r0 + int(win.height))
-                    if b <= a:
-                        continue
-                    data = s.read(window=Window(0, a - r0, int(win.width), b - a))
-                    ok = s.dataset_mask(window=Window(0, a - r0, int(win.width), b - a)) > 0
-                    wt = _weights(win, H, W, slice(a - r0, b - r0)) * ok
-                    sl = (slice(a - top, b - top), slice(c0, c0 + int(win.width)))
-                    if categorical:
-                        take = wt > best[sl]
-                        cls[(slice(None),) + sl] = np.where(take[None], data, cls[(slice(None),) + sl])
-                        best[sl] = np.maximum(best[sl], wt)
-                    else:
-                        acc[(slice(None),) + sl] += data.astype(np.float64) * wt[None]
-                        wsum[sl] += wt
-                        if tile:
-                            wi = np.maximum(wt - tile, 0.0) * ok  # wt > tile: more than a tile in
-                            acc_in[(slice(None),) + sl] += data.astype(np.float64) * wi[None]
-                            wsum_in[sl] += wi
+        cmap = first.colormap(1)
+        categorical = True
+    except ValueError:
+        cmap = None
+    meta = RasterMeta(descriptions=list(first.descriptions), tags=first.tags(), categorical=categorical,
+                      colormap={k: v[:3] for k, v in cmap.items()} if cmap else None,
+                      scale=first.scales[0] if not categorical else None,
+                      offset=first.offsets[0] if not categorical else None,
+                      unit=first.units[0] if first.units and first.units[0] else None)
+    writer = WindowedWriter(out, crs, tr, H, W, count, dtype, nodata, meta=meta)
+    try:
+        fill = nodata if nodata is not None else 0
+        for top in range(0, H, BLOCK):
+            n = min(BLOCK, H - top)
+            acc = np.zeros((count, n, W))
+            wsum = np.zeros((n, W))
+            acc_in, wsum_in = np.zeros((count, n, W)), np.zeros((n, W))  # beyond a tile from inner edges
+            best = np.zeros((n, W))
+            cls = np.full((count, n, W), fill, dtype=dtype)
+            for s, win in zip(srcs, wins):
+                r0, c0 = int(win.row_off), int(win.col_off)
+                a, b = max(top, r0), min(top + n, r0 + int(win.height))
+                if b <= a:
+                    continue
+                data = s.read(window=Window(0, a - r0, int(win.width), b - a))
+                ok = s.dataset_mask(window=Window(0, a - r0, int(win.width), b - a)) > 0
+                wt = _weights(win, H, W, slice(a - r0, b - r0)) * ok
+                sl = (slice(a - top, b - top), slice(c0, c0 + int(win.width)))
                 if categorical:
-                    block = cls
+                    take = wt > best[sl]
+                    cls[(slice(None),) + sl] = np.where(take[None], data, cls[(slice(None),) + sl])
+                    best[sl] = np.maximum(best[sl], wt)
                 else:
-                    inner = wsum_in > 0  # some part holds the whole run's values here
-                    acc = np.where(inner[None], acc_in, acc)
-                    wsum = np.where(inner, wsum_in, wsum)
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        mean = acc / wsum[None]
-                    if np.issubdtype(np.dtype(dtype), np.integer):
-                        mean = np.rint(mean)
-                    block = np.where(wsum[None] > 0, mean, fill).astype(dtype)
-                writer.write(block, Window(0, top, W, n))
-            return writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
-    finally:
-        for s in srcs:
-            s.close()
+                    x = data.astype(np.float64)
+                    acc[(slice(None),) + sl] += x * wt[None]
+                    wsum[sl] += wt
+                    if tile:
+                        wi = np.maximum(wt - tile, 0.0) * ok  # wt > tile: more than a tile in
+                        acc_in[(slice(None),) + sl] += x * wi[None]
+                        wsum_in[sl] += wi
+            if categorical:
+                block = cls
+            else:
+                inner = wsum_in > 0  # some part holds the whole run's values here
+                acc = np.where(inner[None], acc_in, acc)
+                wsum = np.where(inner, wsum_in, wsum)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    mean = acc / wsum[None]
+                if np.issubdtype(np.dtype(dtype), np.integer):
+                    mean = np.rint(mean)
+                block = np.where(wsum[None] > 0, mean, fill).astype(dtype)
+            writer.write(block, Window(0, top, W, n))
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise

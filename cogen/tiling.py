@@ -9,16 +9,9 @@ from .errors import UsageError
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of `tile` px along an axis of `size` px with at least `overlap` px of overlap.
 
-    The last tile is aligned to the end; an axis shorter than a tile gets one tile at 0 (padded)."""
-    if tile <= 0 or overlap < 0 or overlap >= tile:
-        raise UsageError(f"tile {tile} / overlap {overlap}: need tile > 0 and 0 <= overlap < tile")
-    if size <= tile:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, size - tile + 1, stride))
-    if starts[-1] + tile < size:
-        starts.append(size - tile)
-    return starts
+    Tiles start every `tile - overlap` px from 0 and the last tile is aligned to the end; an axis shorter than a
+    tile gets one tile at 0 (padded). The lattice of `anchored_starts` counted from the scene's first pixel."""
+    return anchored_starts(size, tile, overlap, 0)
 
 
 def anchored_starts(size: int, tile: int, overlap: int, anchor: int = 0) -> list[int]:
@@ -27,7 +20,7 @@ def anchored_starts(size: int, tile: int, overlap: int, anchor: int = 0) -> list
     at a multiple of the stride (tile - overlap) on that lattice. Two scenes on one lattice (windows of one file,
     neighbouring crops, overlapping granules) then cut the same tiles wherever both hold them whole, so with the
     same seed they generate the same values there. The first tile starts at 0 and the last ends at the border;
-    they overlap their neighbours by at least `overlap`. `anchor` 0 gives `tile_starts`."""
+    they overlap their neighbours by at least `overlap`."""
     if tile <= 0 or overlap < 0 or overlap >= tile:
         raise UsageError(f"tile {tile} / overlap {overlap}: need tile > 0 and 0 <= overlap < tile")
     if size <= tile:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 def main(argv=None) -> None:
     from rasterio.windows import Window
 
-    from cogen.io import read_raster
+    from cogen.io import Grid, read_raster
     from cogen.join import join_parts
     from cogen.metrics import hf_power_ratio
     from cogen.pipeline import CogenPipeline
@@ -48,7 +48,8 @@ def main(argv=None) -> None:
     inputs = {m: str(data / m / f"{a.scene}.tif") for m in ("S1RTC", "DEM")}
     pipe = CogenPipeline.from_checkpoint(a.checkpoint)
     with tempfile.TemporaryDirectory() as td:
-        H, W = read_raster(inputs["S1RTC"])[0].shape[1:]
+        g = Grid.of(inputs["S1RTC"])
+        H, W = g.height, g.width
         h = (H + a.overlap_rows + 1) // 2
         wins = {"top": Window(0, 0, W, h), "bottom": Window(0, H - h, W, h)}
         shared = slice(H - h, h)  # rows both windows hold

@@ -46,13 +46,14 @@ def test_tiles_cover_every_pixel_and_weights_sum_to_one(h, w, tile, data):
 @given(h=st.integers(1, 300), tile=st.integers(2, 96), anchor=st.integers(-10**6, 10**6), data=st.data())
 def test_anchored_tiles_lie_on_the_map_and_cover_the_scene(h, tile, anchor, data):
     """Tiles on a lattice fixed on the map: all but the first and last start at a multiple of the stride there,
-    they cover the scene with at least `overlap` shared, weights still sum to one; anchor 0 is `tile_starts`;
-    and a part of the scene (a window `off` px in, `n` px long) cuts every lattice tile that lies inside it."""
+    they cover the scene with at least `overlap` shared, weights still sum to one; anchor 0 is the grid from
+    the corner; and a part of the scene (a window `off` px in, `n` px long) cuts every lattice tile inside it."""
     overlap = data.draw(st.integers(0, tile - 1))
     stride = tile - overlap
     starts = anchored_starts(h, tile, overlap, anchor)
     assert starts[0] == 0 and starts == sorted(set(starts))
-    assert anchored_starts(h, tile, overlap, 0) == tile_starts(h, tile, overlap)
+    if h > tile:  # anchor 0 is the grid counted from the scene's corner: every stride from 0, the last at the border
+        assert anchored_starts(h, tile, overlap, 0) == sorted({*range(0, h - tile + 1, stride), h - tile})
     if h >= tile:
         assert starts[-1] + tile == h and all(b - a <= stride for a, b in zip(starts, starts[1:]))
         assert all((anchor + s) % stride == 0 for s in starts[1:-1])
