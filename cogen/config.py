@@ -11,6 +11,7 @@ import yaml
 
 from .diffusion.roles import RoleConfig
 from .errors import ConfigError
+from .options import SampleOptions
 
 
 @dataclass
@@ -75,7 +76,6 @@ class TrainConfig:
     ema_decay: float = 0.999
     eval_every: int = 200
     val_batches: int = 8
-    sample_every: int = 0  # quicklook PNG of samples every N steps (0: off)
     ckpt_every: int = 100
     keep_last: int = 3
     out_dir: str = "runs/demo"
@@ -94,53 +94,6 @@ class TrainConfig:
     # of a given size turns a dark spectrum (water, shade) much further than a bright one; this makes the
     # loss count it so (0 = off; 8 = up to 8x for pixels at 1/sqrt(8) of the typical brightness or darker)
     dark_weight: float = 0.0
-
-
-@dataclass
-class SampleConfig:
-    steps: int = 20
-    sampler: str = "ddim"
-    guidance: float = 1.0
-    tile: int = 32
-    overlap: int = 8
-    # per target modality, [tile, overlap] used instead when every target of a call has the same entry
-    # (e.g. {LULC: [32, 8]}: a model that imputes best on large tiles may segment best on small ones)
-    tile_by_target: dict[str, list[int]] = field(default_factory=dict)
-    # [tile, overlap] for calls that regenerate part of a target (cloud removal, nodata holes); empty: as above
-    tile_regenerate: list[int] = field(default_factory=list)
-    grid_shift: bool = True  # move the patch grid at every denoising step (see cogen.diffusion.sampling)
-    # with grid_shift: average every step's prediction over this many patch-grid offsets (1 = one model call
-    # per step; N costs N calls). Removes patch-grid texture from the samples (docs/SAMPLING.md)
-    shift_ensemble: int = 1
-    # 0 = off; else a model time in (0, 1): after the last step, one more call treats the result as noised to
-    # that level and keeps the model's clean estimate, removing noise the last step left (docs/SAMPLING.md)
-    final_denoise: float = 0.0
-    # sample s is drawn in dihedral orientation s mod this (1 = off, 8 = 4 rotations x 2 flips), then turned
-    # back: the model saw every orientation in training, so a mean or a vote of N samples averages its
-    # orientation-bound errors at no extra cost; sample 0 is always the upright one (docs/SAMPLING.md)
-    orientations: int = 1
-    # the same for calls that regenerate part of a target (cloud removal, nodata holes); 0 = as `orientations`
-    orientations_regenerate: int = 0
-    # rules {target: T, given: [G, ...], exact: bool, add: [A, ...]}: when T is generated and every G is given
-    # (exact: the inputs are exactly the Gs), each A that is neither given nor asked for is generated beside T
-    # in the same joint sample, then dropped, so T is conditioned on plausible values of them too
-    # (docs/SAMPLING.md); [] = off
-    co_targets: list[dict[str, Any]] = field(default_factory=list)
-    # give generated bands that the registry lists in `native_blocks` their native resolution (cogen.native)
-    native_blocks: bool = True
-    # cloud removal: each generated pixel of a regenerated continuous target is replaced by the mean of the K
-    # clear pixels of the scene whose spectra are nearest to its generated one (cogen.library); 0 = off
-    library_neighbours: int = 0
-    library_size: int = 16384  # at most this many clear pixels, drawn at random (seeded), form that library
-    # class maps: each pixel's vote (fraction of samples per class) is replaced by the Gaussian-weighted mean of
-    # the valid votes around it, sigma in pixels, before the majority and confidence are taken (cogen.votes);
-    # 0 = off
-    vote_sigma: float = 0.0
-    # tiles larger than the training crops: squeeze their token positions into the trained range (no position
-    # the model never saw, so no stripes beyond the crop size) instead of extending them
-    interpolate_positions: bool = False
-    start: str = "noise"  # cloud removal: masked pixels start from noise, or "interpolate" (see CogenPipeline)
-    strength: float = 0.5  # with start=interpolate: the noise level started from (1 = pure noise)
 
 
 @dataclass
@@ -168,7 +121,7 @@ class Config:
     roles: RoleConfig = field(default_factory=RoleConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
+    sample: SampleOptions = field(default_factory=SampleOptions)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -291,16 +244,10 @@ RANGES: list[tuple[str, Any, str, str]] = [
     ("train.ema_decay", lambda v: 0 <= v < 1, "from 0 to below 1", "0.999"),
     ("train.eval_every", lambda v: v >= 0, "0 (off) or above", "200"),
     ("train.val_batches", lambda v: v >= 0, "0 or above", "8"),
-    ("train.sample_every", lambda v: v >= 0, "0 (off) or above", "0"),
     ("train.ckpt_every", lambda v: v >= 1, "a whole number >= 1", "100"),
     ("train.keep_last", lambda v: v >= 1, "a whole number >= 1", "3"),
     ("train.log_every", lambda v: v >= 1, "a whole number >= 1", "10"),
     ("train.threads", lambda v: v is None or v >= 1, "a whole number >= 1", "2"),
-    ("sample.steps", lambda v: v >= 1, "a whole number >= 1", "20"),
-    ("sample.tile", lambda v: v >= 1, "a number of pixels >= 1", "32"),
-    ("sample.overlap", lambda v: 0 <= v, "0 or above", "8"),
-    ("sample.shift_ensemble", lambda v: v >= 1, "a whole number >= 1", "2"),
-    ("sample.strength", lambda v: 0 < v <= 1, "above 0, at most 1", "0.2"),
 ]
 
 
