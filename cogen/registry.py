@@ -128,6 +128,13 @@ class Modality:
     def from_physical(self, phys: torch.Tensor) -> torch.Tensor:
         return (phys - self.offset) / self.scale
 
+    def spread_to_physical(self, raw: torch.Tensor) -> torch.Tensor:
+        """A spread (standard deviation) in raw units -> physical units: no offset, the scale's size."""
+        return raw * abs(self.scale)
+
+    def spread_from_physical(self, phys: torch.Tensor) -> torch.Tensor:
+        return phys / abs(self.scale)
+
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (-1,) + (1,) * 2
         if len(self.mean) != self.num_bands or len(self.std) != self.num_bands:
