@@ -10,6 +10,7 @@ checkpoint in `train.out_dir` (pass --no-resume to refuse a folder that already 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -462,6 +463,13 @@ def train_tokenizer(cfg: Config, resume: bool = True) -> dict:
     return last
 
 
+def wandb_run_id(out_dir: Path) -> str:
+    """The wandb run id of a training folder: its name and a digest of its resolved path, the same in every
+    process and session, so that a resumed run reattaches to its wandb run."""
+    path = str(Path(out_dir).resolve())
+    return f"{Path(path).name}-{hashlib.sha256(path.encode()).hexdigest()[:8]}"
+
+
 def make_logger(t_cfg, out_dir: Path, cfg: Config, main: bool):
     """Console + wandb (offline by default) or tensorboard or nothing."""
     if not main or t_cfg.log == "none":
@@ -470,10 +478,11 @@ def make_logger(t_cfg, out_dir: Path, cfg: Config, main: bool):
         try:
             import wandb
         except ImportError:
-            raise CogenError("train.log=wandb needs wandb: pip install 'cogen[wandb]', or set train.log=none") from None
+            raise CogenError("train.log=wandb needs wandb, a dependency of cogen: pip install wandb, or set "
+                             "train.log=none") from None
         mode = "offline" if t_cfg.log == "wandb-offline" else "online"
         run = wandb.init(project="cogen", dir=str(out_dir), mode=mode, config=cfg.to_dict(), resume="allow",
-                         id=out_dir.resolve().name + "-" + str(abs(hash(str(out_dir.resolve()))) % 10**8))
+                         id=wandb_run_id(out_dir))
         return lambda rec: run.log({k: v for k, v in rec.items() if k != "step"}, step=rec["step"])
     if t_cfg.log == "tensorboard":
         from torch.utils.tensorboard import SummaryWriter

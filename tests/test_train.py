@@ -136,14 +136,13 @@ def test_apply_overrides_parses_and_checks_like_the_command_line():
     from cogen.errors import ConfigError
 
     cfg = load_config(ROOT / "configs" / "tiny.yaml")
-    out = apply_overrides(cfg, ["sample.tile_by_target={S2L2A: [64, 16]}", "sample.tile_regenerate=[32, 8]",
-                                "sample.strength=0.3"])
-    assert out.sample.tile_by_target == {"S2L2A": [64, 16]} and out.sample.tile_regenerate == [32, 8]
-    assert out.sample.strength == 0.3 and out.model == cfg.model
-    with pytest.raises(ConfigError, match="unknown config key sample.tiles"):
-        apply_overrides(cfg, ["sample.tiles=64"])
-    with pytest.raises(ConfigError, match="sample.tile_regenerate"):
-        apply_overrides(cfg, ["sample.tile_regenerate=big"])
+    out = apply_overrides(cfg, ["sample.tiles={default: [32, 8], S2L2A: [64, 16]}", "sample.strength=0.3"])
+    assert out.sample.tiles == {"default": [32, 8], "S2L2A": [64, 16]} and out.sample.strength == 0.3
+    assert out.model == cfg.model
+    with pytest.raises(ConfigError, match="unknown config key sample.tile_by_target"):
+        apply_overrides(cfg, ["sample.tile_by_target={S2L2A: [64, 16]}"])
+    with pytest.raises(ConfigError, match="sample.tiles"):
+        apply_overrides(cfg, ["sample.tiles=big"])
 
 
 def test_class_balance_weights_the_land_cover_loss(tmp_path):
@@ -183,3 +182,15 @@ def test_every_shipped_training_config_loads():
     for p in trained:
         cfg = load_config(p)
         assert cfg.train.steps > 0 and cfg.optim.lr > 0, p.name
+
+
+def test_wandb_run_id_is_the_same_in_every_process(tmp_path):
+    """A resumed run reattaches to its wandb run: the id is a digest of the resolved folder, not `hash()` (which
+    changes between processes)."""
+    from train import wandb_run_id
+
+    code = "import sys; from pathlib import Path; from train import wandb_run_id; print(wandb_run_id(Path(sys.argv[1])))"
+    ids = {subprocess.run([PY, "-c", code, str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True, check=True,
+                          env={**ENV, "PYTHONHASHSEED": seed}).stdout.strip() for seed in ("1", "2")}
+    assert ids == {wandb_run_id(tmp_path / "run")}
+    assert wandb_run_id(tmp_path / "run").startswith("run-") and wandb_run_id(tmp_path / "other") != ids.pop()
