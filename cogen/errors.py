@@ -5,7 +5,7 @@ The command-line entry points turn any :class:`CogenError` into that line on std
 from __future__ import annotations
 
 import sys
-from typing import Callable, NoReturn
+from typing import Callable
 
 
 class CogenError(Exception):
@@ -61,6 +61,3 @@ def cli_exit(fn: Callable[[], object]) -> Callable[[], object]:
     wrapped.__doc__ = fn.__doc__
     return wrapped
 
-
-def fail(msg: str, cls: type[CogenError] = UsageError) -> NoReturn:
-    raise cls(msg)

@@ -24,8 +24,6 @@ def test_categorical_round_trip_is_exact_and_nodata_is_masked(registry):
     back = tok.decode(z)
     ok = idx >= 0
     assert torch.equal(back[ok], idx[ok])
-    p = tok.probabilities(z)
-    assert torch.allclose(p.sum(1), torch.ones(3, 11, 7)) and (p.argmax(1)[ok] == idx[ok]).all()
     assert tok.latent_valid(ok).equal(ok)
 
 

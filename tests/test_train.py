@@ -143,6 +143,11 @@ def test_apply_overrides_parses_and_checks_like_the_command_line():
         apply_overrides(cfg, ["sample.tile_by_target={S2L2A: [64, 16]}"])
     with pytest.raises(ConfigError, match="sample.tiles"):
         apply_overrides(cfg, ["sample.tiles=big"])
+    for bad, match in [("sample.final_denoise=1.0", "final_denoise=1.0: must be a model time"),
+                       ("sample.strength=0", "strength=0.0: must be above 0"),
+                       ("sample.tiles={default: [32, 40]}", "tiles.default=.32, 40.: expected .TILE, OVERLAP.")]:
+        with pytest.raises(ConfigError, match=match):  # the sample options are checked when the config is read
+            apply_overrides(cfg, [bad])
 
 
 def test_class_balance_weights_the_land_cover_loss(tmp_path):
