@@ -235,12 +235,13 @@ def test_stages_resolve_over_the_base_and_the_command_line():
 
 
 def test_stages_run_in_order_resume_and_skip_when_done(tmp_path):
-    """A stage stopped by its time budget ends the command; the same command resumes it, then runs the next from
-    its final EMA weights; once all are done, running it again trains nothing."""
+    """A stage stopped by its time budget ends the command; the same command resumes it to its end (here
+    train.stop_at), then runs the next from its final EMA weights; once all are done, running it again trains
+    nothing."""
     import yaml
 
     cfg = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
-    cfg["stages"] = [{"name": "a", "steps": 2}, {"name": "b", "steps": 2, "train": {"seed": 1}}]
+    cfg["stages"] = [{"name": "a", "steps": 3, "train": {"stop_at": 2}}, {"name": "b", "steps": 2, "train": {"seed": 1}}]
     path = tmp_path / "staged.yaml"
     path.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "run"
@@ -250,7 +251,8 @@ def test_stages_run_in_order_resume_and_skip_when_done(tmp_path):
     assert "resumed from" in second.stdout + second.stderr
     b = json.loads((out / "b" / "config.json").read_text())["train"]
     assert b["init_from"] == str(out / "a" / "checkpoints" / "step-000002" / "ema") and b["seed"] == 1
-    assert sorted(p.name for p in (out / "b" / "checkpoints").iterdir())[-1] == "step-000002"
+    for stage in ("a", "b"):  # a stopped at train.stop_at, before the end of its 3-step schedule
+        assert sorted(p.name for p in (out / stage / "checkpoints").iterdir())[-1] == "step-000002"
     third = run_train(out, "train.ckpt_every=1", config=path)
     assert "stage a: done" in third.stdout and "stage b: done" in third.stdout and "resumed" not in third.stdout
 
