@@ -166,10 +166,6 @@ class Modality:
             lut[cid] = i
         return lut[ids.long().clamp(min=0)]
 
-    def class_id(self, index: torch.Tensor) -> torch.Tensor:
-        """0-based class index -> class id."""
-        return torch.tensor(self.class_ids, dtype=torch.long, device=index.device)[index.long()]
-
     def check_bands(self, count: int, source: str) -> None:
         if count != self.num_bands:
             raise RasterError(
@@ -273,9 +269,6 @@ class Registry(Mapping[str, Modality]):
     def check(self, names: Iterable[str]) -> list[str]:
         """Return `names` as a list after checking every one is registered."""
         return [self[n].name for n in names]
-
-    def subset(self, names: Iterable[str]) -> "Registry":
-        return Registry({n: self[n].to_dict() for n in names})
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {n: m.to_dict() for n, m in self._m.items()}

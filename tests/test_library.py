@@ -1,10 +1,8 @@
 """The clear-pixel library of cloud removal (cogen.library): hand-computed snaps, the seeded draw, the pipeline."""
 import numpy as np
 import pytest
-import rasterio
 import torch
 
-from cogen.io import write_raster
 from cogen.library import REACH, ClearLibrary
 
 
