@@ -201,11 +201,7 @@ def test_demo_config_reproduces_the_shipped_model():
     want = config_from_dict(json.loads((ROOT / "checkpoints" / "demo" / "cogen.json").read_text())["config"]).to_dict()
     for d in (got, want):
         del d["train"]["out_dir"], d["train"]["init_from"]
-    assert got == want
-    assert stages[-1][1].sample.to_dict() == {
-        "steps": 5, "sampler": "ddim", "samples": 1, "seed": 0, "batch": 16, "tile": None, "overlap": None,
-        "tiles": {"default": [32, 8], "S2L2A": [64, 16], "regenerate": [32, 8]}, "final_denoise": 0.08,
-        "strength": 0.2, "library_neighbours": 32, "library_size": 16384}
+    assert got == want and got["sample"]["tiles"]["S2L2A"] == [64, 16]  # the sampling defaults are in it
     # the chain: each fine-tune starts from the final EMA weights of the stage before (partial stops at 1800)
     assert [c.train.init_from for _, c in stages] == [None, "runs/demo/base/checkpoints/step-005000/ema",
                                                       "runs/demo/partial/checkpoints/step-001800/ema",
