@@ -16,7 +16,7 @@ from rasterio.windows import Window
 from ..errors import GridMismatchError, RasterError, UsageError
 from ..io import check_same_grid
 from ..options import SampleOptions
-from ..registry import Registry
+from ..registry import Registry, default_registry
 from .sources import MaskSource, RasterSource, Source, any_valid, make_sources, window_grid_offset
 
 
@@ -60,7 +60,9 @@ def plan_call(registry: Registry, known: Sequence[str], unit: int, defaults: Sam
         raise UsageError(f"targets repeat a modality: {', '.join(targets)}")
     for m in [*targets, *conditions, *(add_offsets or {})]:
         if m not in known:
-            raise UsageError(f"this checkpoint knows {', '.join(known)}; it cannot use {m!r}")
+            default_registry().check([m])  # a name that is no modality at all: the known ones are listed
+            raise UsageError(f"this checkpoint was trained for {', '.join(known)}, not {m}; pass a checkpoint "
+                             f"trained with {m}")
     registry = registry.with_add_offsets(add_offsets) if add_offsets else registry
     regenerate = dict(regenerate or {})
     for m in regenerate:
