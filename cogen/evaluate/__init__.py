@@ -1,7 +1,7 @@
 r"""Score a checkpoint on any directions, with baselines, and write results.json and a results page.
 
     python -m cogen.evaluate --checkpoint checkpoints/demo --data data/terramind-examples --split test \
-        --direction "S1RTC->S2L2A" --direction "S2L2A->LULC" --samples 8 --steps 10 \
+        --direction "S1RTC->S2L2A" --direction "S2L2A->LULC" --samples 8 \
         --baseline mean --baseline-checkpoint checkpoints/regression --robustness LULC:S2L2A,S1RTC,DEM \
         --cloud-removal --sweep "S1RTC->S2L2A" --out results.json --report docs/RESULTS.md
 
@@ -9,6 +9,10 @@ Everything is in physical units over valid pixels. Continuous targets: MAE, RMSE
 modalities) for one sample and for the per-pixel mean of N; diversity (mean per-pixel std); realism (1-D
 Wasserstein distance of per-band histograms, high-frequency power of a sample over the truth's). Class maps:
 pixel accuracy, mIoU, per-class IoU of the majority of N samples, and the calibration (ECE) of its confidence.
+
+Sampling follows the checkpoint's options (cogen.options.SampleOptions); --samples (default 8), --steps,
+--sampler, --tile, --overlap, --batch and --seed change one of them. Every method samples with the same steps,
+sampler, seeds and tiles.
 
 Parts: `scoring` (the split, the scores, the predictors, directions, robustness, the steps sweep), `clouds`
 (cloud removal) and `report` (results.json documents and the page); `main` runs them.
@@ -21,32 +25,22 @@ import time
 from pathlib import Path
 
 from ..errors import UsageError, cli_exit
-from ..flags import add_sampling_flags, apply_sampling_flags
 from ..io import write_json
-from .clouds import (CLOUD_ONE, cloud_masks, cloud_part, cloud_removal_eval, cloud_removal_figure, cloud_row,
-                     cloud_start, cloud_strip_rows, fillnodata_baseline)
-from .report import (MERGE_OWN, PARTS, carried_methods, cogen_scored, describe_co_target, kept_baseline, load_reuse,
-                     merge_results, run_settings, settings_mismatch, without_method, write_report)
-from .scoring import (DETERMINISTIC, FIG_DIR, PRIOR, Evaluator, Split, _phys, _pool, class_prior, class_scores,
+from .clouds import (BLIND, CLOUD_ONE, FILL, cloud_masks, cloud_part, cloud_removal_eval, cloud_removal_figure,
+                     cloud_row, cloud_start, cloud_strip_rows, fillnodata_baseline)
+from .report import (MERGE_OWN, PARTS, carried_methods, cogen_scored, kept_baseline, load_reuse, merge_results,
+                     run_settings, sampling_words, settings_mismatch, without_method, write_report)
+from .scoring import (DETERMINISTIC, FIG_DIR, PRIOR, Evaluator, Split, _phys, class_prior, class_scores,
                       cogen_predictor, continuous_scores, mean_predictor, parse_direction, parse_directions,
-                      robustness_subsets, score_methods, score_robustness, steps_sweep, training_priors)
+                      robustness_subsets, score_methods, score_robustness, shared_options, steps_sweep,
+                      training_priors)
 
-__all__ = ["CLOUD_ONE", "DETERMINISTIC", "FIG_DIR", "MERGE_OWN", "PARTS", "PRIOR", "Evaluator", "Split", "class_prior",
-           "class_scores", "cloud_masks", "cloud_removal_eval", "cloud_removal_figure", "cloud_row", "cloud_start",
-           "cloud_strip_rows", "cogen_predictor", "cogen_scored", "continuous_scores", "describe_co_target",
+__all__ = ["BLIND", "CLOUD_ONE", "DETERMINISTIC", "FIG_DIR", "FILL", "MERGE_OWN", "PARTS", "PRIOR", "Evaluator", "Split",
+           "class_prior", "class_scores", "cloud_masks", "cloud_removal_eval", "cloud_removal_figure", "cloud_row",
+           "cloud_start", "cloud_strip_rows", "cogen_predictor", "cogen_scored", "continuous_scores",
            "fillnodata_baseline", "main", "mean_predictor", "merge_results", "parse_direction", "run_settings",
-           "settings_mismatch", "without_method", "write_report"]
-
-
-def _tile_overlap(value: str, error: str) -> list[int]:
-    """'32,0' -> [32, 0]; anything else raises UsageError(error)."""
-    try:
-        t_o = [int(x) for x in value.split(",")]
-    except ValueError:
-        t_o = []
-    if len(t_o) != 2:
-        raise UsageError(error)
-    return t_o
+           "sampling_words", "settings_mismatch", "shared_options", "without_method", "write_report",
+           "_phys"]  # _phys: raw -> physical values, used by scripts
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,18 +52,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--train-split", default="train", help="split the baselines' statistics come from")
     p.add_argument("--direction", action="append", default=[], help="e.g. 'S1RTC,DEM->S2L2A' (repeatable)")
-    p.add_argument("--samples", type=int, default=8)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--sampler", default="ddim")
-    p.add_argument("--tile", type=int, default=32)
-    p.add_argument("--overlap", type=int, default=0)
-    p.add_argument("--tile-for", action="append", default=[], metavar="M=TILE,OVERLAP",
-                   help="tile and overlap for calls whose targets are all M, e.g. LULC=32,0 (repeatable)")
-    p.add_argument("--tile-regenerate", default=None, metavar="TILE,OVERLAP",
-                   help="tile and overlap for cloud removal (targets given in part), e.g. 32,0")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    add_sampling_flags(p)
+    p.add_argument("--samples", type=int, default=8, help="samples per pixel (default: 8)")
+    for name, tp, text in (("steps", int, "denoising steps"), ("sampler", str, "ddim | dpm++ | ddpm | euler"),
+                           ("tile", int, "one tile size for every call, in pixels"),
+                           ("overlap", int, "overlap of neighbouring tiles, in pixels"),
+                           ("batch", int, "tile-samples per forward pass"), ("seed", int, "seed of every draw")):
+        p.add_argument(f"--{name}", type=tp, default=None, help=f"{text} (default: the checkpoint's)")
     p.add_argument("--baseline", action="append", default=[], choices=["mean"], help="training mean / class prior")
     p.add_argument("--baseline-checkpoint", default=None, help="a deterministic (train.objective=regression) bundle")
     p.add_argument("--robustness", default=None, help="TARGET:A,B,C -> scores TARGET for every non-empty subset")
@@ -77,8 +65,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cloud-covers", default="0.2,0.3,0.4,0.5")
     p.add_argument("--cloud-figure-cover", type=float, default=0.4,
                    help="the cover pictured on the page (with --report; the first cover if this one is not scored)")
-    p.add_argument("--cloud-strength", type=float, action="append", default=[],
-                   help="also score cloud removal started from the interpolation at this strength (repeatable)")
     p.add_argument("--sweep", default=None, help="direction for the quality-vs-steps plot (ddim, dpm++)")
     p.add_argument("--sweep-steps", default="5,10,20,50,100")
     p.add_argument("--out", required=True, help="results.json")
@@ -105,20 +91,14 @@ def main(argv: list[str] | None = None) -> None:
                              f"it are kept, not scored again)")
     from ..pipeline import CogenPipeline
 
-    pipe = apply_sampling_flags(CogenPipeline.from_checkpoint(a.checkpoint), a)
-    pipe.grid_shift = not a.no_grid_shift  # the evaluation moves the grid unless told not to, whatever the bundle says
+    pipe = CogenPipeline.from_checkpoint(a.checkpoint)
+    opts = pipe.options.replace(samples=a.samples, steps=a.steps, sampler=a.sampler, tile=a.tile, overlap=a.overlap,
+                                batch=a.batch, seed=a.seed)
     reg = pipe.registry
     directions = parse_directions(a.direction, pipe.model.names)
     fig_dir = Path(a.report).parent / FIG_DIR if a.report else None
-    ev = Evaluator(Split(a.data, reg, a.split_file, a.split), reg, a.samples, a.steps, a.sampler, a.tile, a.overlap,
-                   a.seed, a.batch, fig_dir)
-    for spec in a.tile_for:
-        m, _, v = spec.partition("=")
-        ev.tile_by_target[m.strip()] = _tile_overlap(v, f"--tile-for {spec!r}: expected M=TILE,OVERLAP, e.g. LULC=32,0")
-    if a.tile_regenerate:
-        ev.tile_regenerate = _tile_overlap(a.tile_regenerate,
-                                           f"--tile-regenerate {a.tile_regenerate!r}: expected TILE,OVERLAP, e.g. 32,0")
-    settings = run_settings(pipe, ev, a)
+    ev = Evaluator(Split(a.data, reg, a.split_file, a.split), reg, opts, fig_dir)
+    settings = run_settings(pipe, opts, a.split)
     prev = load_reuse(a.reuse, settings, a.baselines_only)
     # the methods: cogen, the baselines asked for, and those scored in the --reuse file that are not run now
     predictors = {} if a.baselines_only else {"cogen": cogen_predictor(pipe, ev)}
@@ -127,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     baselines: dict[str, dict] = {}  # the checkpoints behind the baselines' figures, for the page
     if a.baseline_checkpoint:
         bpipe = CogenPipeline.from_checkpoint(a.baseline_checkpoint)
-        predictors[DETERMINISTIC] = cogen_predictor(bpipe, ev)
+        predictors[DETERMINISTIC] = cogen_predictor(bpipe, ev, shared_options(bpipe.options, opts))
         baselines[DETERMINISTIC] = {"checkpoint": str(bpipe.bundle.path), "checkpoint_sha256": bpipe.bundle.digest}
         prev = kept_baseline(prev, DETERMINISTIC, baselines[DETERMINISTIC], a.reuse, a.baseline_checkpoint)
     tgt, subsets = robustness_subsets(a.robustness) if a.robustness else (None, [])
@@ -144,13 +124,12 @@ def main(argv: list[str] | None = None) -> None:
         results["robustness"] = score_robustness(ev, predictors, meths, tgt, subsets, results,
                                                  prev.get("robustness", {}).get("table", {}), say)
     if not a.baselines_only and a.cloud_removal:  # cloud removal and the sweep score cogen only
-        results.update(cloud_part(pipe, ev, [float(c) for c in a.cloud_covers.split(",")], a.seed, a.cloud_strength,
-                                  a.cloud_figure_cover, fig_dir, prev, say))
+        results.update(cloud_part(pipe, ev, [float(c) for c in a.cloud_covers.split(",")], a.cloud_figure_cover,
+                                  fig_dir, prev, say))
     if not a.baselines_only and a.sweep:
         results["sweep"] = prev["sweep"] if "sweep" in prev else {
             **steps_sweep(ev, predictors["cogen"], a.sweep, [int(s) for s in a.sweep_steps.split(",")], fig_dir, say),
-            "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise,
-            "native_blocks": pipe.native_blocks, "orientations": pipe.orientations, "co_targets": pipe.co_targets}
+            "final_denoise": opts.final_denoise}
     # reporting
     results["meta"] = {"checkpoint": str(pipe.bundle.path), **settings, "directions": list(directions),
                        "seconds": (time.time() - t0 if ev.scored else 0.0) + prev.get("meta", {}).get("seconds", 0.0),

@@ -23,17 +23,19 @@ def cloud_masks(split: Split, covers: Sequence[float], seed: int) -> dict[tuple[
     return masks
 
 
-CLOUD_ONE = "cogen (clear pixels + S1RTC + DEM)"  # one sample; the mean of N samples is its own row
+CLOUD_ONE = "cogen (clear pixels + S1RTC + DEM)"  # one sample from noise; the mean of N samples is its own row
+BLIND = "cogen without clear pixels (S1RTC + DEM)"
+FILL = "fillnodata interpolation"
 
 
-def cloud_start(strength: float | None) -> str:
-    """How cogen's cloud removal starts, in words: from noise (None) or from the interpolation at `strength`."""
-    return "from noise" if strength is None else f"from the interpolation, strength {strength:g}"
+def cloud_start(strength: float) -> str:
+    """How cogen's cloud removal starts at `strength` (SampleOptions.strength), in words."""
+    return "from noise" if strength >= 1 else f"from the interpolation, strength {strength:g}"
 
 
-def cloud_row(strength: float | None) -> str:
-    """Row name of cogen's cloud removal from noise (None) or from the interpolation at `strength`."""
-    return CLOUD_ONE if strength is None else f"cogen {cloud_start(strength)} (clear pixels + S1RTC + DEM)"
+def cloud_row(strength: float) -> str:
+    """Row name of cogen's cloud removal at `strength` (SampleOptions.strength; 1: from noise)."""
+    return CLOUD_ONE if strength >= 1 else f"cogen {cloud_start(strength)} (clear pixels + S1RTC + DEM)"
 
 
 def fillnodata_baseline(truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -72,57 +74,40 @@ def cloud_removal_figure(path: Path, mod, strips: list[dict], n: int) -> Path:
 
 
 def cloud_removal_eval(pipe, ev: Evaluator, split: Split, covers: Sequence[float], seed: int,
-                       strengths: Sequence[float] = (), figure: Path | None = None,
-                       figure_cover: float | None = None) -> dict:
-    """Per cover: cogen from noise and from the interpolation at each of `strengths` (one sample and the mean
-    of N), cogen without the clear pixels, and fillnodata; scores inside the masks, averaged over strips. With
-    `figure`, a picture of every strip at `figure_cover` (the last start: the interpolation at the last
-    strength, else noise) is written there."""
-    reg = ev.reg
+                       figure: Path | None = None, figure_cover: float | None = None) -> dict:
+    """Per cover: cogen with the clear pixels, sampled with the run's options (its strength: from noise or from
+    the interpolation; one sample and the mean of N), cogen without the clear pixels, and fillnodata; scores
+    inside the masks, averaged over strips. With `figure`, a picture of every strip at `figure_cover`."""
+    reg, opts, n = ev.reg, ev.opts, ev.opts.samples
     ev.scored = True
     fig_strips: list[dict] = []
     masks = cloud_masks(split, covers, seed)
-    scenes = split.with_all(["S2L2A", "S1RTC", "DEM"])
     table: dict[str, dict] = {}
-    n = ev.samples
-    blind_name = "cogen without clear pixels (S1RTC + DEM)"
-    starts = [None, *strengths]
-    hows: dict[str, dict] = {}
-    tile, overlap = ev.tiling(["S2L2A"], regenerate=True, given=["S1RTC", "DEM"])
-    blind_tile, blind_overlap = ev.tiling(["S2L2A"], given=["S1RTC", "DEM"])  # S2L2A generated whole
+    one, mean = cloud_row(opts.strength), f"{cloud_row(opts.strength)}, mean of {n} samples"
+    how = {"start": "noise" if opts.strength >= 1 else "interpolate", "strength": opts.strength,
+           "library_neighbours": opts.library_neighbours}
+    hows = {one: {**how, "samples": 1}, mean: {**how, "samples": n}, FILL: {"baseline": True},
+            BLIND: {"start": "noise", "strength": 1.0, "samples": 1, "clear_pixels": False}}
     for cover in covers:
-        rows: dict[str, list] = {}
-        for sid in scenes:
+        rows: dict[str, dict] = {}
+        for sid in split.with_all(["S2L2A", "S1RTC", "DEM"]):
             a = split.arrays[sid]
             mask = masks[(sid, cover)]
             truth = _phys(reg, "S2L2A", a["S2L2A"])
-            preds = []  # (row name, prediction, how it was made: start, strength, samples)
-            for st in starts:
-                res = pipe({"S2L2A": a["S2L2A"], "S1RTC": a["S1RTC"], "DEM": a["DEM"]}, ["S2L2A"],
-                           regenerate={"S2L2A": mask}, steps=ev.steps, sampler=ev.sampler, samples=n, seed=ev.seed,
-                           tile=tile, overlap=overlap, batch=ev.batch, progress=False,
-                           start="noise" if st is None else "interpolate", strength=1.0 if st is None else st)["S2L2A"]
-                assert np.array_equal(res.sample[:, ~mask], truth[:, ~mask].astype(np.float32)), "clear pixels changed"
-                how = {"start": "noise" if st is None else "interpolate", "strength": 1.0 if st is None else st,
-                       "library_neighbours": pipe.library_neighbours,
-                       "orientations": pipe.orientations_for(regenerate=True)}
-                preds.append((cloud_row(st), res.sample, {**how, "samples": 1}))
-                if n > 1:
-                    preds.append((f"{cloud_row(st)}, mean of {n} samples", res.mean, {**how, "samples": n}))
-            blind = pipe({"S1RTC": a["S1RTC"], "DEM": a["DEM"]}, ["S2L2A"], steps=ev.steps, sampler=ev.sampler,
-                         samples=1, seed=ev.seed, tile=blind_tile, overlap=blind_overlap, batch=ev.batch,
-                         progress=False, grid_offset=split.offsets.get(sid))["S2L2A"].sample
+            res = pipe({"S2L2A": a["S2L2A"], "S1RTC": a["S1RTC"], "DEM": a["DEM"]}, ["S2L2A"], options=opts,
+                       regenerate={"S2L2A": mask}, progress=False)["S2L2A"]
+            assert np.array_equal(res.sample[:, ~mask], truth[:, ~mask].astype(np.float32)), "clear pixels changed"
+            blind = pipe({"S1RTC": a["S1RTC"], "DEM": a["DEM"]}, ["S2L2A"], options=opts.replace(samples=1),
+                         grid_offset=split.offsets.get(sid), progress=False)["S2L2A"].sample
             interp = fillnodata_baseline(truth, mask)
             if figure is not None and cover == figure_cover:
                 fig_strips.append({"truth": truth, "mask": mask, "fill": interp, "sample": res.sample,
                                    "mean": res.mean if res.mean is not None else res.sample,
                                    "std": res.std if res.std is not None else np.zeros_like(res.sample)})
-            preds += [(blind_name, blind, {"start": "noise", "strength": 1.0, "samples": 1, "clear_pixels": False}),
-                      ("fillnodata interpolation", interp, {"baseline": True})]
-            for name, pred, how in preds:
+            preds = [(one, res.sample), *([(mean, res.mean)] if n > 1 else []), (BLIND, blind), (FILL, interp)]
+            for name, pred in preds:
                 p, t = pred[:, mask], truth[:, mask]
                 rows.setdefault(name, {})[sid] = {"PSNR": psnr_np(p, t, 1.0), "SAM": sam_np(p, t), "MAE": mae_np(p, t)}
-                hows[name] = how
         table[f"{int(cover * 100)}%"] = {
             k: {**{q: float(np.mean([r[q] for r in v.values()])) for q in ("PSNR", "SAM", "MAE")}, **hows[k],
                 "per_strip": {sid: {q: float(x) for q, x in r.items()} for sid, r in v.items()}}
@@ -137,8 +122,8 @@ def cloud_strip_rows(rows: dict) -> list[str]:
     return [k for k, s in rows.items() if "per_strip" in s and (s.get("samples", 1) > 1 or s.get("baseline"))]
 
 
-def cloud_part(pipe, ev: Evaluator, covers: Sequence[float], seed: int, strengths: Sequence[float],
-               figure_cover: float, fig_dir: Path | None, prev: dict, say: Say) -> dict:
+def cloud_part(pipe, ev: Evaluator, covers: Sequence[float], figure_cover: float, fig_dir: Path | None, prev: dict,
+               say: Say) -> dict:
     """The results' cloud_removal (and cloud_removal_figure, with `fig_dir`): kept from `prev` (--reuse) when
     scored there, else scored, pictured at `figure_cover` (the first cover when that one is not scored)."""
     if "cloud_removal" in prev:
@@ -149,8 +134,8 @@ def cloud_part(pipe, ev: Evaluator, covers: Sequence[float], seed: int, strength
     say("cloud removal")
     fig_cover = figure_cover if figure_cover in covers else covers[0]
     fig = fig_dir / "cloud_removal.png" if fig_dir is not None else None
-    out = {"cloud_removal": cloud_removal_eval(pipe, ev, ev.split, covers, seed, strengths, fig, fig_cover)}
+    out = {"cloud_removal": cloud_removal_eval(pipe, ev, ev.split, covers, ev.opts.seed, fig, fig_cover)}
     if fig is not None:
         out["cloud_removal_figure"] = {"figure": f"{FIG_DIR}/cloud_removal.png", "cover": f"{int(fig_cover * 100)}%",
-                                       "how": cloud_start(strengths[-1] if strengths else None)}
+                                       "how": cloud_start(ev.opts.strength)}
     return out

@@ -2,6 +2,7 @@
 figures, merging parts scored as separate runs) and the Markdown page made from one."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -10,6 +11,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..io import atomic_path
+from ..options import SampleOptions
 from .clouds import cloud_strip_rows
 from .scoring import DETERMINISTIC, PRIOR
 
@@ -17,18 +19,11 @@ PARTS = ("meta", "robustness", "cloud_removal", "cloud_removal_figure", "sweep")
 
 
 # ---- a run's settings, and figures reused from an earlier run ----------------------------------------------
-def run_settings(pipe, ev, a) -> dict:
-    """What a run's figures depend on besides its directions: the weights, the sampling and the split (the
-    meta of results.json but `MERGE_OWN`), as the file holds them (lists, not tuples)."""
-    return json.loads(json.dumps({
-        "checkpoint_sha256": pipe.bundle.digest, "samples": a.samples, "steps": a.steps, "sampler": a.sampler,
-        "tile": a.tile, "overlap": a.overlap, "tile_by_target": ev.tile_by_target,
-        "tile_regenerate": ev.tile_regenerate, "seed": a.seed, "grid_shift": pipe.grid_shift,
-        "shift_ensemble": pipe.shift_ensemble, "final_denoise": pipe.final_denoise,
-        "native_blocks": pipe.native_blocks, "orientations": pipe.orientations,
-        "orientations_regenerate": pipe.orientations_regenerate, "co_targets": pipe.co_targets,
-        "library_neighbours": pipe.library_neighbours, "vote_sigma": pipe.vote_sigma, "split": a.split,
-        **({"interpolate_positions": True} if pipe.interpolate_positions else {})}))  # absent when off, as before
+def run_settings(pipe, options: SampleOptions, split: str) -> dict:
+    """What a run's figures depend on besides its directions: the weights, the sampling options and the split
+    (the meta of results.json but `MERGE_OWN`), as the file holds them (lists, not tuples)."""
+    return json.loads(json.dumps({"checkpoint_sha256": pipe.bundle.digest, **dataclasses.asdict(options),
+                                  "split": split}))
 
 
 def load_reuse(path: str | None, settings: dict, baselines_only: bool) -> dict:
@@ -188,36 +183,30 @@ def _scored(results: dict, methods: list[str]):
                     yield d, meth, m, s
 
 
-def describe_co_target(rule: dict) -> str:
-    """One `sample.co_targets` rule in words, e.g. 'LULC generated jointly with DEM when only S2L2A is given'."""
-    given = rule.get("given") or []
-    return (f"{rule['target']} generated jointly with {', '.join(rule['add'])} (where not given; dropped)"
-            + (f" when {'only ' if rule.get('exact') else ''}{', '.join(given)} {'is' if len(given) == 1 else 'are'} "
-               f"given" if given else ""))
+def tiling_words(meta: dict) -> str:
+    """The tiles of a run, in words: its own tile, or the options' tiles by target and for cloud removal."""
+    if meta.get("tile") is not None:
+        return f"tiles {meta['tile']} px (overlap {meta['overlap']})"
+    tiles = meta["tiles"]
+    default = tiles["default"][0]
+    words = [f"tiles {tiles['default'][0]} px (overlap {tiles['default'][1]})"]
+    words += [f"{m} targets: tiles {t} px (overlap {o}){' when an image is given' if t > default else ''}"
+              for m, (t, o) in tiles.items() if m not in ("default", "regenerate")]
+    if "regenerate" in tiles:
+        words.append(f"cloud removal: tiles {tiles['regenerate'][0]} px (overlap {tiles['regenerate'][1]})")
+    return ", ".join(words)
 
 
 def sampling_words(meta: dict) -> str:
     """How the page's figures were sampled, in one sentence (from the meta of results.json)."""
+    strength = meta.get("strength", 1.0)
     return (f"Checkpoint `{meta['checkpoint']}`; {meta['samples']} samples, {meta['steps']} {meta['sampler']} steps, "
-            f"tiles {meta['tile']} px (overlap {meta['overlap']})"
-            + "".join(f", {m} targets: tiles {t} px (overlap {o})" for m, (t, o) in meta.get("tile_by_target", {}).items())
-            + "".join(f", cloud removal: tiles {t} px (overlap {o})" for t, o in ([meta["tile_regenerate"]] if meta.get("tile_regenerate") else []))
-            + f", seed {meta['seed']}, patch grid "
-            f"{'moved every step' if meta.get('grid_shift', True) else 'fixed (--no-grid-shift)'}"
-            + (f", each step averaged over {meta['shift_ensemble']} grid offsets" if meta.get("shift_ensemble", 1) > 1 else "")
+            f"{tiling_words(meta)}, seed {meta['seed']}"
             + (f", a clean-up call at model time {meta['final_denoise']:g} after the last step" if meta.get("final_denoise") else "")
-            + (", generated 20 m / 60 m bands one value per native block" if meta.get("native_blocks") else "")
-            + (f", sample s drawn in dihedral orientation s mod {meta['orientations']} and turned back"
-               if meta.get("orientations", 1) > 1 else "")
-            + "".join(f", {describe_co_target(r)}" for r in (meta.get("co_targets") or []))
-            + (f", cloud removal: sample s drawn in dihedral orientation s mod {meta['orientations_regenerate']} and "
-               f"turned back" if meta.get("orientations_regenerate", 0) > 1 else "")
+            + (f", cloud removal started from the interpolation of the clear pixels noised to strength {strength:g}"
+               if strength < 1 else "")
             + (f", cloud removal: each generated pixel moved onto the mean of the {meta['library_neighbours']} clear "
                f"pixels of its strip with the nearest spectra" if meta.get("library_neighbours") else "")
-            + (f", class maps: each pixel's vote smoothed with its neighbours' (Gaussian, sigma {meta['vote_sigma']:g} px) "
-               f"before the majority" if meta.get("vote_sigma") else "")
-            + (", token positions of tiles beyond the training crops squeezed into the trained range"
-               if meta.get("interpolate_positions") else "")
             + f"; {meta['seconds']:.0f} s.")
 
 
@@ -288,9 +277,7 @@ def _cloud_removal(cloud: dict) -> list[str]:
 
 
 def _sweep(sw: dict) -> list[str]:
-    k = sw.get("shift_ensemble", 1)
-    L = ["", f"## Sampling efficiency: {sw['direction']} (1 sample, "
-         f"{'one model call per step' if k == 1 else f'{k} grid offsets per step'}"
+    L = ["", f"## Sampling efficiency: {sw['direction']} (1 sample, one model call per step"
          f"{', then a clean-up call' if sw.get('final_denoise') else ''})", "", f"![steps]({sw['figure']})", "",
          "| sampler | " + " | ".join(str(s) for s in sw["steps"]) + " |", "|---|" + "---|" * len(sw["steps"])]
     for smp, vals in sw["psnr"].items():

@@ -2,6 +2,7 @@
 parts of a run that score them: every direction, the missing-modality robustness table and the steps sweep."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from pathlib import Path
@@ -14,11 +15,13 @@ from ..errors import UsageError
 from ..io import atomic_path, file_valid, read_raster
 from ..metrics import (confusion, ece_np, hf_power_ratios, iou_per_class, mae_np, psnr_np, rmse_np, sam_np, ssim_np,
                        wasserstein_per_band)
+from ..options import SampleOptions
 from ..registry import Registry
 
 FIG_DIR = "figures"
 PRIOR = "training mean / class prior"  # the baseline that predicts the training mean / class prior
 DETERMINISTIC = "deterministic (same backbone)"  # the --baseline-checkpoint model
+SHARED = ("steps", "sampler", "samples", "seed", "batch", "tiles", "tile", "overlap")  # a baseline samples as cogen
 
 
 def parse_direction(s: str) -> tuple[list[str], list[str]]:
@@ -142,21 +145,11 @@ def class_scores(reg: Registry, m: str, truth: np.ndarray, pred: np.ndarray, con
 
 
 class Evaluator:
-    def __init__(self, split: Split, registry: Registry, samples: int, steps: int, sampler: str, tile: int,
-                 overlap: int, seed: int, batch: int, fig_dir: Path | None):
-        self.split, self.reg = split, registry
-        self.samples, self.steps, self.sampler = samples, steps, sampler
-        self.tile, self.overlap, self.seed, self.batch = tile, overlap, seed, batch
-        self.tile_by_target: dict[str, list[int]] = {}  # as SampleConfig.tile_by_target
-        self.tile_regenerate: list[int] = []  # as SampleConfig.tile_regenerate
+    def __init__(self, split: Split, registry: Registry, options: SampleOptions, fig_dir: Path | None):
+        """options: the run's sampling settings (the checkpoint's, changed by the command's flags)."""
+        self.split, self.reg, self.opts = split, registry, options
         self.fig_dir = fig_dir
         self.scored = False  # whether it has scored anything (a render from --reuse adds no seconds)
-
-    def tiling(self, targets, regenerate: bool = False, given=()) -> tuple[int, int]:
-        """(tile, overlap) of a call with these targets and given modalities, the same for every method."""
-        from ..pipeline import default_tiling
-
-        return default_tiling(self, list(targets), regenerate, image_given=self.reg.has_image(given))
 
     # -- one direction, one predictor ---------------------------------------------------------------------
     def run(self, predictor, cond: list[str], tgt: list[str], label: str, samples: int | None = None,
@@ -168,7 +161,7 @@ class Evaluator:
         fig_rows = []
         for si, sid in enumerate(scenes):
             arrays = self.split.arrays[sid]
-            res = predictor(sid, {m: arrays[m] for m in cond}, tgt, samples or self.samples, steps, sampler)
+            res = predictor(sid, {m: arrays[m] for m in cond}, tgt, samples or self.opts.samples, steps, sampler)
             for m in tgt:
                 truth_raw, ok = arrays[m], self.split.valid[sid][m]
                 r = res[m]
@@ -230,20 +223,24 @@ class Evaluator:
 
 
 # ---- predictors: (scene, {m: raw}, targets, samples) -> {m: {"sample"/"mean"/"std"/"classes"/"confidence"}} ----
-def cogen_predictor(pipe, ev: Evaluator, regenerate_fn=None, guidance: float | None = None):
-    """guidance: None for the checkpoint's own."""
+def cogen_predictor(pipe, ev: Evaluator, options: SampleOptions | None = None, regenerate_fn=None):
+    """A cogen pipeline's predictions, sampled with `options` (default: the run's, `ev.opts`)."""
     def predict(sid, conds, tgt, samples, steps=None, sampler=None):
-        regen = regenerate_fn(sid) if regenerate_fn else None
-        tile, overlap = ev.tiling(tgt, regenerate=regen is not None, given=conds)
-        res = pipe(conds, tgt, steps=steps or ev.steps, sampler=sampler or ev.sampler, guidance=guidance,
-                   samples=samples, seed=ev.seed, tile=tile, overlap=overlap, batch=ev.batch, progress=False,
-                   regenerate=regen, grid_offset=ev.split.offsets.get(sid))
+        opts = (options or ev.opts).replace(samples=samples, steps=steps, sampler=sampler)
+        res = pipe(conds, tgt, options=opts, regenerate=regenerate_fn(sid) if regenerate_fn else None,
+                   grid_offset=ev.split.offsets.get(sid), progress=False)
         out = {}
         for m, r in res.items():
             out[m] = {"sample": r.sample, "mean": r.mean, "std": r.std, "classes": r.classes,
                       "confidence": r.confidence}
         return out
     return predict
+
+
+def shared_options(own: SampleOptions, run: SampleOptions) -> SampleOptions:
+    """A baseline checkpoint's options `own` sampled as the run's `run` (steps, sampler, samples, seed, batch and
+    tiling), so that every method is scored on the same draws and tiles; its other settings stay its own."""
+    return dataclasses.replace(own, **{k: getattr(run, k) for k in SHARED})  # None too: a tile by `tiles`
 
 
 def mean_predictor(reg: Registry, prior: dict[str, np.ndarray]):
