@@ -5,11 +5,14 @@
     (on a CPU-only machine `--multi_gpu` starts the processes through torchrun; they train with gloo DDP)
 
 Runs the same on a laptop CPU and on many GPUs. Re-running the same command resumes from the newest complete
-checkpoint in `train.out_dir` (pass --no-resume to refuse a folder that already holds checkpoints).
+checkpoint in `train.out_dir` (pass --no-resume to refuse a folder that already holds checkpoints). A config
+with `stages:` (configs/demo.yaml) runs its stages in order, each in `<train.out_dir>/<name>` from the previous
+one's final EMA weights; re-running it skips the finished stages and resumes the one under way.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -28,7 +31,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from cogen.checkpoint import verify, write_bundle_files, write_manifest
-from cogen.config import Config, load_config
+from cogen.config import Config, load_stages
 from cogen.data import SceneDataset, collate_scenes, load_split
 from cogen.diffusion.loss import (balanced_class_weights, dark_weight_map, diffusion_loss, encode_batch,
                                   reference_brightness, regression_loss)
@@ -99,11 +102,37 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100 model.size=tiny")
     args = ap.parse_args()
     try:
-        cfg = load_config(args.config, args.overrides)
-        train(cfg, resume=not args.no_resume)
+        run_stages(load_stages(args.config, args.overrides), resume=not args.no_resume)
     except CogenError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def last_checkpoint_step(out_dir: Path) -> int:
+    """The step of the newest checkpoint in `out_dir` (0 when none); a checkpoint folder appears whole or not at all."""
+    ckpts = find_checkpoints(out_dir)
+    return int(ckpts[-1].name.removeprefix("step-")) if ckpts else 0
+
+
+def run_stages(stages: list[tuple[str | None, Config]], resume: bool = True) -> dict:
+    """Train each (name, config) of `cogen.config.load_stages` in turn; one unnamed stage is a plain run. A stage
+    whose newest checkpoint is at its final step is skipped; one that stops before it (train.max_minutes) ends
+    the command, and running the same command again continues it."""
+    say = print if os.environ.get("RANK", "0") == "0" else (lambda *a: None)
+    last: dict = {}
+    for name, cfg in stages:
+        out_dir, end = Path(cfg.train.out_dir), cfg.train.final_step()
+        if name is not None and last_checkpoint_step(out_dir) >= end:
+            say(f"stage {name}: done ({out_dir}, step {end})")
+            continue
+        if name is not None:
+            say(f"stage {name}: {out_dir}, to step {end}" + (f", from {cfg.train.init_from}" if cfg.train.init_from else ""))
+        last = train(cfg, resume)
+        if name is not None and last_checkpoint_step(out_dir) < end:
+            say(f"stage {name} stopped at step {last_checkpoint_step(out_dir)} of {end}; run the same command again "
+                f"to continue")
+            break
+    return last
 
 
 def init_weights(model: CogenTransformer, bundle: str, log) -> None:
@@ -226,12 +255,12 @@ def train(cfg: Config, resume: bool = True) -> dict:
     logger = make_logger(t_cfg, out_dir, cfg, acc.is_main_process)
     metrics_path = out_dir / "metrics.jsonl"
     t0, t_last, seen_last = time.time(), time.time(), 0
-    step = start
-    bar = tqdm(total=t_cfg.steps, initial=start, desc="train", disable=not acc.is_main_process, dynamic_ncols=True)
+    step, end = start, t_cfg.final_step()
+    bar = tqdm(total=end, initial=start, desc="train", disable=not acc.is_main_process, dynamic_ncols=True)
     it = iter(loader)
     last = {}
     stop_reason = None
-    while step < t_cfg.steps:
+    while step < end:
         model.train()
         losses = []
         for micro in range(o.grad_accum):
@@ -266,7 +295,7 @@ def train(cfg: Config, resume: bool = True) -> dict:
         loss_v = sum(finite) / len(finite) if finite else float("nan")
         bar.set_postfix(loss=f"{loss_v:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
         last = {"step": step, "loss": loss_v, "lr": sched.get_last_lr()[0], "ema_decay": ema.cur_decay_value}
-        if step % t_cfg.log_every == 0 or step == t_cfg.steps:
+        if step % t_cfg.log_every == 0 or step == end:
             now = time.time()
             last["samples_per_s"] = (step - start - seen_last) * samples_per_step / max(now - t_last, 1e-9)
             t_last, seen_last = now, step - start
@@ -275,7 +304,7 @@ def train(cfg: Config, resume: bool = True) -> dict:
             if acc.is_main_process:
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps(last) + "\n")
-        if val_ds is not None and t_cfg.eval_every and (step % t_cfg.eval_every == 0 or step == t_cfg.steps):
+        if val_ds is not None and t_cfg.eval_every and (step % t_cfg.eval_every == 0 or step == end):
             vl = validate(acc, model, ema, tokenizers, val_ds, cfg, loss_fn, collate)
             rec = {"step": step, "val_loss": vl, "elapsed_min": (time.time() - t0) / 60}
             logger(rec)
@@ -285,7 +314,7 @@ def train(cfg: Config, resume: bool = True) -> dict:
                     f.write(json.dumps(rec) + "\n")
         if t_cfg.max_minutes and (time.time() - t0) / 60 >= t_cfg.max_minutes:
             stop_reason = f"time budget of {t_cfg.max_minutes} min reached at step {step}"
-        if step % t_cfg.ckpt_every == 0 or step == t_cfg.steps or stop_reason:
+        if step % t_cfg.ckpt_every == 0 or step == end or stop_reason:
             save_checkpoint(acc, model, ema, tokenizers, registry, cfg, step, out_dir)
         if stop_reason:
             log(stop_reason)
@@ -401,11 +430,11 @@ def train_tokenizer(cfg: Config, resume: bool = True) -> dict:
                                                 batch_size=o.batch_size, collate_fn=collate, drop_last=True))
     if acc.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
-    t0, step, last = time.time(), start, {}
-    bar = tqdm(total=t_cfg.steps, initial=start, desc=f"vae {mod.name}", disable=not acc.is_main_process)
+    t0, step, end, last = time.time(), start, t_cfg.final_step(), {}
+    bar = tqdm(total=end, initial=start, desc=f"vae {mod.name}", disable=not acc.is_main_process)
     it = iter(loader)
     raw = lambda: acc.unwrap_model(tok)
-    while step < t_cfg.steps:
+    while step < end:
         batch = next(it)
         x, ok = batch["values"][mod.name], batch["valid"][mod.name][:, None].float()
         post = raw().posterior(x)
@@ -441,7 +470,7 @@ def train_tokenizer(cfg: Config, resume: bool = True) -> dict:
             with open(out_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(last) + "\n")
         stop = t_cfg.max_minutes and (time.time() - t0) / 60 >= t_cfg.max_minutes
-        if step % t_cfg.ckpt_every == 0 or step == t_cfg.steps or stop:
+        if step % t_cfg.ckpt_every == 0 or step == end or stop:
             atomic_checkpoint(acc, cfg, step, out_dir)
         if stop:
             log(f"time budget of {t_cfg.max_minutes} min reached at step {step}")
@@ -462,6 +491,13 @@ def train_tokenizer(cfg: Config, resume: bool = True) -> dict:
     return last
 
 
+def wandb_run_id(out_dir: Path) -> str:
+    """The wandb run id of a training folder: its name and a digest of its resolved path, the same in every
+    process and session, so that a resumed run reattaches to its wandb run."""
+    path = str(Path(out_dir).resolve())
+    return f"{Path(path).name}-{hashlib.sha256(path.encode()).hexdigest()[:8]}"
+
+
 def make_logger(t_cfg, out_dir: Path, cfg: Config, main: bool):
     """Console + wandb (offline by default) or tensorboard or nothing."""
     if not main or t_cfg.log == "none":
@@ -470,10 +506,11 @@ def make_logger(t_cfg, out_dir: Path, cfg: Config, main: bool):
         try:
             import wandb
         except ImportError:
-            raise CogenError("train.log=wandb needs wandb: pip install 'cogen[wandb]', or set train.log=none") from None
+            raise CogenError("train.log=wandb needs wandb, a dependency of cogen: pip install wandb, or set "
+                             "train.log=none") from None
         mode = "offline" if t_cfg.log == "wandb-offline" else "online"
         run = wandb.init(project="cogen", dir=str(out_dir), mode=mode, config=cfg.to_dict(), resume="allow",
-                         id=out_dir.resolve().name + "-" + str(abs(hash(str(out_dir.resolve()))) % 10**8))
+                         id=wandb_run_id(out_dir))
         return lambda rec: run.log({k: v for k, v in rec.items() if k != "step"}, step=rec["step"])
     if t_cfg.log == "tensorboard":
         from torch.utils.tensorboard import SummaryWriter

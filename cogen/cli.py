@@ -18,26 +18,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cogen.errors import exit_code
 from cogen.flags import add_sampling_flags
 
 
-def common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
+def common(p: argparse.ArgumentParser, default_out: str | None = None, defaults: dict | None = None) -> None:
     g = p.add_argument_group("common options")
     g.add_argument("--out", required=default_out is None, default=default_out, help="output folder (created)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
     g.add_argument("--checkpoint", default=None, help="cogen bundle or training checkpoint (default: shipped demo model)")
-    g.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
-    g.add_argument("--sampler", default=None, choices=["ddim", "dpm++", "ddpm", "euler"])
-    g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (1 = off)")
-    g.add_argument("--samples", type=int, default=None, help="samples per pixel")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: the checkpoint's)")
-    g.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels")
-    g.add_argument("--batch", type=int, default=16, help="tile-samples per forward pass")
-    add_sampling_flags(g)
-    g.add_argument("--grid-offset", default=None, metavar="ROW,COL",
-                   help="where the inputs' top-left pixel lies on the grid of those native blocks when the band is "
-                        "generated from nothing (default 0,0; a given Sentinel-2 scene shows its own)")
+    add_sampling_flags(g, defaults)
     g.add_argument("--add-offset", action="append", default=None, metavar="MOD=DN",
                    help="the additive offset in raw units that the product of a continuous modality states, "
                         "applied when reading it and kept in the outputs of that modality (repeatable). Sentinel-2 "
@@ -71,19 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the Sentinel-2 scene (S2L2A or S2L1C) and any other inputs (S1RTC, DEM, ...)")
     p.add_argument("--mask", required=True, help="binary mask (non-zero = cloud) or a scene-classification layer")
     p.add_argument("--mask-values", default=None, help="class values that are cloud/shadow, e.g. 8,9,10,3 for SCL")
-    p.add_argument("--start", default=None, choices=["noise", "interpolate"],
-                   help="masked pixels start from pure noise, or from an interpolation of the clear pixels noised "
-                        "to --strength (SDEdit); default: the checkpoint's sample.start")
-    p.add_argument("--strength", type=float, default=None,
-                   help="with --start interpolate: noise level to start from, 0-1 (1 = pure noise); that share "
-                        "of --steps runs; default: the checkpoint's sample.strength")
     add_window_flags(p)
     common(p)
     p = sub.add_parser("segment", help="land-cover map (majority of samples) with a confidence map")
     p.add_argument("--input", action="append", required=True, metavar="MOD=PATH")
     p.add_argument("--target", default="LULC")
     add_window_flags(p)
-    common(p)
+    common(p, defaults={"samples": 8})
     p = sub.add_parser("synth", help="synthetic scenes, unconditional or from a given layout")
     p.add_argument("--n", type=int, default=1, help="number of scenes")
     p.add_argument("--input", action="append", default=[], metavar="MOD=PATH")
@@ -157,20 +141,19 @@ def parts(args) -> None:
         print(f"{win.col_off},{win.row_off},{win.width},{win.height}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    from cogen.errors import CogenError
-
+def run(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    try:
-        from cogen import workflows
+    if args.command in ("info", "join", "parts"):
+        {"info": info, "join": join, "parts": parts}[args.command](args)
+        return
+    from cogen import workflows
 
-        fn = {"info": info, "join": join, "parts": parts, "impute": workflows.impute, "cloud-removal": workflows.cloud_removal, "segment": workflows.segment,
-              "synth": workflows.synth, "demo": workflows.demo}[args.command]
-        fn(args)
-    except CogenError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    getattr(workflows, args.command.replace("-", "_"))(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `cogen` command: its exit code (0; 2 for bad input, `cogen.errors.exit_code`)."""
+    return exit_code(run, argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
-"""Typed configs built from YAML plus `key=value` overrides. Unknown keys are an error."""
+"""Typed configs built from YAML plus `key=value` overrides. Unknown keys are an error.
+
+A file may also list `stages:`, runs that follow one another (configs/demo.yaml); see `resolve_stages`.
+"""
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +75,7 @@ class TrainConfig:
     objective: str = "diffusion"  # diffusion | regression (the deterministic same-backbone baseline)
     steps: int = 1000
     max_minutes: float | None = None  # stop (with a checkpoint) after this wall-clock budget
+    stop_at: int | None = None  # stop (with a checkpoint) at this step, before the end of the `steps` schedule
     seed: int = 0
     mixed_precision: str = "auto"  # auto | no | bf16 | fp16
     ema_decay: float = 0.999
@@ -94,6 +99,10 @@ class TrainConfig:
     # of a given size turns a dark spectrum (water, shade) much further than a bright one; this makes the
     # loss count it so (0 = off; 8 = up to 8x for pixels at 1/sqrt(8) of the typical brightness or darker)
     dark_weight: float = 0.0
+
+    def final_step(self) -> int:
+        """The step the run ends at: `steps`, or `stop_at` when that comes first."""
+        return min(self.steps, self.stop_at or self.steps)
 
 
 @dataclass
@@ -208,18 +217,64 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
+def _read(path: str | Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    d: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
+    """The config of a file and `overrides`; for a file with stages, that of its last stage (the model it makes)."""
+    return resolve_stages(_read(path), overrides)[-1][1]
+
+
+def load_stages(path: str | Path | None, overrides: list[str] | None = None) -> list[tuple[str | None, Config]]:
+    """The runs a config file describes, in order (`resolve_stages`)."""
+    return resolve_stages(_read(path), overrides)
+
+
+def resolve_stages(d: dict[str, Any], overrides: list[str] | None = None) -> list[tuple[str | None, Config]]:
+    """[(stage name, config)] of a config dict. Without `stages:`, one unnamed run: `d` with the `key=value`
+    `overrides`. With `stages: [{name: NAME, steps: N, <section overrides>}, ...]`, one run a stage: the stage's
+    section overrides merged over the rest of `d`, `train.steps: N`, then the command line's `overrides` (they
+    apply to every stage). Stage NAME writes to `<train.out_dir>/NAME`, and each stage after the first starts
+    from the EMA weights of the previous stage's last checkpoint (`train.init_from`, set here). Pure: nothing
+    is read or run."""
+    d = dict(d)
+    stages = d.pop("stages", None)
+    cli = parse_overrides(overrides or [])
+    if stages is None:
+        return [(None, config_from_dict(_merge(d, cli)))]
+    if not isinstance(stages, list) or not stages:
+        raise ConfigError(f"stages: expected a list of {{name: NAME, steps: N, <section overrides>}}, got {stages!r}")
+    root = Path(config_from_dict(_merge(d, cli)).train.out_dir)
+    out: list[tuple[str | None, Config]] = []
+    for i, entry in enumerate(stages):
+        entry = dict(entry) if isinstance(entry, dict) else {}
+        name, steps = entry.pop("name", None), entry.pop("steps", None)
+        if not isinstance(name, str) or not re.fullmatch(r"[\w.-]+", name) or steps is None:
+            raise ConfigError(f"stages[{i}]: expected {{name: NAME, steps: N, <section overrides>}} with NAME a "
+                              f"folder name, got {stages[i]!r}")
+        if name in (n for n, _ in out):
+            raise ConfigError(f"stages[{i}]: a second stage named {name!r}; each stage needs its own name")
+        paths = {"out_dir": str(root / name)}
+        if out:
+            prev = out[-1][1].train
+            paths["init_from"] = str(Path(prev.out_dir) / "checkpoints" / f"step-{prev.final_step():06d}" / "ema")
+        merged = d
+        for layer in (entry, {"train": {"steps": steps}}, cli, {"train": paths}):  # later layers win
+            merged = _merge(merged, layer)
         try:
-            d = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    d = _merge(d, parse_overrides(overrides or []))
-    return config_from_dict(d)
+            out.append((name, config_from_dict(merged)))
+        except ConfigError as e:
+            raise ConfigError(f"stage {name}: {e}") from None
+    return out
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
@@ -241,6 +296,7 @@ RANGES: list[tuple[str, Any, str, str]] = [
     ("optim.batch_size", lambda v: v >= 1, "a whole number >= 1", "16"),
     ("train.steps", lambda v: v >= 1, "a whole number >= 1", "1000"),
     ("train.max_minutes", lambda v: v is None or v >= 0, "0 (no limit) or above", "45"),
+    ("train.stop_at", lambda v: v is None or v >= 1, "a step >= 1", "1800"),
     ("train.ema_decay", lambda v: 0 <= v < 1, "from 0 to below 1", "0.999"),
     ("train.eval_every", lambda v: v >= 0, "0 (off) or above", "200"),
     ("train.val_batches", lambda v: v >= 0, "0 or above", "8"),

@@ -4,8 +4,9 @@ The command-line entry points turn any :class:`CogenError` into that line on std
 """
 from __future__ import annotations
 
+import os
 import sys
-from typing import Callable, NoReturn
+from typing import Callable
 
 
 class CogenError(Exception):
@@ -47,20 +48,29 @@ class OutputExistsError(CogenError):
     """An output exists and --overwrite was not given."""
 
 
-def cli_exit(fn: Callable[[], object]) -> Callable[[], object]:
-    """Wrap a `main()` so a :class:`CogenError` prints one line and exits with code 2."""
+def exit_code(fn: Callable[..., object], *args, **kwargs) -> int:
+    """Run `fn`: the one path from an error to an exit code. 0 when it returns; a :class:`CogenError` prints its one
+    line on stderr and gives 2; a closed output pipe (`cogen info | head -3`) ends quietly with 1."""
+    try:
+        fn(*args, **kwargs)
+        return 0
+    except CogenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # the reader went away: point stdout at nothing, or flushing it at exit would raise once more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
-    def wrapped(*args, **kwargs) -> object:
-        try:
-            return fn(*args, **kwargs)
-        except CogenError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+
+def cli_exit(fn: Callable[..., object]) -> Callable[..., None]:
+    """Wrap a `main()` so that it exits with `exit_code`'s code when that is not 0."""
+
+    def wrapped(*args, **kwargs) -> None:
+        code = exit_code(fn, *args, **kwargs)
+        if code:
+            sys.exit(code)
 
     wrapped.__name__ = fn.__name__
     wrapped.__doc__ = fn.__doc__
     return wrapped
-
-
-def fail(msg: str, cls: type[CogenError] = UsageError) -> NoReturn:
-    raise cls(msg)

@@ -110,16 +110,11 @@ def hf_power_per_band(img: np.ndarray, frac: float = 0.5) -> np.ndarray:
 
 
 def hf_power_ratios(pred: np.ndarray, true: np.ndarray, frac: float = 0.5) -> tuple[float, list[float]]:
-    """(all bands pooled, per band) high-frequency power of the samples over the truth's; see
-    :func:`hf_power_ratio`. One spectrum per band and image."""
+    """High-frequency power of the samples over the truth's (1 = same texture): all bands pooled, and per band.
+    One spectrum per band and image.
+
+    The pooled figure sums power over bands before the ratio: Sentinel-2's 20 m and 60 m bands are resampled to
+    10 m and have almost no power near Nyquist, so a per-band ratio is a ratio of near-zero numbers that would
+    swamp a mean over bands."""
     hp, ht = hf_power_per_band(pred, frac), hf_power_per_band(true, frac)
     return float(hp.sum() / max(ht.sum(), 1e-20)), [float(a / max(b, 1e-20)) for a, b in zip(hp, ht)]
-
-
-def hf_power_ratio(pred: np.ndarray, true: np.ndarray, frac: float = 0.5) -> float:
-    """High-frequency power of the samples over the truth's, all bands together; 1 = same texture.
-
-    Power is summed over bands before the ratio: Sentinel-2's 20 m and 60 m bands are resampled to 10 m and
-    have almost no power near Nyquist, so a per-band ratio is a ratio of near-zero numbers that would swamp a
-    mean over bands (see :func:`hf_power_ratios` for the per-band figures)."""
-    return hf_power_ratios(pred, true, frac)[0]

@@ -34,7 +34,7 @@ class SampleOptions:
     sampler: str = "ddim"  # a diffusers scheduler (cogen.diffusion.schedule): ddim | dpm++ | ddpm | euler (flow models)
     samples: int = 1  # samples per pixel; with more than one, continuous targets also get a mean and a std
     seed: int = 0  # every random draw of a call follows from it (noise is fixed on the map: cogen.pipeline.tiles)
-    batch: int = 16  # tile-samples per forward pass
+    batch: int = 64  # tile-samples per forward pass (at most one row of tiles x samples goes at once)
     # (tile, overlap) in pixels: `tiles["default"]`, or a target modality's own entry when it is every target of a
     # call and an image (a continuous modality of two or more bands) is among the inputs, or `tiles["regenerate"]`
     # when part of a target is regenerated (cloud removal); see `tiling`

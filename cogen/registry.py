@@ -128,6 +128,13 @@ class Modality:
     def from_physical(self, phys: torch.Tensor) -> torch.Tensor:
         return (phys - self.offset) / self.scale
 
+    def spread_to_physical(self, raw: torch.Tensor) -> torch.Tensor:
+        """A spread (standard deviation) in raw units -> physical units: no offset, the scale's size."""
+        return raw * abs(self.scale)
+
+    def spread_from_physical(self, phys: torch.Tensor) -> torch.Tensor:
+        return phys / abs(self.scale)
+
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (-1,) + (1,) * 2
         if len(self.mean) != self.num_bands or len(self.std) != self.num_bands:
@@ -158,10 +165,6 @@ class Modality:
         for i, cid in enumerate(self.class_ids):
             lut[cid] = i
         return lut[ids.long().clamp(min=0)]
-
-    def class_id(self, index: torch.Tensor) -> torch.Tensor:
-        """0-based class index -> class id."""
-        return torch.tensor(self.class_ids, dtype=torch.long, device=index.device)[index.long()]
 
     def check_bands(self, count: int, source: str) -> None:
         if count != self.num_bands:
@@ -266,9 +269,6 @@ class Registry(Mapping[str, Modality]):
     def check(self, names: Iterable[str]) -> list[str]:
         """Return `names` as a list after checking every one is registered."""
         return [self[n].name for n in names]
-
-    def subset(self, names: Iterable[str]) -> "Registry":
-        return Registry({n: self[n].to_dict() for n in names})
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {n: m.to_dict() for n, m in self._m.items()}

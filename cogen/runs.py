@@ -1,7 +1,6 @@
 """Output folders of sample.py: staged under a temporary name, moved into place when complete."""
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import shutil

@@ -6,18 +6,11 @@ import numpy as np
 from .errors import UsageError
 
 
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of `tile` px along an axis of `size` px with at least `overlap` px of overlap.
-
-    Tiles start every `tile - overlap` px from 0 and the last tile is aligned to the end; an axis shorter than a
-    tile gets one tile at 0 (padded). The lattice of `anchored_starts` counted from the scene's first pixel."""
-    return anchored_starts(size, tile, overlap, 0)
-
-
 def anchored_starts(size: int, tile: int, overlap: int, anchor: int = 0) -> list[int]:
-    """Like `tile_starts`, but on a lattice fixed on the map rather than on the scene: `anchor` is the index of the
-    scene's first pixel on its CRS's pixel lattice (`Grid.anchor`), and every tile but the first and last starts
-    at a multiple of the stride (tile - overlap) on that lattice. Two scenes on one lattice (windows of one file,
+    """Start offsets of tiles of `tile` px along an axis of `size` px with at least `overlap` px of overlap, on a
+    lattice fixed on the map rather than on the scene: `anchor` is the index of the scene's first pixel on its
+    CRS's pixel lattice (`Grid.anchor`), and every tile but the first and last starts at a multiple of the stride
+    (tile - overlap) on that lattice; an axis shorter than a tile gets one tile at 0 (padded). Two scenes on one lattice (windows of one file,
     neighbouring crops, overlapping granules) then cut the same tiles wherever both hold them whole, so with the
     same seed they generate the same values there. The first tile starts at 0 and the last ends at the border;
     they overlap their neighbours by at least `overlap`."""

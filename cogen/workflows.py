@@ -12,27 +12,20 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import REPO_ROOT, load_bundle
+from .checkpoint import REPO_ROOT
 from .errors import UsageError
 from .io import Grid, check_same_grid, open_raster, read_raster, write_json, write_raster
-from .flags import apply_sampling_flags
-from .pipeline import CogenPipeline, MaskSource, RasterSource, window_grid_offset
+from .flags import sampling_overrides
+from .options import SampleOptions
+from .pipeline import CogenPipeline, MaskSource
 from .quicklook import read_preview, render, save_grid
 from .runs import OutputDir, write_run_json
 
 SHIPPED_DATA = REPO_ROOT / "data" / "terramind-examples"
 
 
-def _pipeline(args, modalities) -> CogenPipeline:
-    """Check every name against the registry first (unknown names list the known ones), then load the
-    checkpoint, which must know every modality asked for."""
-    from .registry import default_registry
-
-    if modalities:
-        default_registry().check(modalities)
-    offsets = _parse_add_offsets(getattr(args, "add_offset", None))
-    pipe = apply_sampling_flags(CogenPipeline.from_checkpoint(args.checkpoint, args.device, modalities), args)
-    return pipe.set_add_offsets(offsets) if offsets else pipe
+def _pipeline(args) -> CogenPipeline:
+    return CogenPipeline.from_checkpoint(args.checkpoint, args.device)
 
 
 def _parse_add_offsets(items) -> dict[str, float]:
@@ -45,16 +38,6 @@ def _parse_add_offsets(items) -> dict[str, float]:
             raise UsageError(f"--add-offset '{m}={v}': expected MOD=NUMBER in raw units, e.g. --add-offset "
                              f"S2L2A=-1000 for Sentinel-2 of processing baseline 04.00 or later") from None
     return out
-
-
-def grid_offset(value: str | None) -> tuple[int, int] | None:
-    """--grid-offset ROW,COL -> (row, col), both whole numbers >= 0."""
-    if value is None:
-        return None
-    parts = value.split(",")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise UsageError(f"--grid-offset {value!r}: expected two whole numbers ROW,COL >= 0, e.g. --grid-offset 0,4")
-    return int(parts[0]), int(parts[1])
 
 
 def window_arg(value: str | None):
@@ -125,18 +108,11 @@ def scene_window(args, inputs: dict[str, str]):
     return args.scene_window
 
 
-def _samples(args, default: int) -> int:
-    """--samples, or the workflow's default when it is not given (0 is refused later, not taken for the default)."""
-    return default if args.samples is None else args.samples
-
-
-def _sample_kw(args, **over) -> dict[str, Any]:
-    # --grid-offset is of the file's top-left pixel; a window's lies further on
-    go = window_grid_offset(grid_offset(getattr(args, "grid_offset", None)), getattr(args, "scene_window", None))
-    kw = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, samples=_samples(args, 1),
-              seed=args.seed, tile=args.tile, overlap=args.overlap, batch=args.batch, progress=not args.quiet,
-              grid_offset=go)
-    kw.update({k: v for k, v in over.items()})
+def _call_kw(args, **over) -> dict[str, Any]:
+    """The pipeline call's keyword arguments from the common flags: sampling overrides, offsets, window, progress."""
+    kw = dict(sampling_overrides(args), add_offsets=_parse_add_offsets(getattr(args, "add_offset", None)),
+              window=getattr(args, "scene_window", None), progress=not args.quiet)
+    kw.update(over)
     return kw
 
 
@@ -155,18 +131,6 @@ def _parse_pairs(items, flag: str, value: str, example: str) -> dict[str, str]:
 
 def _parse_inputs(items) -> dict[str, str]:
     return _parse_pairs(items, "--input", "path", "S1RTC=s1.tif")
-
-
-def _check_targets(inputs: dict[str, str], targets: list[str]) -> None:
-    from .registry import default_registry
-
-    if not targets:
-        raise UsageError("no --target given: name at least one modality to generate")
-    default_registry().check(list(inputs) + list(targets))  # unknown names raise, listing the known ones
-    both = sorted(set(inputs) & set(targets))
-    if both:
-        raise UsageError(f"{', '.join(both)} is both an --input and a --target; drop it from one side "
-                         f"(cloud-removal fills only masked pixels)")
 
 
 def _quicklook(path: Path, registry, panels_in: dict[str, Any], panels_out: dict[str, Any], extra_row=None) -> Path:
@@ -189,26 +153,36 @@ def _quicklook(path: Path, registry, panels_in: dict[str, Any], panels_out: dict
     return save_grid(path, [r for r in rows if r])
 
 
-def _write_outputs(pipe: CogenPipeline, sources, targets, d: Path, args, regenerate=None, names=None, extra=None):
-    outputs = {}
+def _options(pipe: CogenPipeline, args) -> SampleOptions:
+    """The sampling options a job runs with: the checkpoint's, with the flags given."""
+    return pipe.options.replace(**sampling_overrides(args))
+
+
+def _run_json(d: Path, args, pipe: CogenPipeline, t0: float, extra: dict) -> None:
+    opts = _options(pipe, args)
+    write_run_json(d, vars(args), pipe.bundle, opts.seed, t0, {"options": opts.to_dict(), **extra})
+
+
+def _outputs(d: Path, targets, names=None) -> dict[str, dict[str, Path]]:
+    """Where each output of each target goes: TARGET.tif (a sample or the classes), _mean, _std, _confidence."""
+    out = {}
     for m in targets:
         base = (names or {}).get(m, m)
-        outputs[m] = {"sample": d / f"{base}.tif", "mean": d / f"{base}_mean.tif", "std": d / f"{base}_std.tif",
-                      "classes": d / f"{base}.tif", "confidence": d / f"{base}_confidence.tif"}
-    return pipe.run(sources, targets, outputs=outputs, regenerate=regenerate, **_sample_kw(args), **(extra or {}))
+        out[m] = {"sample": d / f"{base}.tif", "mean": d / f"{base}_mean.tif", "std": d / f"{base}_std.tif",
+                  "classes": d / f"{base}.tif", "confidence": d / f"{base}_confidence.tif"}
+    return out
 
 
 def _run_job(args, pipe: CogenPipeline, inputs: dict[str, str], targets: list[str], panels, t0: float,
-             regenerate=None, extra=None) -> dict:
+             regenerate=None) -> dict:
     """One job into a staged output folder: rasters, quicklook.png (inputs over `panels(files)`), run.json."""
     window = scene_window(args, inputs)
     with OutputDir(args.out, args.overwrite) as od:
-        sources = pipe.make_sources(inputs, window)
-        res = _write_outputs(pipe, sources, targets, od.path, args, regenerate=regenerate, extra=extra)
+        res = pipe(inputs, targets, outputs=_outputs(od.path, targets), regenerate=regenerate, **_call_kw(args))
         files = {m: r.files for m, r in res.items()}
         _quicklook(od.path / "quicklook.png", pipe.registry,
                    {f"input {m}": (m, read_preview(p, window=window)) for m, p in inputs.items()}, panels(files))
-        write_run_json(od.path, vars(args), pipe.bundle, args.seed, t0, {"outputs": _rel(files, od.path)})
+        _run_json(od.path, args, pipe, t0, {"outputs": _rel(files, od.path)})
     return files
 
 
@@ -216,8 +190,7 @@ def _run_job(args, pipe: CogenPipeline, inputs: dict[str, str], targets: list[st
 def impute(args: argparse.Namespace) -> dict:
     t0 = time.time()
     inputs = _parse_inputs(args.input)
-    _check_targets(inputs, args.target)
-    pipe = _pipeline(args, list(inputs) + list(args.target))
+    pipe = _pipeline(args)
     files = _run_job(args, pipe, inputs, args.target, lambda files: {
         **{f"{m} (sample)" if "sample" in f else m: (m, f.get("sample") or f.get("classes")) for m, f in files.items()},
         **{f"{m} std": (m, f["std"]) for m, f in files.items() if "std" in f},
@@ -238,8 +211,7 @@ def cloud_removal(args: argparse.Namespace) -> dict:
     if len(optical) != 1:
         raise UsageError("cloud-removal needs exactly one Sentinel-2 input: --input S2L2A=path (or S2L1C=path)")
     target = optical[0]
-    _check_targets({m: p for m, p in inputs.items() if m != target}, [target])
-    pipe = _pipeline(args, list(inputs))
+    pipe = _pipeline(args)
     values = None
     if args.mask_values:
         try:
@@ -256,8 +228,7 @@ def cloud_removal(args: argparse.Namespace) -> dict:
     if cover == 0:
         print(f"warning: {args.mask} masks no pixel; the output is the input", file=sys.stderr)
     files = _run_job(args, pipe, inputs, [target], lambda files: {f"{target} filled": (target, files[target]["sample"])},
-                     t0, regenerate={target: mask},
-                     extra={"start": getattr(args, "start", None), "strength": getattr(args, "strength", None)})
+                     t0, regenerate={target: mask})
     print(f"wrote {target} with the masked pixels ({cover:.1%} of the {'window' if getattr(args, 'scene_window', None) else 'scene'}) and any no-data pixels of the input "
           f"(nodata, all bands 0, out of range) generated to {args.out} "
           f"(quicklook: {Path(args.out) / 'quicklook.png'})")
@@ -268,11 +239,9 @@ def cloud_removal(args: argparse.Namespace) -> dict:
 def segment(args: argparse.Namespace) -> dict:
     t0 = time.time()
     inputs = _parse_inputs(args.input)
-    _check_targets(inputs, [args.target])
-    pipe = _pipeline(args, list(inputs) + [args.target])
-    if not pipe.registry[args.target].is_categorical:
+    pipe = _pipeline(args)
+    if args.target in pipe.registry and not pipe.registry[args.target].is_categorical:
         raise UsageError(f"segment makes class maps; {args.target} is continuous (use impute)")
-    args.samples = _samples(args, 8)
     t = args.target
     files = _run_job(args, pipe, inputs, [t], lambda files: {
         f"{t} (majority of {args.samples})": (t, files[t]["classes"]), f"{t} confidence": (t, files[t]["confidence"])}, t0)
@@ -284,30 +253,23 @@ def segment(args: argparse.Namespace) -> dict:
 def synth(args: argparse.Namespace) -> dict:
     t0 = time.time()
     inputs = _parse_inputs(args.input)
-    _check_targets(inputs, args.target)
-    pipe = _pipeline(args, list(inputs) + list(args.target))
+    pipe = _pipeline(args)
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}")
     size = 64 if args.size is None else args.size
     if size < 1:
         raise UsageError(f"--size must be a number of pixels >= 1, got {size} (e.g. --size 64)")
+    seed = _options(pipe, args).seed
     manifest: dict[str, dict[str, str]] = {}
     with OutputDir(args.out, args.overwrite) as od:
-        sources = pipe.make_sources(inputs)
-        if sources:
-            ref = next(s for s in sources.values())
-            H, W = ref.height, ref.width
-        else:  # unconditional scenes lie nowhere: written without a CRS, on a unit pixel grid
-            H = W = size
         layouts = {m: read_raster(p) for m, p in inputs.items()}  # copied into every scene to complete it
-        panels_in, panels_out = {}, {}
+        panels_out = {}
         for i in range(args.n):
-            sid = f"synth_{args.seed + i:04d}"
+            sid = f"synth_{seed + i:04d}"
             outs = {m: {"sample": od.path / m / f"{sid}.tif", "classes": od.path / m / f"{sid}.tif",
                         "confidence": od.path / f".{m}_{sid}_confidence.tif"} for m in args.target}
-            kw = _sample_kw(args, seed=args.seed + i, samples=1)  # from a layout or from nothing: the
-            # general tiles, never a target's larger ones (`default_tiling`)
-            pipe.run(sources, args.target, outputs=outs, size=(H, W), **kw)
+            # scenes without inputs lie nowhere: written without a CRS, on a unit pixel grid
+            pipe(inputs, args.target, outputs=outs, size=(size, size), **_call_kw(args, seed=seed + i, samples=1))
             manifest[sid] = {m: f"{m}/{sid}.tif" for m in args.target}
             for m, (arr, prof) in layouts.items():
                 write_raster(od.path / m / f"{sid}.tif", arr, prof["crs"], prof["transform"], prof["nodata"])
@@ -317,11 +279,10 @@ def synth(args: argparse.Namespace) -> dict:
             if i < 4:
                 for m in args.target:
                     panels_out[f"{sid} {m}"] = (m, od.path / m / f"{sid}.tif")
-        for m, p in inputs.items():
-            panels_in[f"input {m}"] = (m, p)
         write_json(od.path / "manifest.json", {"scenes": manifest})
-        _quicklook(od.path / "quicklook.png", pipe.registry, panels_in, panels_out)
-        write_run_json(od.path, vars(args), pipe.bundle, args.seed, t0, {"scenes": list(manifest)})
+        _quicklook(od.path / "quicklook.png", pipe.registry, {f"input {m}": (m, p) for m, p in inputs.items()},
+                   panels_out)
+        _run_json(od.path, args, pipe, t0, {"scenes": list(manifest)})
     print(f"wrote {args.n} scene(s) in the dataset layout to {args.out} (manifest.json, quicklook.png)")
     return manifest
 
@@ -338,22 +299,22 @@ def demo(args: argparse.Namespace) -> dict:
     for m, p in paths.items():
         if not p.is_file():
             raise UsageError(f"{p}: not found; --scene must be a shipped scene id (see {data / m})")
-    pipe = _pipeline(args, ["S2L2A", "S1RTC", "DEM", "LULC"])
+    pipe = _pipeline(args)
+    seed = _options(pipe, args).seed
     results: dict[str, Any] = {}
     with OutputDir(args.out, args.overwrite) as od:
         inp = od.path / "inputs"
         # a synthetic cloud mask (smooth random field, ~35% cover) and the cloudy scene it makes
         s2, prof = read_raster(paths["S2L2A"])
-        rng = np.random.default_rng(args.seed)
+        rng = np.random.default_rng(seed)
         field = smooth_field(rng, s2.shape[1], s2.shape[2], 14)
         cloud = field > np.quantile(field, 0.65)
         write_raster(inp / "cloud_mask.tif", cloud[None].astype(np.uint8), prof["crs"], prof["transform"], nodata=None)
         cloudy = np.where(cloud[None], np.int16(7500), s2).astype(s2.dtype)
         write_raster(inp / "S2L2A_cloudy.tif", cloudy, prof["crs"], prof["transform"], prof["nodata"])
         jobs = [
-            ("impute", impute, dict(input=[f"S1RTC={paths['S1RTC']}", f"DEM={paths['DEM']}"], target=["S2L2A"],
-                                    samples=_samples(args, 1))),
-            ("segment", segment, dict(input=[f"S2L2A={paths['S2L2A']}"], target="LULC", samples=_samples(args, 4))),
+            ("impute", impute, dict(input=[f"S1RTC={paths['S1RTC']}", f"DEM={paths['DEM']}"], target=["S2L2A"])),
+            ("segment", segment, dict(input=[f"S2L2A={paths['S2L2A']}"], target="LULC", samples=args.samples or 4)),
             ("cloud-removal", cloud_removal, dict(input=[f"S2L2A={inp / 'S2L2A_cloudy.tif'}", f"S1RTC={paths['S1RTC']}",
                                                          f"DEM={paths['DEM']}"], mask=str(inp / "cloud_mask.tif"),
                                                   mask_values=None, samples=1)),
@@ -388,7 +349,7 @@ def demo(args: argparse.Namespace) -> dict:
                     "LULC from S2L2A": ("LULC", od.path / "segment" / "LULC.tif"),
                     "LULC confidence": ("LULC", od.path / "segment" / "LULC_confidence.tif"),
                     "S2L2A clouds removed": ("S2L2A", od.path / "cloud-removal" / "S2L2A.tif")})
-        write_run_json(od.path, vars(args), pipe.bundle, args.seed, t0, {"jobs": results, "scene": sid})
+        _run_json(od.path, args, pipe, t0, {"jobs": results, "scene": sid})
     print(json.dumps(results, indent=2))
     print(f"outputs in {args.out}/ (impute/, segment/, cloud-removal/); overview: {Path(args.out) / 'quicklook.png'}")
     return results

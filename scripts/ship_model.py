@@ -1,9 +1,10 @@
 r"""Turn a training checkpoint's EMA weights into a compact bundle to ship (fp16, safetensors shards < 20 MB),
 and plot its training curve.
 
-    python scripts/ship_model.py runs/demo checkpoints/demo --curve docs/figures/demo_training_curve.png
-    python scripts/ship_model.py runs/demo_inpaint checkpoints/demo --set sample.start=interpolate --set sample.strength=0.3 \
-        --set "sample.tile_by_target={S2L2A: [64, 16]}" --set "sample.tile_regenerate=[32, 8]"
+    python scripts/ship_model.py runs/demo/dark checkpoints/demo --curve docs/figures/demo_dark_curve.png
+
+The bundle samples by default as its run's config says: the config's `sample:` section (cogen.options.SampleOptions;
+for the demo model the last stage of configs/demo.yaml) ships with the weights.
 """
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ from pathlib import Path
 import torch
 
 from cogen.checkpoint import atomic_dir, load_bundle
-from cogen.config import apply_overrides
-from cogen.errors import ConfigError
 from cogen.registry import Registry
 
 
@@ -27,8 +26,6 @@ def main() -> None:
     ap.add_argument("--curve", default=None, help="PNG of the training curve from metrics.jsonl")
     ap.add_argument("--registry", default="configs/modalities.yaml")
     ap.add_argument("--stats", default="configs/stats.yaml")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="change a setting of the shipped config, e.g. sample.start=interpolate")
     a = ap.parse_args()
     run = Path(a.run)
     ck = sorted((run / "checkpoints").glob("step-*"))[-1] if (run / "checkpoints").is_dir() else run
@@ -39,10 +36,6 @@ def main() -> None:
     if (ck / "cogen.json").is_file() and step is None:  # a shipped bundle again (e.g. with a newer registry)
         old = json.loads((ck / "cogen.json").read_text())
         step, source = old.get("step"), old.get("source", source)
-    try:  # e.g. sample.start=interpolate: how the shipped model samples by default
-        b.config = apply_overrides(b.config, a.set)
-    except ConfigError as e:
-        raise SystemExit(f"--set: {e}") from None
 
     def build(d: Path) -> None:
         model = b.model.to(torch.float16)
@@ -59,7 +52,7 @@ def main() -> None:
             shutil.copy(metrics, d / "metrics.jsonl")
 
     atomic_dir(Path(a.out), build)
-    print(f"wrote {a.out} (step {step})")
+    print(f"wrote {a.out} (step {step}); sampling defaults: {b.config.sample.to_dict()}")
     if a.curve and (run / "metrics.jsonl").is_file():
         plot_curve(run / "metrics.jsonl", Path(a.curve))
 

@@ -1,10 +1,8 @@
 """The clear-pixel library of cloud removal (cogen.library): hand-computed snaps, the seeded draw, the pipeline."""
 import numpy as np
 import pytest
-import rasterio
 import torch
 
-from cogen.io import write_raster
 from cogen.library import REACH, ClearLibrary
 
 
@@ -67,48 +65,34 @@ def test_library_draw_is_seeded_bounded_and_clear_only(registry):
     assert ClearLibrary.from_source(src, lambda top, n: np.ones((n, W), bool), H, W, 100, 0) is None
 
 
-def test_cloud_removal_with_the_library_gives_measured_spectra(tmp_path, tiny_bundle, monkeypatch):
-    """With one neighbour and native blocks off, every generated pixel of cloud removal is one of the clear
-    spectra of the scene once every clear spectrum is within reach (at the default reach, the random model's
-    far-off spectra keep their own); clear pixels stay exact; off (0) it is not; bad values are one-line errors; the CLI
-    flag reaches the pipeline."""
-    import sample
-    from cogen.errors import UsageError
+def test_cloud_removal_with_the_library_gives_measured_spectra(tiny_bundle, monkeypatch):
+    """With one neighbour, every generated pixel of cloud removal has the 10 m bands of one of the clear spectra of
+    the scene once every clear spectrum is within reach (at the default reach, the random model's far-off spectra
+    keep their own); the 20 m / 60 m bands are then one value per native block; clear pixels stay exact; off (0)
+    it is not; bad values are one-line errors."""
+    from cogen.errors import ConfigError
+    from cogen.options import SampleOptions
     from cogen.pipeline import CogenPipeline
 
     pipe = CogenPipeline.from_checkpoint(tiny_bundle)
-    pipe.native_blocks = False
+    fine = [pipe.registry["S2L2A"].band_index(b) for b in ("B02", "B03", "B04", "B08")]  # 10 m: no blocks
     rng = np.random.default_rng(3)
     h = w = 32
     s2 = (rng.random((12, h, w)) * 3000 + 200).astype(np.int16)
     s1 = rng.normal(-12, 2, (2, h, w)).astype(np.float32)
     mask = np.zeros((h, w), bool)
     mask[6:20, 4:25] = True
-    clear = {tuple(v) for v in s2[:, ~mask].T}
+    clear = {tuple(v) for v in s2[fine][:, ~mask].T}
     kw = dict(regenerate={"S2L2A": mask}, steps=3, samples=2, seed=0, tile=16, overlap=0, progress=False)
     got = {}
     for k, reach in ((0, REACH), (1, REACH), (1, 1e9)):
-        pipe.library_neighbours = k
         monkeypatch.setattr("cogen.library.REACH", reach)
-        res = pipe({"S2L2A": s2, "S1RTC": s1}, ["S2L2A"], **kw)["S2L2A"]
+        res = pipe({"S2L2A": s2, "S1RTC": s1}, ["S2L2A"], library_neighbours=k, **kw)["S2L2A"]
         assert np.array_equal(res.sample[:, ~mask], (s2 * 1e-4)[:, ~mask].astype(np.float32))
-        gen = np.round(res.sample[:, mask] / 1e-4).astype(np.int64).T
+        gen = np.round(res.sample[fine][:, mask] / 1e-4).astype(np.int64).T
         got[k, reach] = np.mean([tuple(v) in clear for v in gen])
     # everything within reach: all measured; the random model's far-off spectra keep their own at the default
     assert got[1, 1e9] == 1.0 and 0.8 < got[1, REACH] < 1.0 and got[0, REACH] < 0.05
     for bad in (-1, 2000, 1.5, True):
-        with pytest.raises(UsageError, match="library neighbours"):
-            pipe.library_neighbours = bad
-
-    tr = rasterio.transform.from_origin(500000.0, 5000000.0, 10, 10)
-    p2 = write_raster(tmp_path / "s2.tif", s2, "EPSG:32633", tr)
-    p1 = write_raster(tmp_path / "s1.tif", s1, "EPSG:32633", tr)
-    pm = write_raster(tmp_path / "mask.tif", mask[None].astype(np.uint8), "EPSG:32633", tr)
-    out = tmp_path / "cr"
-    args = ["cloud-removal", "--input", f"S2L2A={p2}", "--input", f"S1RTC={p1}", "--mask", pm, "--checkpoint",
-            tiny_bundle, "--out", out, "--steps", "2", "--tile", "16", "--overlap", "0", "--quiet",
-            "--no-native-blocks", "--library-neighbours", "1"]
-    assert sample.main([str(a) for a in args]) == 0  # (REACH is still 1e9 here)
-    with rasterio.open(out / "S2L2A.tif") as o:
-        filled = o.read()
-    assert all(tuple(v) in clear for v in filled[:, mask].T)
+        with pytest.raises(ConfigError, match="library_neighbours"):
+            SampleOptions(library_neighbours=bad)

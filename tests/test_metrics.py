@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cogen.metrics import (confusion, ece_np, hf_power_per_band, hf_power_ratio, iou_per_class, mae_np, miou_np, psnr_np, rmse_np,
+from cogen.metrics import (confusion, ece_np, hf_power_per_band, hf_power_ratios, iou_per_class, mae_np, miou_np, psnr_np, rmse_np,
                            sam_map, sam_np, ssim_np, wasserstein_per_band)
 
 
@@ -63,12 +63,13 @@ def test_wasserstein_of_shifted_values():
 def test_high_frequency_power_ratio():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1, 64, 64))
-    assert hf_power_ratio(x, x) == pytest.approx(1.0)
-    assert hf_power_ratio(2 * x, x) == pytest.approx(4.0)
+    assert hf_power_ratios(x, x)[0] == pytest.approx(1.0)
+    assert hf_power_ratios(2 * x, x)[0] == pytest.approx(4.0)
     from scipy.ndimage import gaussian_filter
 
-    assert hf_power_ratio(gaussian_filter(x, (0, 2, 2)), x) < 0.05  # blurred samples lose texture
+    assert hf_power_ratios(gaussian_filter(x, (0, 2, 2)), x)[0] < 0.05  # blurred samples lose texture
     # bands pool their power: [2x, y] against [x, y] with equal power per band -> (4 + 1) / 2
     y = rng.normal(size=(1, 64, 64))
     y *= np.sqrt(hf_power_per_band(x)[0] / hf_power_per_band(y)[0])
-    assert hf_power_ratio(np.concatenate([2 * x, y]), np.concatenate([x, y])) == pytest.approx(2.5)
+    pooled, per_band = hf_power_ratios(np.concatenate([2 * x, y]), np.concatenate([x, y]))
+    assert pooled == pytest.approx(2.5) and per_band == pytest.approx([4.0, 1.0])

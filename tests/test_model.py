@@ -244,19 +244,6 @@ def test_grid_shift_offsets_and_shifted_call():
         torch.testing.assert_close(out[m], 2 * x[m] + 1)
 
 
-def test_grid_shift_moves_patch_artifacts(tiny_bundle):
-    """A pipeline with grid shift gives other (still seeded) samples than without, and the same twice."""
-    from cogen.pipeline import CogenPipeline
-
-    pipe = CogenPipeline.from_checkpoint(tiny_bundle)
-    cond = {"S1RTC": torch.rand(2, 24, 24).numpy() * 0.1}
-    run = lambda: pipe(cond, ["S2L2A"], steps=3, tile=16, overlap=8, seed=0, progress=False)["S2L2A"].sample
-    a, b = run(), run()
-    pipe.grid_shift = False
-    c = run()
-    assert (a == b).all() and not (a == c).all()
-
-
 # ---- partial targets: known tokens enter clean ------------------------------------------------------------
 def test_all_clean_tokens_equal_the_modality_given_at_t0():
     from cogen.models.transformer import clean_tokens
@@ -375,78 +362,6 @@ def test_partial_sampling_feeds_whole_known_tokens_clean_on_the_moved_grid(shift
     assert all(cc is None for _, cc in calls)
 
 
-# ---- patch-grid ensemble ----------------------------------------------------------------------------------
-def test_ensemble_offsets_are_distinct_and_start_with_the_steps_own():
-    from cogen.diffusion.sampling import ensemble_offsets
-
-    assert ensemble_offsets((1, 3), 4, 1) == [(1, 3)]
-    assert ensemble_offsets((1, 3), 4, 4) == [(1, 3), (3, 1), (1, 1), (3, 3)]  # half a patch apart
-    assert ensemble_offsets((0, 0), 1, 4) == [(0, 0)]  # no grid to move
-    every = ensemble_offsets((2, 1), 4, 16)
-    assert len(set(every)) == 16 and every[0] == (2, 1)
-    assert len(ensemble_offsets((0, 0), 4, 99)) == 16  # at most every offset once
-
-
-def test_shift_ensemble_averages_the_prediction_over_grid_offsets():
-    """K = 1 is the plain loop; with K = 4 each step's prediction is the mean of the calls on the 4 offsets."""
-    from cogen.diffusion.sampling import denoise, ensemble_offsets, grid_offset, shifted_call
-
-    m, d = tiny(), Diffusion()
-    cond = {"A": inputs()["A"]}
-    tgt = {"C": ((2, 4, 8, 8), None, None)}
-    noise = {"C": torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))}
-    run = lambda k: denoise(m, d, cond, tgt, 2, "ddim", noise=noise, grid_shift=4, shift_ensemble=k)["C"]
-    plain = denoise(m, d, cond, tgt, 2, "ddim", noise=noise, grid_shift=4)["C"]
-    torch.testing.assert_close(run(1), plain)
-    ens = run(4)
-    assert not torch.allclose(ens, plain)
-    calls = []
-    orig = m.forward
-
-    def record(x, t, *a):
-        calls.append(x["C"].shape)
-        return orig(x, t, *a)
-
-    m.forward = record
-    run(4)
-    assert len(calls) == 8  # 2 steps x 4 offsets
-    # one step by hand: the mean of the four shifted predictions, then the scheduler's step
-    m.forward = orig
-    sched = d.scheduler("ddim")
-    sched.set_timesteps(1)
-    ts = sched.timesteps[0]
-    x = noise["C"] * sched.init_noise_sigma
-    t = {"A": torch.zeros(2), "C": torch.full((2,), d.model_time(ts))}
-    offs = ensemble_offsets(grid_offset(0, 4), 4, 4)
-    out = sum(shifted_call(m, {**cond, "C": x}, t, o, 4)["C"] for o in offs) / 4
-    want = sched.step(out, ts, x).prev_sample
-    got = denoise(m, d, cond, tgt, 1, "ddim", noise=noise, grid_shift=4, shift_ensemble=4)["C"]
-    torch.testing.assert_close(got, want)
-
-
-@pytest.mark.parametrize("name, default, bad, match, on", [
-    ("shift_ensemble", 1, (0, -2, 2.5, True, 65), "shift ensemble", 4),
-    ("final_denoise", 0.0, (-0.1, 1.0, 2, "0.1", True), "final denoise", 0.1),
-])
-def test_pipeline_sampling_settings_are_checked_and_used(tiny_bundle, name, default, bad, match, on):
-    """The pipeline's sampling settings: the config's default, a one-line error for bad values, and a valid
-    value changes the samples."""
-    from cogen.errors import UsageError
-    from cogen.pipeline import CogenPipeline
-
-    pipe = CogenPipeline.from_checkpoint(tiny_bundle)
-    assert getattr(pipe, name) == default  # the config's default
-    for value in bad:
-        with pytest.raises(UsageError, match=match):
-            setattr(pipe, name, value)
-    cond = {"S1RTC": torch.rand(2, 16, 16).numpy() * 0.1}
-    setattr(pipe, name, on)
-    a = pipe(cond, ["S2L2A"], steps=2, tile=16, overlap=0, seed=0, progress=False)["S2L2A"].sample
-    setattr(pipe, name, default)
-    b = pipe(cond, ["S2L2A"], steps=2, tile=16, overlap=0, seed=0, progress=False)["S2L2A"].sample
-    assert a.shape == b.shape and not (a == b).all()
-
-
 def test_final_denoise_is_one_more_clean_estimate():
     """final_denoise t: the loop's result treated as noised to level t and replaced by the model's clean
     estimate from it (v-prediction: a * x - b * v); known cells stay exact; 0 is the plain loop."""
@@ -559,43 +474,3 @@ def test_class_weighted_loss_weights_each_cell_by_its_true_class():
     valid = torch.tensor([[[True, True], [True, False]]])
     torch.testing.assert_close(masked_mse(pred, tgt, valid), torch.tensor([1.0]))
     torch.testing.assert_close(masked_mse(pred, tgt, valid, wmap), torch.tensor([(1 + 1 + 3) / 3]))
-
-
-def test_position_interpolation_squeezes_only_grids_beyond_the_span():
-    from cogen.models.transformer import sincos_2d
-
-    D = 32
-    assert torch.equal(sincos_2d(8, 8, D, span=8), sincos_2d(8, 8, D))  # within the trained range: as before
-    assert torch.equal(sincos_2d(5, 3, D, span=8), sincos_2d(5, 3, D))
-    big = sincos_2d(16, 16, D, span=8).view(16, 16, D)
-    ref = sincos_2d(8, 8, D).view(8, 8, D)
-    # the corners land on the trained corners, nothing lies beyond them, and positions stay evenly spaced
-    torch.testing.assert_close(big[0, 0], ref[0, 0])
-    torch.testing.assert_close(big[-1, -1], ref[-1, -1])
-    unsq = sincos_2d(16, 16, D).view(16, 16, D)
-    assert not torch.allclose(unsq[-1, -1], ref[-1, -1])
-    rows = sincos_2d(16, 1, D, span=8)[:, : D // 4]  # sin(y * omega_0) = sin(y): y = asin for y < pi / 2
-    torch.testing.assert_close(rows[:3, 0], torch.sin(torch.arange(3.0) * 7 / 15))
-
-
-def test_pipeline_interpolate_positions_changes_only_tiles_beyond_the_training_crops(tiny_bundle):
-    import numpy as np
-
-    from cogen.pipeline import CogenPipeline
-
-    pipe = CogenPipeline.from_checkpoint(tiny_bundle)
-    pipe.grid_shift = False  # a moved grid pads a tile by one token
-    crop = pipe.bundle.config.data.crop
-    rng = np.random.default_rng(0)
-    x = {"S1RTC": rng.normal(-12, 3, (2, 2 * crop, 2 * crop)).astype("float32")}
-
-    def gen(tile):
-        return pipe(x, targets=["DEM"], seed=0, steps=2, tile=tile, overlap=0, progress=False)["DEM"].sample
-
-    small_off, big_off = gen(crop), gen(2 * crop)
-    pipe.interpolate_positions = True
-    assert pipe.interpolate_positions and set(pipe.model.position_span.values()) == {crop // 4}
-    small_on, big_on = gen(crop), gen(2 * crop)
-    assert np.array_equal(small_on, small_off) and not np.allclose(big_on, big_off)
-    pipe.interpolate_positions = False
-    assert np.array_equal(gen(2 * crop), big_off)

@@ -81,9 +81,8 @@ def test_generated_bands_get_their_native_blocks_and_stay_in_range(tiny_bundle):
         assert _blocks_constant(arr[b01], 6, 2, 3) and _blocks_constant(arr[b05], 2, 2, 3)
         assert not _blocks_constant(arr[b02], 2, 2, 3)  # a 10 m band keeps its detail
     assert out.sample.min() >= 0.0 and out.mean.min() >= 0.0  # reflectance is never negative
-    pipe.native_blocks = False
-    off = pipe({"S1RTC": sc["S1RTC"]}, ["S2L2A"], grid_offset=(2, 3), **kw)["S2L2A"]
-    assert not _blocks_constant(off.sample[b01], 6, 2, 3)
+    plain = pipe({"S1RTC": sc["S1RTC"]}, ["S2L2A"], **kw)["S2L2A"]  # blocks counted from the top-left pixel
+    assert _blocks_constant(plain.sample[b01], 6, 0, 0) and not _blocks_constant(plain.sample[b01], 6, 2, 3)
 
 
 def test_cloud_removal_fills_blocks_cut_by_the_mask_from_their_clear_pixels(tiny_bundle):
@@ -99,7 +98,7 @@ def test_cloud_removal_fills_blocks_cut_by_the_mask_from_their_clear_pixels(tiny
     mask = np.zeros((36, 40), bool)
     mask[5:25, 6:30] = True  # cuts blocks at its edges
     out = pipe({"S2L2A": s2, "S1RTC": sc["S1RTC"]}, ["S2L2A"], regenerate={"S2L2A": mask}, steps=2, seed=0,
-               tile=48, overlap=0, progress=False, start="noise")["S2L2A"]
+               tile=48, overlap=0, progress=False, strength=1.0)["S2L2A"]
     truth = s2 * mod.scale + mod.offset
     assert np.array_equal(out.sample[:, ~mask], truth[:, ~mask].astype(np.float32))
     assert _blocks_constant(out.sample[b01], 6, 4, 1)  # found in the input, not the default (0, 0)
@@ -110,7 +109,8 @@ def test_cloud_removal_fills_blocks_cut_by_the_mask_from_their_clear_pixels(tiny
         assert np.allclose(out.sample[b01][ids == i], truth[b01][ids == i], atol=1e-6)
 
 
-def test_cli_grid_offset(tmp_path, tiny_bundle, capsys):
+def test_a_window_carries_the_native_block_grid(tmp_path, tiny_bundle):
+    """--window: the window's top-left pixel lies (row_off, col_off) into the file's grid of native blocks."""
     import rasterio
 
     import sample
@@ -122,9 +122,7 @@ def test_cli_grid_offset(tmp_path, tiny_bundle, capsys):
                       from_origin(500000.0, 5000000.0, 10, 10), nodata=None)
     args = ["impute", "--input", f"S1RTC={s1}", "--target", "S2L2A", "--checkpoint", str(tiny_bundle), "--steps", "2",
             "--tile", "48", "--overlap", "0", "--quiet"]
-    assert sample.main([*args, "--out", str(tmp_path / "o"), "--grid-offset", "1,5"]) == 0
+    assert sample.main([*args, "--out", str(tmp_path / "o"), "--window", "5,1,29,29"]) == 0
     with rasterio.open(tmp_path / "o" / "S2L2A.tif") as src:
         b01 = src.read(1).astype(float)
     assert _blocks_constant(b01, 6, 1, 5) and not _blocks_constant(b01, 6, 0, 0)
-    assert sample.main([*args, "--out", str(tmp_path / "bad"), "--grid-offset", "1"]) == 2
-    assert "--grid-offset '1'" in capsys.readouterr().err

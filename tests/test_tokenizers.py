@@ -24,8 +24,6 @@ def test_categorical_round_trip_is_exact_and_nodata_is_masked(registry):
     back = tok.decode(z)
     ok = idx >= 0
     assert torch.equal(back[ok], idx[ok])
-    p = tok.probabilities(z)
-    assert torch.allclose(p.sum(1), torch.ones(3, 11, 7)) and (p.argmax(1)[ok] == idx[ok]).all()
     assert tok.latent_valid(ok).equal(ok)
 
 
@@ -95,17 +93,18 @@ def test_linear_path_starts_as_block_pca_and_survives_save_load(tmp_path):
         VAETokenizer("S2L2A", 12, 4, (16, 16), norm_num_groups=8).fit_linear(train)
 
 
-@pytest.mark.parametrize("config,extra", [("vae_s2l2a_plain.yaml", []), ("vae_s2l2a.yaml", []),
-                                          ("vae_s2l2a.yaml", ["tokenizer.adv_weight=0.1", "tokenizer.adv_start=3",
-                                                              "tokenizer.edge_weight=1.0", "train.log_every=1"])])
-def test_vae_tokenizer_stage_trains_and_resumes(tmp_path, config, extra):
-    """Both recipes, and the optional edge and adversarial terms (the critic resumes with the rest)."""
+@pytest.mark.parametrize("extra", [["tokenizer.linear=false"], [],
+                                   ["tokenizer.adv_weight=0.1", "tokenizer.adv_start=3", "tokenizer.edge_weight=1.0",
+                                    "train.log_every=1"]])
+def test_vae_tokenizer_stage_trains_and_resumes(tmp_path, extra):
+    """A plain VAE and one with a linear path, and the optional edge and adversarial terms (the critic resumes
+    with the rest)."""
     import subprocess
     import sys
 
     from conftest import ROOT
 
-    cmd = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / config),
+    cmd = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "vae_s2l2a.yaml"),
            f"train.out_dir={tmp_path}", "train.steps=4", "train.ckpt_every=2", "tokenizer.scale_batches=1",
            *extra, "optim.batch_size=2", "data.crop=16", "tokenizer.block_out_channels=[8,8]", "tokenizer.norm_num_groups=4"]
     env = {**__import__("os").environ, "WANDB_MODE": "disabled"}
@@ -115,8 +114,8 @@ def test_vae_tokenizer_stage_trains_and_resumes(tmp_path, config, extra):
     assert "resumed from" in r.stderr + r.stdout
     tok = Tokenizer.load(tmp_path / "tokenizer", "S2L2A")
     assert isinstance(tok, VAETokenizer) and float(tok.scale_factor) != 1.0
-    assert tok.linear == (config == "vae_s2l2a.yaml")
-    if extra:  # the critic trained from step 3 on, in both runs
+    assert tok.linear == ("tokenizer.linear=false" not in extra)
+    if "tokenizer.adv_weight=0.1" in extra:  # the critic trained from step 3 on, in both runs
         import json
 
         logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

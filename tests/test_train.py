@@ -15,8 +15,8 @@ PY = sys.executable
 ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def run_train(out, *over, check=True, timeout=300):
-    cmd = [PY, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "tiny.yaml"), f"train.out_dir={out}",
+def run_train(out, *over, check=True, timeout=300, config=ROOT / "configs" / "tiny.yaml"):
+    cmd = [PY, str(ROOT / "train.py"), "--config", str(config), f"train.out_dir={out}",
            "train.log_every=1", "train.eval_every=0", *over]
     return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, check=check, timeout=timeout)
 
@@ -136,14 +136,18 @@ def test_apply_overrides_parses_and_checks_like_the_command_line():
     from cogen.errors import ConfigError
 
     cfg = load_config(ROOT / "configs" / "tiny.yaml")
-    out = apply_overrides(cfg, ["sample.tile_by_target={S2L2A: [64, 16]}", "sample.tile_regenerate=[32, 8]",
-                                "sample.strength=0.3"])
-    assert out.sample.tile_by_target == {"S2L2A": [64, 16]} and out.sample.tile_regenerate == [32, 8]
-    assert out.sample.strength == 0.3 and out.model == cfg.model
-    with pytest.raises(ConfigError, match="unknown config key sample.tiles"):
-        apply_overrides(cfg, ["sample.tiles=64"])
-    with pytest.raises(ConfigError, match="sample.tile_regenerate"):
-        apply_overrides(cfg, ["sample.tile_regenerate=big"])
+    out = apply_overrides(cfg, ["sample.tiles={default: [32, 8], S2L2A: [64, 16]}", "sample.strength=0.3"])
+    assert out.sample.tiles == {"default": [32, 8], "S2L2A": [64, 16]} and out.sample.strength == 0.3
+    assert out.model == cfg.model
+    with pytest.raises(ConfigError, match="unknown config key sample.tile_by_target"):
+        apply_overrides(cfg, ["sample.tile_by_target={S2L2A: [64, 16]}"])
+    with pytest.raises(ConfigError, match="sample.tiles"):
+        apply_overrides(cfg, ["sample.tiles=big"])
+    for bad, match in [("sample.final_denoise=1.0", "final_denoise=1.0: must be a model time"),
+                       ("sample.strength=0", "strength=0.0: must be above 0"),
+                       ("sample.tiles={default: [32, 40]}", "tiles.default=.32, 40.: expected .TILE, OVERLAP.")]:
+        with pytest.raises(ConfigError, match=match):  # the sample options are checked when the config is read
+            apply_overrides(cfg, [bad])
 
 
 def test_class_balance_weights_the_land_cover_loss(tmp_path):
@@ -176,10 +180,86 @@ def test_every_shipped_training_config_loads():
     statistics files too; those have no `train` section and other loaders)."""
     import yaml
 
-    from cogen.config import load_config
+    from cogen.config import load_stages
 
     trained = [p for p in sorted((ROOT / "configs").glob("*.yaml")) if "train" in (yaml.safe_load(p.read_text()) or {})]
-    assert len(trained) >= 8, [p.name for p in trained]
+    assert [p.name for p in trained] == ["demo.yaml", "regression.yaml", "tiny.yaml", "vae_s2l2a.yaml"]
     for p in trained:
-        cfg = load_config(p)
-        assert cfg.train.steps > 0 and cfg.optim.lr > 0, p.name
+        for _, cfg in load_stages(p):
+            assert cfg.train.steps > 0 and cfg.optim.lr > 0, p.name
+
+
+def test_demo_config_reproduces_the_shipped_model():
+    """The last stage of configs/demo.yaml is the config checkpoints/demo was trained and ships with: data,
+    model, diffusion, roles, optimiser, training objective and loss weights, and the sampling defaults (only
+    the paths differ: the shipped run wrote elsewhere and started from the bundle then shipped)."""
+    from cogen.config import config_from_dict, load_stages
+
+    stages = load_stages(ROOT / "configs" / "demo.yaml")
+    assert [n for n, _ in stages] == ["base", "partial", "balanced", "dark"]
+    got = stages[-1][1].to_dict()
+    want = config_from_dict(json.loads((ROOT / "checkpoints" / "demo" / "cogen.json").read_text())["config"]).to_dict()
+    for d in (got, want):
+        del d["train"]["out_dir"], d["train"]["init_from"]
+    assert got == want and got["sample"]["tiles"]["S2L2A"] == [64, 16]  # the sampling defaults are in it
+    # the chain: each fine-tune starts from the final EMA weights of the stage before (partial stops at 1800)
+    assert [c.train.init_from for _, c in stages] == [None, "runs/demo/base/checkpoints/step-005000/ema",
+                                                      "runs/demo/partial/checkpoints/step-001800/ema",
+                                                      "runs/demo/balanced/checkpoints/step-001500/ema"]
+
+
+def test_stages_resolve_over_the_base_and_the_command_line():
+    from cogen.config import resolve_stages
+    from cogen.errors import ConfigError
+
+    d = {"optim": {"lr": 1e-3, "batch_size": 4}, "train": {"out_dir": "runs/x", "seed": 1},
+         "stages": [{"name": "a", "steps": 10, "train": {"stop_at": 6}},
+                    {"name": "b", "steps": 20, "optim": {"lr": 1e-4}, "train": {"seed": 2}}]}
+    (na, a), (nb, b) = resolve_stages(d, ["train.threads=2", "train.out_dir=runs/y"])
+    assert (na, nb) == ("a", "b") and (a.train.steps, a.train.final_step(), b.train.steps) == (10, 6, 20)
+    assert (a.optim.lr, b.optim.lr, a.optim.batch_size, b.optim.batch_size) == (1e-3, 1e-4, 4, 4)  # over the base
+    assert (a.train.seed, b.train.seed, a.train.threads, b.train.threads) == (1, 2, 2, 2)
+    assert (a.train.out_dir, b.train.out_dir) == ("runs/y/a", "runs/y/b")
+    assert (a.train.init_from, b.train.init_from) == (None, "runs/y/a/checkpoints/step-000006/ema")
+    assert resolve_stages(d, ["train.steps=3"])[1][1].train.steps == 3  # the command line wins
+    assert [n for n, _ in resolve_stages({"train": {"steps": 5}})] == [None]  # no stages: one plain run
+    for bad, match in [([{"steps": 3}], "stages.0.: expected"), ([{"name": "a/b", "steps": 3}], "folder name"),
+                       ([{"name": "a", "steps": 3}, {"name": "a", "steps": 3}], "a second stage named 'a'"),
+                       ([{"name": "a", "steps": 0}], "stage a: train.steps=0"), ("a", "expected a list")]:
+        with pytest.raises(ConfigError, match=match):
+            resolve_stages({"stages": bad})
+
+
+def test_stages_run_in_order_resume_and_skip_when_done(tmp_path):
+    """A stage stopped by its time budget ends the command; the same command resumes it to its end (here
+    train.stop_at), then runs the next from its final EMA weights; once all are done, running it again trains
+    nothing."""
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
+    cfg["stages"] = [{"name": "a", "steps": 3, "train": {"stop_at": 2}}, {"name": "b", "steps": 2, "train": {"seed": 1}}]
+    path = tmp_path / "staged.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    first = run_train(out, "train.ckpt_every=1", "train.max_minutes=0.00001", config=path)
+    assert "stage a stopped at step 1 of 2" in first.stdout and not (out / "b").exists()
+    second = run_train(out, "train.ckpt_every=1", config=path)
+    assert "resumed from" in second.stdout + second.stderr
+    b = json.loads((out / "b" / "config.json").read_text())["train"]
+    assert b["init_from"] == str(out / "a" / "checkpoints" / "step-000002" / "ema") and b["seed"] == 1
+    for stage in ("a", "b"):  # a stopped at train.stop_at, before the end of its 3-step schedule
+        assert sorted(p.name for p in (out / stage / "checkpoints").iterdir())[-1] == "step-000002"
+    third = run_train(out, "train.ckpt_every=1", config=path)
+    assert "stage a: done" in third.stdout and "stage b: done" in third.stdout and "resumed" not in third.stdout
+
+
+def test_wandb_run_id_is_the_same_in_every_process(tmp_path):
+    """A resumed run reattaches to its wandb run: the id is a digest of the resolved folder, not `hash()` (which
+    changes between processes)."""
+    from train import wandb_run_id
+
+    code = "import sys; from pathlib import Path; from train import wandb_run_id; print(wandb_run_id(Path(sys.argv[1])))"
+    ids = {subprocess.run([PY, "-c", code, str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True, check=True,
+                          env={**ENV, "PYTHONHASHSEED": seed}).stdout.strip() for seed in ("1", "2")}
+    assert ids == {wandb_run_id(tmp_path / "run")}
+    assert wandb_run_id(tmp_path / "run").startswith("run-") and wandb_run_id(tmp_path / "other") != ids.pop()

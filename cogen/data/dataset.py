@@ -95,7 +95,7 @@ class SceneDataset(Dataset):
     Continuous values are in model space `(C,H,W)` float32, invalid pixels set to 0; categorical maps are
     0-based class indices `(H,W)` long with -1 where invalid.
 
-    mode="random": `length` crops at seeded random positions (`set_epoch` changes them reproducibly).
+    mode="random": `length` crops at seeded random positions (crop i depends on `seed` and i only).
     mode="grid": every non-overlapping crop of the regions, in order (validation, evaluation).
     """
 
@@ -127,7 +127,6 @@ class SceneDataset(Dataset):
         if mode not in ("random", "grid"):
             raise ConfigError(f"mode must be 'random' or 'grid', got {mode!r}")
         self.mode, self.length, self.seed, self.augment, self.cache = mode, length, seed, augment, cache
-        self.epoch = 0
         self._cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._grid_items = self._grid_positions() if mode == "grid" else []
 
@@ -187,14 +186,11 @@ class SceneDataset(Dataset):
                 counts[i] += int(((raw[0] == cid) & ok).sum())
         return counts
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __len__(self) -> int:
         return len(self._grid_items) if self.mode == "grid" else self.length
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        rng = np.random.default_rng((self.seed, self.epoch, i))
+        rng = np.random.default_rng((self.seed, 0, i))  # the 0 keeps the crops of runs trained before
         if self.mode == "grid":
             sid, row, col = self._grid_items[i]
             win = self.windows[sid]

@@ -1,4 +1,4 @@
-"""The denoising loop: any subset of modalities in, any subset out, with inpainting and guidance.
+"""The denoising loop: any subset of modalities in, any subset out, with inpainting.
 
 Given modalities enter clean at t = 0. Wanted modalities start from noise and follow a diffusers
 scheduler (one instance per target, all on the same timesteps). A target may have *known* cells (cloud
@@ -11,12 +11,12 @@ of through noise. A target may also start from an estimate (`init`, e.g. an inte
 cells into the gaps) noised to the level `strength` (1 = pure noise) instead of from pure noise; the
 sampler then runs only the last `strength` share of its steps (SDEdit). An optional clean-up call after
 the last step (`final_denoise`) treats the result as slightly noised and keeps the model's clean estimate of
-it, removing noise the last step left behind. Guidance contrasts the prediction with the one where the
-conditions are absent: out = uncond + g * (cond - uncond).
+it, removing noise the last step left behind. The model's patch grid moves at every step (`grid_offset`),
+so no step's patch edges fall where the last one's did.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -45,28 +45,6 @@ def grid_offset(step: int, unit: int) -> tuple[int, int]:
     g = torch.Generator().manual_seed(1_000_003 * step + unit)
     dy, dx = torch.randint(0, unit, (2,), generator=g).tolist()
     return dy, dx
-
-
-def ensemble_offsets(first: tuple[int, int], unit: int, n: int) -> list[tuple[int, int]]:
-    """`n` distinct patch-grid offsets starting with `first`: the others spread evenly over the unit x unit
-    offsets (for unit 4 and n 4: first, then first + (2, 2), + (0, 2), + (2, 0), all mod 4)."""
-    if unit <= 1 or n <= 1:
-        return [first]
-    n = min(n, unit * unit)
-    k = 1
-    while k * k < n:
-        k += 1
-    step = max(1, unit // k)
-    grid = [(a * step, b * step) for a in range(k) for b in range(k)]
-    grid.sort(key=lambda d: (-(d[0] == d[1]), d))  # the diagonal first: (0,0), (2,2), then (0,2), (2,0)
-    out = []
-    for d in grid:
-        o = ((first[0] + d[0]) % unit, (first[1] + d[1]) % unit)
-        if o not in out:
-            out.append(o)
-        if len(out) == n:
-            break
-    return out
 
 
 def clean_cells(known: torch.Tensor, p: int) -> torch.Tensor:
@@ -105,10 +83,10 @@ def shifted_call(model, x: Mapping[str, torch.Tensor], t: Mapping[str, torch.Ten
 
 @torch.no_grad()
 def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor], targets: Mapping[str, tuple],
-            steps: int = 20, sampler: str = "ddim", guidance: float = 1.0,
-            noise: Mapping[str, torch.Tensor] | None = None, generator: torch.Generator | None = None,
-            grid_shift: int = 0, partial: bool = False, init: Mapping[str, torch.Tensor] | None = None,
-            strength: float = 1.0, shift_ensemble: int = 1, final_denoise: float = 0.0) -> dict[str, torch.Tensor]:
+            steps: int = 20, sampler: str = "ddim", noise: Mapping[str, torch.Tensor] | None = None,
+            generator: torch.Generator | None = None, grid_shift: int = 0, partial: bool = False,
+            init: Mapping[str, torch.Tensor] | None = None, strength: float = 1.0,
+            final_denoise: float = 0.0) -> dict[str, torch.Tensor]:
     """Sample target latents.
 
     conditions: {m: (B, c, h, w) clean latents}.
@@ -116,13 +94,11 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
         (B, h, w) bool or None.
     noise: {m: (B, c, h, w)} initial noise (drawn from `generator` if not given).
     grid_shift: the model's largest patch size to move the patch grid at every step (0: off).
-    shift_ensemble: with grid_shift, average each step's prediction over this many patch-grid offsets
-        (the step's own and then evenly spread ones, :func:`ensemble_offsets`); 1: one call per step.
     partial: the model was trained with partial targets: fully known tokens enter clean (module docstring).
     init: {m: (B, c, h, w) clean latent estimate} for every target, to start from at level `strength`.
     final_denoise: 0 (off) or a model time in (0, 1): after the last step, the result is treated as noised
-        to that level and replaced by the model's clean estimate from it (one more call, or one per grid
-        offset), which removes noise the last step left behind.
+        to that level and replaced by the model's clean estimate from it (one more call), which removes noise
+        the last step left behind.
     Returns {m: (B, c, h, w)} clean latents of the targets.
     """
     dev = next(model.parameters()).device
@@ -156,16 +132,8 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
 
     def predict(inp, tm, i):
         times = {m: torch.full((B,), tm, device=dev) for m in targets}
-        offs = ensemble_offsets(grid_offset(i, grid_shift), grid_shift, shift_ensemble)
-        out = {}
-        for off in offs:
-            o = shifted_call(model, {**cond, **inp}, {**{m: zeros for m in cond}, **times}, off, grid_shift, kn)
-            if guidance != 1.0 and cond:
-                u = shifted_call(model, inp, times, off, grid_shift, kn)
-                o = {m: u[m] + guidance * (o[m] - u[m]) for m in targets}
-            for m in targets:
-                out[m] = o[m] / len(offs) + (out[m] if m in out else 0)
-        return out
+        off = grid_offset(i, grid_shift)
+        return shifted_call(model, {**cond, **inp}, {**{m: zeros for m in cond}, **times}, off, grid_shift, kn)
 
     for i, ts in enumerate(timesteps):
         out = predict({m: _model_input(scheds[m], x[m], ts) for m in targets}, diffusion.model_time(ts), i)

@@ -37,18 +37,12 @@ except Exception:  # pragma: no cover - CPU machines
     xops = None
 
 
-def sincos_2d(h: int, w: int, dim: int, device=None, span: int | None = None) -> torch.Tensor:
-    """Fixed 2D sin-cos position embedding (h*w, dim), half for rows and half for columns. With `span`, a side
-    longer than `span` tokens has its positions squeezed evenly into 0 .. span - 1 (position interpolation: a
-    grid larger than the training crops gets no position the model never saw)."""
+def sincos_2d(h: int, w: int, dim: int, device=None) -> torch.Tensor:
+    """Fixed 2D sin-cos position embedding (h*w, dim), half for rows and half for columns."""
     quarter = dim // 4
     omega = 1.0 / (10000 ** (torch.arange(quarter, device=device, dtype=torch.float32) / max(quarter, 1)))
-
-    def side(n: int) -> torch.Tensor:
-        pos = torch.arange(n, device=device, dtype=torch.float32)
-        return pos * ((span - 1) / (n - 1)) if span and n > span else pos
-
-    ys, xs = torch.meshgrid(side(h), side(w), indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
+                            torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
     out = [torch.sin(ys.reshape(-1, 1) * omega), torch.cos(ys.reshape(-1, 1) * omega),
            torch.sin(xs.reshape(-1, 1) * omega), torch.cos(xs.reshape(-1, 1) * omega)]
     emb = torch.cat(out, dim=1)
@@ -147,9 +141,6 @@ class CogenTransformer(ModelMixin, ConfigMixin):
         self.final_norm = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(D, 2 * D))
         self.initialize_weights()
-        # {m: tokens per side of the training crops}: larger grids have their positions squeezed into that
-        # range (sincos_2d); set at sampling time (CogenPipeline.interpolate_positions), empty = off
-        self.position_span: dict[str, int] = {}
 
     def initialize_weights(self) -> None:
         for mod in self.modules():
@@ -188,7 +179,7 @@ class CogenTransformer(ModelMixin, ConfigMixin):
                 raise ConfigError(f"{m}: latent size {H}x{W} is not a multiple of its patch size {p}; pad the tile")
             grids[m] = (H // p, W // p)
             tok = rearrange(x[m], "b c (h p) (w q) -> b (h w) (c p q)", p=p, q=p)
-            pos = sincos_2d(H // p, W // p, D, x[m].device, self.position_span.get(m))
+            pos = sincos_2d(H // p, W // p, D, x[m].device)
             tok = self.embed[m](tok) + pos.to(tok.dtype) + self.modality_emb[m]
             toks.append(tok)  # (B, N_m, D)
             conds.append(self.t_mlp(timestep_embedding(t[m], D).to(tok.dtype)) + self.modality_emb[m])  # (B, D)

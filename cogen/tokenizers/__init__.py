@@ -16,7 +16,7 @@ def build_tokenizer(cfg: Mapping[str, Any]) -> Tokenizer:
     if kind == "patch":
         return PatchTokenizer(cfg["modality"], cfg["channels"])
     if kind == "categorical":
-        return CategoricalTokenizer(cfg["modality"], cfg["channels"], cfg.get("scale", 1.0), cfg.get("temperature", 4.0))
+        return CategoricalTokenizer(cfg["modality"], cfg["channels"], cfg.get("scale", 1.0))
     if kind == "vae":
         from .vae import VAETokenizer
 

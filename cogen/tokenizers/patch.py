@@ -28,16 +28,14 @@ class PatchTokenizer(Tokenizer):
 class CategoricalTokenizer(Tokenizer):
     """Class indices (B,H,W) -> one-hot code scaled to [-scale, +scale] (B,K,H,W); decoded by argmax.
 
-    Nodata (-1) encodes to all zeros (no class) and must be masked out of losses. :meth:`probabilities`
-    keeps per-class scores (softmax of the code times `temperature`) for confidence maps.
+    Nodata (-1) encodes to all zeros (no class) and must be masked out of losses.
     """
 
     kind = "categorical"
 
-    def __init__(self, modality: str, channels: int, scale: float = 1.0, temperature: float = 4.0):
+    def __init__(self, modality: str, channels: int, scale: float = 1.0):
         super().__init__(modality, channels, channels, 1)
         self.scale = scale
-        self.temperature = temperature
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         valid = x >= 0
@@ -48,9 +46,5 @@ class CategoricalTokenizer(Tokenizer):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return z.argmax(dim=1)
 
-    def probabilities(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(z * self.temperature / self.scale, dim=1)
-
     def config(self):
-        return {"type": self.kind, "modality": self.modality, "channels": self.channels, "scale": self.scale,
-                "temperature": self.temperature}
+        return {"type": self.kind, "modality": self.modality, "channels": self.channels, "scale": self.scale}

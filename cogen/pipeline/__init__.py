@@ -1,0 +1,111 @@
+"""The user-facing pipeline: conditions in, targets out, any scene size, georeferenced.
+
+    from cogen.pipeline import CogenPipeline
+    pipe = CogenPipeline.from_checkpoint()              # the shipped demo model
+    out = pipe({"S1RTC": "s1.tif", "DEM": "dem.tif"}, ["S2L2A"], samples=4, seed=0)
+    out["S2L2A"].mean                                   # (C, H, W) physical units (reflectance)
+
+A call is validated and laid out once (`request`), its inputs read window by window (`sources`), its tiles sampled
+(`tiles`, post-processed by `post`) and blended row band by row band (`stream`) into GeoTIFFs or arrays (`sinks`).
+The pipeline holds only the loaded model; everything about a call lives in that call, so one pipeline serves
+several threads at once.
+"""
+from __future__ import annotations
+
+import math
+from functools import partial
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import rasterio
+import torch
+from rasterio.windows import Window
+
+from .. import __version__
+from ..checkpoint import Bundle, load_bundle
+from ..options import SampleOptions
+from . import post
+from .request import Call, plan_call
+from .sinks import TargetResult, abort, collect, make_writers
+from .sources import (ArraySource, MaskSource, RasterSource, Source, declared_add_offsets, make_sources,
+                      unit_warnings, window_grid_offset)
+from .stream import interpolated_starts, stream
+from .tiles import global_noise, sample_tiles
+
+GDAL_CACHE_MB = 64  # windows are read and written once: caching the scene would only cost memory
+
+__all__ = ["ArraySource", "Call", "CogenPipeline", "MaskSource", "RasterSource", "SampleOptions", "Source",
+           "TargetResult", "declared_add_offsets", "global_noise", "make_sources", "unit_warnings",
+           "window_grid_offset"]
+
+
+class CogenPipeline:
+    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu"):
+        self.bundle = bundle.to(device)
+        self.device = torch.device(device)
+        self.model = self.bundle.model.eval()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None, device: str = "cpu", modalities=None) -> "CogenPipeline":
+        return cls(load_bundle(path, modalities, device), device)
+
+    @property
+    def registry(self):
+        return self.bundle.registry
+
+    @property
+    def options(self) -> SampleOptions:
+        """The checkpoint's sampling defaults (its config's `sample` section)."""
+        return self.bundle.config.sample
+
+    @property
+    def unit(self) -> int:
+        """Tiles and overlaps are multiples of this (tokenizer downsampling x patch size)."""
+        u = 1
+        for m in self.model.names:
+            u = math.lcm(u, self.bundle.tokenizers[m].downsample * self.model.patch_size(m))
+        return u
+
+    def __call__(self, conditions: Mapping[str, Any], targets: Sequence[str], options: SampleOptions | None = None,
+                 *, regenerate: Mapping[str, Any] | None = None,
+                 outputs: Mapping[str, Mapping[str, Any]] | None = None, window: Window | None = None,
+                 anchor: tuple[int, int] | None = None, size: tuple[int, int] | None = None,
+                 add_offsets: Mapping[str, float] | None = None, grid_offset: tuple[int, int] | None = None,
+                 progress: bool = True, **overrides: Any) -> dict[str, TargetResult]:
+        """Generate `targets` from `conditions` ({modality: GeoTIFF path, (C, H, W) raw array, or Source}).
+
+        options: the sampling settings (default: the checkpoint's, `self.options`); `**overrides` change single
+            fields of them for this call, e.g. `samples=8, seed=1` (cogen.options.SampleOptions).
+        regenerate: {modality: mask} for a target that is also given (cloud removal): masked pixels (and the
+            input's invalid ones) are generated, the others kept exactly. A mask is a bool array, a binary mask
+            GeoTIFF's path (non-zero = masked) or a `MaskSource`.
+        outputs: {target: {"sample"|"mean"|"std"|"classes"|"confidence": path}}: GeoTIFFs streamed to, instead of
+            arrays returned.
+        window: a rasterio `Window` (pixels of the GeoTIFFs): only that part of the inputs is the scene.
+        anchor: (row, col) of the scene's top-left pixel on a lattice fixed on the map, on which tiles and noise
+            are laid; default: the GeoTIFF inputs' own (`Grid.anchor`), (0, 0) for arrays.
+        size: (H, W) of a scene generated from nothing.
+        add_offsets: {modality: DN} additive offsets in raw units that the inputs' products state (Sentinel-2 of
+            processing baseline 04.00 or later: -1000); outputs of that modality carry the same offset.
+        grid_offset: (row, col) of the inputs' top-left pixel on the grid of native-resolution blocks (20 m / 60 m
+            Sentinel-2 bands) for targets that are not given; default (0, 0). A given target shows its own.
+        """
+        call = plan_call(self.registry, self.model.names, self.unit, self.options, conditions, targets, options,
+                         overrides, regenerate, window, anchor, size, add_offsets, grid_offset)
+        post.prepare(call)
+        call.starts = interpolated_starts(call)
+        writers = make_writers(call.registry, call.targets, call.height, call.width, call.options.samples, outputs,
+                               call.sources, self._tags(call), call.add_offsets)
+        try:
+            with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+                stream(call, partial(sample_tiles, self.bundle, self.device, call), writers, progress)
+        except BaseException:
+            abort(writers)
+            raise
+        return collect(call.registry, writers)
+
+    def _tags(self, call: Call) -> dict[str, Any]:
+        o = call.options
+        return {"COGEN_VERSION": __version__, "COGEN_CHECKPOINT_SHA256": self.bundle.digest or "",
+                "COGEN_INPUTS": ",".join(call.sources) or "none", "COGEN_SAMPLES": o.samples, "COGEN_SEED": o.seed,
+                "COGEN_STEPS": f"{o.steps} {o.sampler}", "COGEN_TILE": f"{call.tile} {call.overlap}"}
