@@ -7,10 +7,10 @@
 # scripts/merge_results.py PARTS --out docs/results.json, then rendered with --reuse docs/results.json.
 # A baseline trained again is scored alone (--baselines-only) and merged over the page's figures with
 # `--replace "deterministic (same backbone)"`; the page names the checkpoint (and its sha256) of each baseline.
-# Sampling is the checkpoint's own (its config's sample section: steps, sampler, clean-up call, tiles by target,
-# cloud removal's strength and clear-pixel library) with 8 samples instead of 1. The tiles are the checkpoint's
-# too: the page was scored before with LULC and cloud removal at overlap 0 (--tile-for LULC=32,0
-# --tile-regenerate 32,0); the checkpoint's tiles give them overlap 8.
+# Sampling is the checkpoint's own (its config's sample section: steps, sampler, clean-up call, batch, tiles by
+# target, cloud removal's strength and clear-pixel library) with 8 samples instead of 1. The tiles are the
+# checkpoint's too: the same as the page had before (--tile 64 --overlap 16 --tile-for LULC=32,0), but cloud
+# removal on 32 px tiles with overlap 8 instead of 0 (--tile-regenerate 32,0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 
 from ..errors import UsageError, cli_exit
+from ..flags import add_sampling_flags, sampling_overrides
 from ..io import write_json
+from ..options import SAMPLERS
 from .clouds import (BLIND, CLOUD_ONE, FILL, cloud_masks, cloud_part, cloud_removal_eval, cloud_removal_figure,
                      cloud_row, cloud_start, cloud_strip_rows, fillnodata_baseline)
 from .report import (MERGE_OWN, PARTS, carried_methods, cogen_scored, kept_baseline, load_reuse, merge_results,
@@ -52,12 +54,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--train-split", default="train", help="split the baselines' statistics come from")
     p.add_argument("--direction", action="append", default=[], help="e.g. 'S1RTC,DEM->S2L2A' (repeatable)")
-    p.add_argument("--samples", type=int, default=8, help="samples per pixel (default: 8)")
-    for name, tp, text in (("steps", int, "denoising steps"), ("sampler", str, "ddim | dpm++ | ddpm | euler"),
-                           ("tile", int, "one tile size for every call, in pixels"),
-                           ("overlap", int, "overlap of neighbouring tiles, in pixels"),
-                           ("batch", int, "tile-samples per forward pass"), ("seed", int, "seed of every draw")):
-        p.add_argument(f"--{name}", type=tp, default=None, help=f"{text} (default: the checkpoint's)")
+    add_sampling_flags(p, {"samples": 8})
+    p.add_argument("--sampler", default=None, choices=SAMPLERS, help="the scheduler (default: the checkpoint's)")
     p.add_argument("--baseline", action="append", default=[], choices=["mean"], help="training mean / class prior")
     p.add_argument("--baseline-checkpoint", default=None, help="a deterministic (train.objective=regression) bundle")
     p.add_argument("--robustness", default=None, help="TARGET:A,B,C -> scores TARGET for every non-empty subset")
@@ -92,8 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     from ..pipeline import CogenPipeline
 
     pipe = CogenPipeline.from_checkpoint(a.checkpoint)
-    opts = pipe.options.replace(samples=a.samples, steps=a.steps, sampler=a.sampler, tile=a.tile, overlap=a.overlap,
-                                batch=a.batch, seed=a.seed)
+    opts = pipe.options.replace(sampler=a.sampler, **sampling_overrides(a))  # the checkpoint's, changed by the flags
     reg = pipe.registry
     directions = parse_directions(a.direction, pipe.model.names)
     fig_dir = Path(a.report).parent / FIG_DIR if a.report else None
