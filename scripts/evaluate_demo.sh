@@ -7,6 +7,10 @@
 # scripts/merge_results.py PARTS --out docs/results.json, then rendered with --reuse docs/results.json.
 # A baseline trained again is scored alone (--baselines-only) and merged over the page's figures with
 # `--replace "deterministic (same backbone)"`; the page names the checkpoint (and its sha256) of each baseline.
+# Sampling is the checkpoint's own (its config's sample section: steps, sampler, clean-up call, batch, tiles by
+# target, cloud removal's strength and clear-pixel library) with 8 samples instead of 1. The tiles are the
+# checkpoint's too: the same as the page had before (--tile 64 --overlap 16 --tile-for LULC=32,0), but cloud
+# removal on 32 px tiles with overlap 8 instead of 0 (--tile-regenerate 32,0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -14,7 +18,7 @@ BASE=()
 [ -d checkpoints/regression ] && BASE=(--baseline-checkpoint checkpoints/regression)
 $PY -m cogen.evaluate --checkpoint checkpoints/demo --data data/terramind-examples --split test \
   --direction "S1RTC->S2L2A" --direction "S1RTC,DEM->S2L2A" --direction "S2L2A->LULC" --direction "S1RTC->LULC" \
-  --direction "S2L2A,S1RTC,DEM->LULC" --samples 8 --steps 5 --shift-ensemble 2 --final-denoise 0.08 --library-neighbours 32 --sampler ddim --tile 64 --overlap 16 --tile-for LULC=32,0 --tile-regenerate 32,0 \
-  --baseline mean "${BASE[@]}" --robustness "LULC:S2L2A,S1RTC,DEM" --cloud-removal --cloud-strength 0.2 \
+  --direction "S2L2A,S1RTC,DEM->LULC" --samples 8 \
+  --baseline mean "${BASE[@]}" --robustness "LULC:S2L2A,S1RTC,DEM" --cloud-removal \
   --sweep "S1RTC->S2L2A" \
   --out docs/results.json --report docs/RESULTS.md --notes docs/results_notes.md --overwrite "$@"

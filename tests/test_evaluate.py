@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,15 +20,30 @@ def test_parse_direction():
         parse_direction("S2L2A->S2L2A")
 
 
-def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root, capsys):
+@pytest.fixture(scope="module")
+def cloud_bundle(tiny_bundle, tmp_path_factory):
+    """tiny_bundle with sampling options of its own: cloud removal from the interpolation at strength 0.5 with
+    a clear-pixel library, and a clean-up call after the last step."""
+    from cogen.checkpoint import write_manifest
+
+    path = tmp_path_factory.mktemp("bundle") / "cloud"
+    shutil.copytree(tiny_bundle, path)
+    doc = json.loads((path / "cogen.json").read_text())
+    doc["config"]["sample"].update(strength=0.5, library_neighbours=4, final_denoise=0.05)
+    (path / "cogen.json").write_text(json.dumps(doc))
+    write_manifest(path)
+    return path
+
+
+def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, cloud_bundle, synth_root, capsys):
     split = tmp_path / "split.yaml"
     split.write_text("splits:\n  train: {default: {cols: [0, 32]}}\n  test: {default: {cols: [32, 64]}}\n")
     out, report = tmp_path / "r.json", tmp_path / "docs" / "RESULTS.md"
-    main(["--checkpoint", str(tiny_bundle), "--data", str(synth_root), "--split-file", str(split), "--split", "test",
+    main(["--checkpoint", str(cloud_bundle), "--data", str(synth_root), "--split-file", str(split), "--split", "test",
           "--direction", "S1RTC->S2L2A", "--direction", "S2L2A->LULC", "--samples", "2", "--steps", "2",
-          "--tile", "16", "--baseline", "mean", "--baseline-checkpoint", str(tiny_bundle), "--robustness",
-          "LULC:S2L2A,S1RTC", "--cloud-removal", "--cloud-covers", "0.3", "--cloud-strength", "0.5", "--sweep", "S1RTC->S2L2A",
-          "--sweep-steps", "2,3", "--shift-ensemble", "2", "--final-denoise", "0.05", "--out", str(out), "--report", str(report)])
+          "--tile", "16", "--baseline", "mean", "--baseline-checkpoint", str(cloud_bundle), "--robustness",
+          "LULC:S2L2A,S1RTC", "--cloud-removal", "--cloud-covers", "0.3", "--sweep", "S1RTC->S2L2A",
+          "--sweep-steps", "2,3", "--out", str(out), "--report", str(report)])
     r = json.loads(out.read_text())
     s2 = r["cogen"]["S1RTC->S2L2A"]["S2L2A"]
     assert {"sample", "mean", "diversity", "hf_power_ratio", "wasserstein"} <= set(s2)
@@ -36,14 +52,14 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
     assert 0 <= lulc["mIoU"] <= 1 and 0 <= lulc["ECE"] <= 1 and "per_class_IoU" in lulc
     assert r["training mean / class prior"]["S1RTC->S2L2A"]["S2L2A"]["sample"]["PSNR"] > 0
     assert "deterministic (same backbone)" in r and set(r["robustness"]["table"]) == {"S2L2A", "S1RTC", "S2L2A + S1RTC"}
-    assert set(r["cloud_removal"]["30%"]) == {"cogen (clear pixels + S1RTC + DEM)", "cogen without clear pixels (S1RTC + DEM)",
-                                             "cogen (clear pixels + S1RTC + DEM), mean of 2 samples",
+    # cloud removal as the checkpoint's options say: from the interpolation at its strength
+    assert set(r["cloud_removal"]["30%"]) == {"cogen without clear pixels (S1RTC + DEM)",
                                              "cogen from the interpolation, strength 0.5 (clear pixels + S1RTC + DEM)",
                                              "cogen from the interpolation, strength 0.5 (clear pixels + S1RTC + DEM), "
                                              "mean of 2 samples", "fillnodata interpolation"}
     cr = r["cloud_removal"]["30%"]
     im = cr["cogen from the interpolation, strength 0.5 (clear pixels + S1RTC + DEM), mean of 2 samples"]
-    assert (im["start"], im["strength"], im["samples"]) == ("interpolate", 0.5, 2)
+    assert (im["start"], im["strength"], im["samples"], im["library_neighbours"]) == ("interpolate", 0.5, 2, 4)
     assert cr["fillnodata interpolation"]["baseline"] and not cr["cogen without clear pixels (S1RTC + DEM)"]["clear_pixels"]
     # per-strip figures, whose mean is the table's, shown strip by strip for the means of N and the baseline
     for row in cr.values():
@@ -56,16 +72,21 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
     rt = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rt)
     cloud_lines = [ln for ln in rt.table(r).splitlines() if ln.startswith("| cloud removal, 30%")]
-    assert len(cloud_lines) == 2 and "from noise" in cloud_lines[0] and "strength 0.5" in cloud_lines[1]
-    assert f"{im['PSNR']:.2f} dB" in cloud_lines[1] and f"fillnodata {cr['fillnodata interpolation']['PSNR']:.2f}" in cloud_lines[1]
+    assert len(cloud_lines) == 1 and "strength 0.5" in cloud_lines[0]
+    assert f"{im['PSNR']:.2f} dB" in cloud_lines[0] and f"fillnodata {cr['fillnodata interpolation']['PSNR']:.2f}" in cloud_lines[0]
     assert len(r["sweep"]["psnr"]["ddim"]) == 2
     text = report.read_text()
     assert "Missing-modality robustness" in text and "figures/" in text
-    assert r["meta"]["shift_ensemble"] == r["sweep"]["shift_ensemble"] == 2
+    # the run's settings are the checkpoint's options, changed by the flags given
+    from cogen.checkpoint import load_bundle
+    from cogen.options import SampleOptions
+    opts = load_bundle(cloud_bundle).config.sample.replace(samples=2, steps=2, tile=16)
+    assert {k: r["meta"][k] for k in SampleOptions.__dataclass_fields__} == json.loads(json.dumps(opts.to_dict()))
     assert r["meta"]["final_denoise"] == r["sweep"]["final_denoise"] == 0.05
     assert "a clean-up call at model time 0.05 after the last step" in text
-    assert "2 grid offsets per step, then a clean-up call)" in text
-    assert "each step averaged over 2 grid offsets" in text and "2 grid offsets per step" in text
+    assert "one model call per step, then a clean-up call)" in text
+    assert f"2 samples, 2 {opts.sampler} steps, tiles 16 px (overlap {opts.overlap}), seed 0" in text
+    assert "cloud removal started from the interpolation of the clear pixels noised to strength 0.5" in text
     assert (report.parent / "figures" / "sweep.png").is_file()
     # cloud removal is pictured at the one scored cover (--cloud-figure-cover 0.4 is not scored here), started as
     # the last row was
@@ -73,9 +94,9 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
                                          "how": "from the interpolation, strength 0.5"}
     assert (report.parent / "figures" / "cloud_removal.png").is_file() and "![cloud removal](figures/cloud_removal.png)" in text
     # reuse: nothing is recomputed, same figures, the cloud-removal picture kept on the page
-    same = ["--checkpoint", str(tiny_bundle), "--data", str(synth_root), "--split-file", str(split), "--split", "test",
+    same = ["--checkpoint", str(cloud_bundle), "--data", str(synth_root), "--split-file", str(split), "--split", "test",
             "--direction", "S1RTC->S2L2A", "--samples", "2", "--steps", "2", "--tile", "16", "--reuse", str(out),
-            "--cloud-removal", "--shift-ensemble", "2", "--final-denoise", "0.05"]
+            "--cloud-removal"]
     main(same + ["--out", str(tmp_path / "r2.json"), "--report", str(tmp_path / "R2.md")])
     r2 = json.loads((tmp_path / "r2.json").read_text())
     # an existing --out or --report is replaced only when asked, and refused before anything is scored
@@ -89,7 +110,7 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_bundle, synth_root
     assert r2["cloud_removal_figure"] == r["cloud_removal_figure"] and "![cloud removal]" in (tmp_path / "R2.md").read_text()
     assert r2["meta"]["seconds"] == r["meta"]["seconds"]  # a render from --reuse scores nothing: its time is not added
     # ... but figures of other settings (or weights) are refused, not carried under this run's header
-    for flag, value in (("--seed", "1"), ("--final-denoise", "0")):
+    for flag, value in (("--seed", "1"), ("--batch", "3")):
         with pytest.raises(SystemExit) as e:
             main(same + [flag, value, "--out", str(tmp_path / "r3.json")])
         err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -103,14 +124,14 @@ def test_baselines_only_then_cogen_reusing_them(tmp_path, tiny_bundle, synth_roo
     common = ["--checkpoint", str(tiny_bundle), "--data", str(synth_root), "--split-file", str(split), "--split", "test",
               "--direction", "S2L2A->LULC", "--samples", "2", "--steps", "2", "--tile", "16", "--baseline", "mean",
               "--baseline-checkpoint", str(tiny_bundle), "--robustness", "LULC:S2L2A,S1RTC", "--cloud-removal",
-              "--cloud-covers", "0.3", "--tile-for", "LULC=32,0", "--tile-regenerate", "16,0"]
+              "--cloud-covers", "0.3"]
     base = tmp_path / "base.json"
     main(common + ["--baselines-only", "--out", str(base), "--report", str(tmp_path / "R.md")])
     b = json.loads(base.read_text())
     assert "cogen" not in b and "cloud_removal" not in b and not (tmp_path / "R.md").exists()
     assert b["robustness"]["methods"] == ["deterministic (same backbone)"]
-    assert b["meta"]["tile_by_target"] == {"LULC": [32, 0]} and b["meta"]["tile_regenerate"] == [16, 0]
     from cogen.checkpoint import load_bundle
+    assert b["meta"]["tiles"] == load_bundle(tiny_bundle).config.sample.tiles and b["meta"]["tile"] == 16
     record = {"checkpoint": str(tiny_bundle), "checkpoint_sha256": load_bundle(tiny_bundle).digest}
     assert b["meta"]["baselines"] == {"deterministic (same backbone)": record}
     full = tmp_path / "full.json"
@@ -160,6 +181,24 @@ def test_baselines_only_then_cogen_reusing_them(tmp_path, tiny_bundle, synth_roo
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert e.value.code != 0 and "gap.json" in err and "pass its checkpoint" in err
     assert not (tmp_path / "g.json").exists()
+
+
+def test_the_page_states_the_sampling_options_and_the_module_runs():
+    from cogen.evaluate import sampling_words
+    from cogen.options import SampleOptions
+
+    opts = SampleOptions(tiles={"default": [32, 8], "S2L2A": [64, 16], "LULC": [16, 0], "regenerate": [32, 8]},
+                         final_denoise=0.08, strength=0.2, library_neighbours=32, samples=8)
+    words = sampling_words({"checkpoint": "ckpt", "seconds": 3.0, **opts.to_dict()})
+    assert words == ("Checkpoint `ckpt`; 8 samples, 5 ddim steps, tiles 32 px (overlap 8), S2L2A targets: tiles 64 px "
+                     "(overlap 16) when an image is given, LULC targets: tiles 16 px (overlap 0), cloud removal: tiles "
+                     "32 px (overlap 8), seed 0, a clean-up call at model time 0.08 after the last step, cloud removal "
+                     "started from the interpolation of the clear pixels noised to strength 0.2, cloud removal: each "
+                     "generated pixel moved onto the mean of the 32 clear pixels of its strip with the nearest "
+                     "spectra; 3 s.")
+    run = subprocess.run([sys.executable, "-m", "cogen.evaluate", "--help"], capture_output=True, text=True,
+                         cwd=Path(__file__).parent.parent)
+    assert run.returncode == 0 and "--samples" in run.stdout and "--cloud-strength" not in run.stdout
 
 
 def test_split_over_columns_without_a_split_file(registry, synth_root, tmp_path):
