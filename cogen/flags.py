@@ -9,7 +9,7 @@ FLAGS = {  # SampleOptions field -> (type, help)
     "steps": (int, "denoising steps"),
     "samples": (int, "samples per pixel; with more than one, also a mean and a spread (class maps: the agreement)"),
     "seed": (int, "seed of every random draw"),
-    "tile": (int, "tile size in pixels (default: the checkpoint's, by target)"),
+    "tile": (int, "tile size in pixels; the checkpoint's depends on the targets (cogen info)"),
     "overlap": (int, "overlap of neighbouring tiles in pixels"),
     "batch": (int, "tile-samples per forward pass"),
 }

@@ -817,3 +817,33 @@ def test_parts_of_a_scene_cut_the_same_tiles_and_generate_the_same_values(tmp_pa
                tmp_path / "joined_LULC.tif") == 0
     np.testing.assert_array_equal(rasterio.open(tmp_path / "joined_LULC.tif").read(1),
                                   rasterio.open(tmp_path / "whole" / "LULC.tif").read(1))
+
+
+def test_two_threads_share_one_pipeline(tiny_bundle):
+    """A call keeps nothing on the pipeline: two calls with different options, run at once from two threads,
+    give what each gives alone, and the pipeline's defaults are unchanged."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cogen.data.synthetic import make_scene
+    from cogen.pipeline import CogenPipeline
+
+    sc = make_scene(40, 40, seed=5)["rasters"]
+    pipe = CogenPipeline.from_checkpoint(tiny_bundle)
+    before = pipe.options
+    mask = np.zeros((40, 40), bool)
+    mask[8:30, 5:25] = True
+    calls = [  # imputation on 16 px tiles; cloud removal on 24 px tiles from the interpolation with the library
+        lambda: pipe({"S1RTC": sc["S1RTC"]}, ["S2L2A", "LULC"], steps=3, samples=2, seed=1, tile=16, progress=False),
+        lambda: pipe({"S2L2A": sc["S2L2A"], "S1RTC": sc["S1RTC"]}, ["S2L2A"], regenerate={"S2L2A": mask}, steps=4,
+                     seed=2, tile=24, overlap=8, strength=0.5, library_neighbours=4, progress=False),
+    ]
+    alone = [f() for f in calls]
+    with ThreadPoolExecutor(2) as ex:
+        together = [f.result() for f in [ex.submit(c) for c in calls for _ in range(2)]]
+    for i, res in enumerate(together):
+        want = alone[i // 2]
+        for m, r in want.items():
+            for kind in ("sample", "mean", "std", "classes", "confidence"):
+                if getattr(r, kind) is not None:
+                    np.testing.assert_array_equal(getattr(res[m], kind), getattr(r, kind), err_msg=f"{m} {kind}")
+    assert pipe.options == before
