@@ -1,5 +1,6 @@
 """The shipped more-real scenes (data/more-real): georeferenced, bands named as in the registry, one grid per
-scene, dates in the tags, values in their conventions, and reproduced byte for byte by the vendoring script."""
+scene, dates in the tags, values in their conventions, and reproduced by the vendoring script (the same bytes,
+or under another GDAL the same values and metadata)."""
 from __future__ import annotations
 
 import importlib.util
@@ -131,4 +132,13 @@ def test_script_reproduces_the_files(tmp_path, monkeypatch):
     shipped = sorted(p.relative_to(MORE) for p in MORE.rglob("*") if p.is_file() and p.name != "LICENSE.md")
     assert made == shipped
     for p in made:
-        assert (tmp_path / p).read_bytes() == (MORE / p).read_bytes(), f"{p} differs from a fresh run"
+        if (tmp_path / p).read_bytes() != (MORE / p).read_bytes():  # another GDAL may lay bytes out otherwise
+            assert p.suffix == ".tif" and raster_content(tmp_path / p) == raster_content(MORE / p), f"{p} differs"
+
+
+def raster_content(path: Path) -> tuple:
+    with rasterio.open(path) as src:
+        arr = src.read()
+        meta = (src.crs.to_wkt(), tuple(src.transform), src.descriptions, str(src.nodata), src.tags(),
+                [src.tags(b) for b in range(1, src.count + 1)], arr.dtype.name)
+    return meta, arr.tobytes()
