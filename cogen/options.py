@@ -30,7 +30,7 @@ def _number(v: Any) -> bool:
 
 @dataclass(frozen=True)
 class SampleOptions:
-    steps: int = 5  # denoising steps of the sampler
+    steps: int = 10  # denoising steps of the sampler
     sampler: str = "ddim"  # a diffusers scheduler (cogen.diffusion.schedule): ddim | dpm++ | ddpm | euler (flow models)
     samples: int = 1  # samples per pixel; with more than one, continuous targets also get a mean and a std
     seed: int = 0  # every random draw of a call follows from it (noise is fixed on the map: cogen.pipeline.tiles)
