@@ -35,7 +35,7 @@ def render(mod: Modality, raw: np.ndarray) -> np.ndarray:
             lut[c.id] = c.rgb
         ids = np.nan_to_num(raw[0], nan=0).astype(np.int64).clip(0, len(lut) - 1)
         return lut[ids]
-    phys = raw.astype(np.float64) * mod.scale + mod.offset
+    phys = mod.to_physical(raw.astype(np.float64))
     lo, hi = mod.display_range if mod.display_range else (None, None)
     if mod.rgb:
         idx = [mod.band_index(b) for b in mod.rgb]

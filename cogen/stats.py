@@ -69,7 +69,7 @@ def compute_stats(files: dict[str, dict[str, Path]], registry: Registry, regions
                 win = (regions or {}).get(sid, default or Region()).window(src.height, src.width)
                 for w in _windows(win, block):
                     raw = src.read(window=w)
-                    rs.update(raw.astype(np.float64) * mod.scale + mod.offset, mod.valid_mask(raw) & file_valid(path, raw, w))
+                    rs.update(mod.to_physical(raw.astype(np.float64)), mod.valid_mask(raw) & file_valid(path, raw, w))
     return out
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rasterio.windows import Window
 
 from .checkpoint import REPO_ROOT
 from .errors import UsageError
@@ -44,8 +45,6 @@ def window_arg(value: str | None):
     """--window COL,ROW,WIDTH,HEIGHT (pixels of the inputs, GDAL's -srcwin order) -> a rasterio Window, or None."""
     if value is None:
         return None
-    from rasterio.windows import Window
-
     parts = value.split(",")
     if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
         raise UsageError(f"--window {value!r}: expected four whole numbers COL,ROW,WIDTH,HEIGHT in pixels, e.g. "
@@ -54,14 +53,14 @@ def window_arg(value: str | None):
     return Window(c, r, w, h)
 
 
-def bounds_window(value: str, path, crs: str | None = None) -> "Window":
+def bounds_window(value: str, path, crs: str | None = None) -> Window:
     """--bounds LEFT,BOTTOM,RIGHT,TOP in the CRS of the raster at `path` (or in `crs`, e.g. EPSG:4326 for
     longitude/latitude, whose box is taken onto the raster's CRS with its edges densified) -> the window of the
     raster's whole pixels that cover them, clipped to the raster; bounds outside it are a UsageError naming the
     raster's own."""
     import math
 
-    from rasterio.windows import Window, from_bounds
+    from rasterio.windows import from_bounds
 
     try:
         left, bottom, right, top = (float(v) for v in value.split(","))
@@ -329,9 +328,10 @@ def demo(args: argparse.Namespace) -> dict:
         # scores against the real data (the demo scene is shipped with every modality)
         from .metrics import psnr_np, miou_np
 
-        s2_true = s2.astype(np.float64) * 1e-4
+        refl = lambda raw: pipe.registry["S2L2A"].to_physical(raw.astype(np.float64))
+        s2_true = refl(s2)
         imp, _ = read_raster(od.path / "impute" / "S2L2A.tif")
-        results["impute"]["psnr_db"] = round(psnr_np(imp * 1e-4, s2_true, 1.0), 2)
+        results["impute"]["psnr_db"] = round(psnr_np(refl(imp), s2_true, 1.0), 2)
         seg, _ = read_raster(od.path / "segment" / "LULC.tif")
         lulc, _ = read_raster(paths["LULC"])
         reg = pipe.registry["LULC"]
@@ -339,7 +339,7 @@ def demo(args: argparse.Namespace) -> dict:
         results["segment"]["pixel_accuracy"] = round(float((seg[0] == lulc[0]).mean()), 3)
         filled, _ = read_raster(od.path / "cloud-removal" / "S2L2A.tif")
         m = cloud
-        results["cloud-removal"]["psnr_in_mask_db"] = round(psnr_np(filled[:, m] * 1e-4, s2_true[:, m], 1.0), 2)
+        results["cloud-removal"]["psnr_in_mask_db"] = round(psnr_np(refl(filled[:, m]), s2_true[:, m], 1.0), 2)
         results["cloud-removal"]["clear_pixels_identical"] = bool((filled[:, ~m] == s2[:, ~m]).all())
         results["cloud-removal"]["mask_cover"] = round(float(m.mean()), 3)
         _quicklook(od.path / "quicklook.png", pipe.registry,

@@ -9,8 +9,8 @@
 # `--replace "deterministic (same backbone)"`; the page names the checkpoint (and its sha256) of each baseline.
 # Sampling is the checkpoint's own (its config's sample section: steps, sampler, clean-up call, batch, tiles by
 # target, cloud removal's strength and clear-pixel library) with 8 samples instead of 1. The tiles are the
-# checkpoint's too: the same as the page had before (--tile 64 --overlap 16 --tile-for LULC=32,0), but cloud
-# removal on 32 px tiles with overlap 8 instead of 0 (--tile-regenerate 32,0).
+# checkpoint's too: S2L2A on 64 px tiles (overlap 16) as the page had before, but land cover and cloud removal
+# on 32 px tiles with overlap 8 instead of 0 (the page before: --tile-for LULC=32,0 --tile-regenerate 32,0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

@@ -53,8 +53,7 @@ def cloud_removal_figure(path: Path, mod, strips: list[dict], n: int) -> Path:
     spread of the samples (band-averaged std over its 98th percentile; zero on clear pixels)."""
     from ..quicklook import render, save_grid
 
-    def raw(phys):
-        return (phys - mod.offset) / mod.scale
+    raw = mod.from_physical
 
     def side_by_side(imgs):  # a white gap between strips (NaN: left blank in a map)
         gap = np.ones((imgs[0].shape[0], 4, *imgs[0].shape[2:])) if imgs[0].ndim == 3 else np.full((imgs[0].shape[0], 4), np.nan)

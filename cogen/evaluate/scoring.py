@@ -87,8 +87,7 @@ class Split:
 
 
 def _phys(reg: Registry, m: str, raw: np.ndarray) -> np.ndarray:
-    mod = reg[m]
-    return raw.astype(np.float64) * mod.scale + mod.offset
+    return reg[m].to_physical(raw.astype(np.float64))
 
 
 def continuous_scores(reg: Registry, m: str, truth: np.ndarray, sample: np.ndarray, mean: np.ndarray | None,
@@ -205,7 +204,7 @@ class Evaluator:
                 if r.get("confidence") is not None:
                     row.append((f"{m} confidence", np.nan_to_num(r["confidence"])))
             else:
-                raw = lambda phys: (phys - mod.offset) / mod.scale
+                raw = mod.from_physical
                 row.append((f"{m} sample", render(mod, raw(r["sample"]))))
                 if r.get("mean") is not None:
                     row.append((f"{m} mean", render(mod, raw(r["mean"]))))

@@ -117,7 +117,7 @@ def figure(path: str, mod, results: list[dict], previews: list[list[dict]], stri
     mean absolute error over bands of each (0 .. err_max physical units)."""
     from ..quicklook import render, save_grid
 
-    rgb = lambda phys: render(mod, (phys - mod.offset) / mod.scale)
+    rgb = lambda phys: render(mod, mod.from_physical(phys))
     err = lambda phys, true: np.clip(np.abs(phys - true).mean(axis=0) / err_max, 0, 1)
     rows = []
     for i in range(min(strips, len(previews[0]))):
