@@ -188,7 +188,7 @@ def test_the_page_states_the_sampling_options_and_the_module_runs():
     from cogen.options import SampleOptions
 
     opts = SampleOptions(tiles={"default": [32, 8], "S2L2A": [64, 16], "LULC": [16, 0], "regenerate": [32, 8]},
-                         final_denoise=0.08, strength=0.2, library_neighbours=32, samples=8)
+                         final_denoise=0.08, strength=0.2, library_neighbours=32, samples=8, steps=5)
     words = sampling_words({"checkpoint": "ckpt", "seconds": 3.0, **opts.to_dict()})
     assert words == ("Checkpoint `ckpt`; 8 samples, 5 ddim steps, tiles 32 px (overlap 8), S2L2A targets: tiles 64 px "
                      "(overlap 16) when an image is given, LULC targets: tiles 16 px (overlap 0), cloud removal: tiles "
