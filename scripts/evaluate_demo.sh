@@ -2,9 +2,10 @@
 # Scores the shipped demo model (and the baselines) on the test split; writes docs/results.json and docs/RESULTS.md.
 # The deterministic baseline comes from `python train.py --config configs/regression.yaml` (same backbone,
 # data, batch and steps) shipped with scripts/ship_model.py as checkpoints/regression.
-# On a small machine (about 2.5 hours of two cores) the page is best scored part by part, each part its own
-# process with these flags (one --direction, --cloud-removal or --sweep each), joined with
-# scripts/merge_results.py PARTS --out docs/results.json, then rendered with --reuse docs/results.json.
+# On two CPU cores the page takes about 35 minutes; it can also be scored part by part, each part its own
+# process with these flags (one --direction or --cloud-removal each), joined with scripts/merge_results.py
+# PARTS --out docs/results.json, then rendered with --reuse docs/results.json. Quality against steps:
+# add --sweep "S1RTC->S2L2A" --sweep-steps 2,5,10,20 (about 20 minutes more).
 # A baseline trained again is scored alone (--baselines-only) and merged over the page's figures with
 # `--replace "deterministic (same backbone)"`; the page names the checkpoint (and its sha256) of each baseline.
 # Sampling is the checkpoint's own (its config's sample section: steps, sampler, clean-up call, batch, tiles by
@@ -20,5 +21,4 @@ $PY -m cogen.evaluate --checkpoint checkpoints/demo --data data/terramind-exampl
   --direction "S1RTC->S2L2A" --direction "S1RTC,DEM->S2L2A" --direction "S2L2A->LULC" --direction "S1RTC->LULC" \
   --direction "S2L2A,S1RTC,DEM->LULC" --samples 8 \
   --baseline mean "${BASE[@]}" --robustness "LULC:S2L2A,S1RTC,DEM" --cloud-removal \
-  --sweep "S1RTC->S2L2A" \
   --out docs/results.json --report docs/RESULTS.md --notes docs/results_notes.md --overwrite "$@"
