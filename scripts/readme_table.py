@@ -13,7 +13,6 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 def table(r: dict) -> str:
     meths = [m for m in ("cogen", "deterministic (same backbone)", "training mean / class prior") if m in r]
-    rows = []
     def cell(meth, d, m, key):
         try:
             s = r[meth][d][m]

@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .roles import ABSENT, CONDITION, TARGET, RoleConfig, known_regions, sample_roles, sample_times
+from .roles import ABSENT, TARGET, RoleConfig, known_regions, sample_roles, sample_times
 from .schedule import Diffusion
 
 

@@ -39,11 +39,6 @@ class Call:
     libraries: dict[str, Any] = field(default_factory=dict)
     starts: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def partial(self) -> bool:
-        """Whether part of a target is regenerated (cloud removal, a target given with holes)."""
-        return bool(set(self.targets) & set(self.regenerate))
-
 
 def plan_call(registry: Registry, known: Sequence[str], unit: int, defaults: SampleOptions,
               conditions: Mapping[str, Any], targets: Sequence[str], options: SampleOptions | None,

@@ -58,7 +58,7 @@ class BlockPCA:
 
     def round_trip(self, x: torch.Tensor) -> torch.Tensor:
         """(C,H,W) -> (C,H,W); a ragged right/bottom edge (narrower than a block) is copied through."""
-        f, (C, H, W) = self.f, x.shape
+        f, (_, H, W) = self.f, x.shape
         Hc, Wc = H // f * f, W // f * f
         xd = x.double()[None, :, :Hc, :Wc]
         out = x.double().clone()
