@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from cogen.checkpoint import verify, write_bundle_files, write_manifest
-from cogen.config import Config, load_stages
+from cogen.config import Config, checkpoint_dir, load_stages
 from cogen.data import SceneDataset, collate_scenes, load_split
 from cogen.diffusion.loss import (balanced_class_weights, dark_weight_map, diffusion_loss, encode_batch,
                                   reference_brightness, regression_loss)
@@ -362,8 +362,8 @@ def save_checkpoint(acc, model, ema, tokenizers, registry, cfg: Config, step: in
 def atomic_checkpoint(acc, cfg: Config, step: int, out_dir: Path, extra=None) -> None:
     """Everything goes into a temporary folder (accelerate's state of every process, then `extra(tmp)` and
     state.json on the main process), the manifest is written last, then one rename; keeps the last K."""
-    ck_root = out_dir / "checkpoints"
-    final, tmp = ck_root / f"step-{step:06d}", ck_root / f".step-{step:06d}.tmp"
+    final = checkpoint_dir(out_dir, step)
+    tmp = final.parent / f".{final.name}.tmp"
     if acc.is_main_process:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -217,6 +217,11 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
+def checkpoint_dir(out_dir: str | Path, step: int) -> Path:
+    """Where a training run in `out_dir` keeps its checkpoint of `step` (train.py writes it there)."""
+    return Path(out_dir) / "checkpoints" / f"step-{step:06d}"
+
+
 def _read(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         return {}
@@ -266,7 +271,7 @@ def resolve_stages(d: dict[str, Any], overrides: list[str] | None = None) -> lis
         paths = {"out_dir": str(root / name)}
         if out:
             prev = out[-1][1].train
-            paths["init_from"] = str(Path(prev.out_dir) / "checkpoints" / f"step-{prev.final_step():06d}" / "ema")
+            paths["init_from"] = str(checkpoint_dir(prev.out_dir, prev.final_step()) / "ema")
         merged = d
         for layer in (entry, {"train": {"steps": steps}}, cli, {"train": paths}):  # later layers win
             merged = _merge(merged, layer)

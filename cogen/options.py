@@ -40,7 +40,7 @@ class SampleOptions:
     # when part of a target is regenerated (cloud removal); see `tiling`
     tiles: dict[str, list[int]] = field(default_factory=lambda: {"default": [32, 8]})
     tile: int | None = None  # a call's own tile size (None: by `tiles`)
-    overlap: int | None = None  # a call's own overlap (None: by `tiles`, or a quarter of `tile`)
+    overlap: int | None = None  # a call's own overlap (None: by `tiles`; with `tile` given alone, a quarter of it)
     # 0 = off; else a model time in (0, 1): after the last step, one more call treats the result as noised to
     # that level and keeps the model's clean estimate, removing noise the last step left (docs/SAMPLING.md)
     final_denoise: float = 0.0
@@ -73,6 +73,8 @@ class SampleOptions:
         for name, ok, rule, example in checks:
             if not ok:
                 raise ConfigError(f"sample option {name}={getattr(self, name)!r}: must be {rule} (e.g. {name}={example})")
+        if self.tile is not None and self.overlap is None:  # a tile given alone overlaps its neighbours by a quarter
+            object.__setattr__(self, "overlap", self.tile // 4)
         if self.overlap is not None and self.tile is not None and self.overlap >= self.tile:
             raise ConfigError(f"sample option overlap={self.overlap} must be smaller than tile={self.tile}")
         if not isinstance(self.tiles, dict) or "default" not in self.tiles:
@@ -91,8 +93,6 @@ class SampleOptions:
         if unknown:
             raise ConfigError(f"unknown sample option {unknown[0]}; known: "
                               f"{', '.join(f.name for f in dataclasses.fields(self))}")
-        if "tile" in changes and "overlap" not in changes and self.overlap is None:
-            changes["overlap"] = changes["tile"] // 4
         return dataclasses.replace(self, **changes)
 
     def tiling(self, targets: list[str] | tuple[str, ...], regenerate: bool, image_given: bool) -> tuple[int, int]:
@@ -102,7 +102,7 @@ class SampleOptions:
         out in stripes: docs/SAMPLING.md); else `tiles["default"]`."""
         default = tuple(self.tiles["default"])
         if self.tile is not None:
-            return self.tile, self.overlap if self.overlap is not None else self.tile // 4
+            return self.tile, self.overlap
         if regenerate and "regenerate" in self.tiles:
             t, o = self.tiles["regenerate"]
         else:
