@@ -34,7 +34,7 @@ from cogen.checkpoint import verify, write_bundle_files, write_manifest
 from cogen.config import Config, checkpoint_dir, load_stages
 from cogen.data import SceneDataset, collate_scenes, load_split
 from cogen.diffusion.loss import (balanced_class_weights, dark_weight_map, diffusion_loss, encode_batch,
-                                  reference_brightness, regression_loss)
+                                  latent_bands, reference_brightness, regression_loss)
 from cogen.diffusion.schedule import Diffusion
 from cogen.errors import CheckpointError, CogenError
 from cogen.models.transformer import CogenTransformer, build_model
@@ -144,6 +144,7 @@ def init_weights(model: CogenTransformer, bundle: str, log) -> None:
         missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
     except RuntimeError:  # same names, other shapes
         missing, unexpected = ["(shapes differ)"], []
+    missing = [k for k in missing if not k.startswith("missing_band_emb.")]  # new in the model: starts at zero
     if missing or unexpected:
         raise CheckpointError(f"train.init_from={bundle}: its model does not match this config (missing "
                               f"{list(missing)[:3]}, unexpected {list(unexpected)[:3]}); use a bundle trained with the "
@@ -215,11 +216,12 @@ def train(cfg: Config, resume: bool = True) -> dict:
             out[m] = w
         return out
 
-    def loss_fn(net, z, ok, present, gen, weights=None):
+    def loss_fn(net, z, ok, present, gen, weights=None, bands=None):
         if t_cfg.objective == "regression":
-            return regression_loss(net, z, ok, present, cfg.roles, gen, categorical, class_weights=class_weights)
+            return regression_loss(net, z, ok, present, cfg.roles, gen, categorical, class_weights=class_weights,
+                                   bands=bands)
         return diffusion_loss(net, z, ok, present, diffusion, cfg.roles, gen, patch_sizes=patch_sizes,
-                              class_weights=class_weights, pixel_weights=weights)
+                              class_weights=class_weights, pixel_weights=weights, bands=bands)
     opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: get_lr(s, cfg))
     model, opt, sched = acc.prepare(model, opt, sched)
@@ -269,7 +271,8 @@ def train(cfg: Config, resume: bool = True) -> dict:
             with acc.accumulate(model):
                 z, ok, present = encode_batch(batch, tokenizers)
                 with acc.autocast():
-                    loss, info = loss_fn(model, z, ok, present, gen, pixel_weights(batch, z) if dark else None)
+                    loss, info = loss_fn(model, z, ok, present, gen, pixel_weights(batch, z) if dark else None,
+                                         latent_bands(batch, tokenizers))
                 if not torch.isfinite(loss):
                     if t_cfg.on_nonfinite == "skip":
                         log(f"step {step}: non-finite loss ({loss.item()}), step skipped")
@@ -339,7 +342,7 @@ def validate(acc, model, ema, tokenizers, val_ds, cfg: Config, loss_fn, collate)
             batch = {k: ({m: v.to(acc.device) for m, v in b.items()} if isinstance(b, dict) else b)
                      for k, b in batch.items()}
             z, ok, present = encode_batch(batch, tokenizers)
-            loss, _ = loss_fn(raw, z, ok, present, torch.Generator().manual_seed(1234 + i))
+            loss, _ = loss_fn(raw, z, ok, present, torch.Generator().manual_seed(1234 + i), bands=latent_bands(batch, tokenizers))
             total, n = total + loss.item(), n + 1
     ema.restore(raw.parameters())
     return total / max(n, 1)

@@ -136,16 +136,27 @@ def save_bundle(path: str | Path, model: CogenTransformer, tokenizers: dict[str,
 
 def _quiet_from_pretrained(path: Path) -> CogenTransformer:
     """Load the transformer without diffusers' shard-loading progress bar (a bundle loads in well under a
-    second); the caller's own progress-bar setting is restored afterwards."""
+    second); the caller's own progress-bar setting is restored afterwards. Weights added to the model after a
+    bundle was written (only `missing_band_emb`, zero = every band given) keep their initial values; any other
+    weight the bundle lacks is an error."""
     from diffusers.utils import logging as dlog
 
-    was_on = dlog.is_progress_bar_enabled()
+    was_on, level = dlog.is_progress_bar_enabled(), dlog.get_verbosity()
     dlog.disable_progress_bar()
+    dlog.set_verbosity_error()  # bundles from before band subsets lack missing_band_emb: it starts at zero
     try:
-        return CogenTransformer.from_pretrained(str(path), torch_dtype=torch.float32)
+        # not on the meta device, so that weights a bundle lacks keep their initial values
+        model, info = CogenTransformer.from_pretrained(str(path), torch_dtype=torch.float32, low_cpu_mem_usage=False,
+                                                       output_loading_info=True)
     finally:
+        dlog.set_verbosity(level)
         if was_on:
             dlog.enable_progress_bar()
+    lacking = [k for k in info.get("missing_keys", []) if not k.startswith("missing_band_emb.")]
+    if lacking:
+        raise CheckpointError(f"{path}: the weights lack {', '.join(lacking[:3])}; the bundle is incomplete, "
+                              f"restore or re-export it")
+    return model
 
 
 def load_bundle(path: str | Path | None = None, modalities: Iterable[str] | None = None,

@@ -34,6 +34,10 @@ def common(p: argparse.ArgumentParser, default_out: str | None = None, defaults:
                         "L2A/L1C of processing baseline 04.00 or later (from 25 January 2022) carry "
                         "BOA_ADD_OFFSET/RADIO_ADD_OFFSET = -1000: --add-offset S2L2A=-1000 (default: none, "
                         "reflectance = raw / 10000)")
+    g.add_argument("--bands", action="append", default=None, metavar="MOD=B02,B03,...",
+                   help="the bands of an input that holds some of its modality's bands only and does not name them "
+                        "in its band descriptions, in file order (repeatable), e.g. --bands S2L2A=B02,B03,B04,B08; "
+                        "the missing bands are absent for the model, and generated modalities hold every band")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 

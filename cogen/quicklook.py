@@ -37,6 +37,8 @@ def render(mod: Modality, raw: np.ndarray) -> np.ndarray:
         return lut[ids]
     phys = mod.to_physical(raw.astype(np.float64))
     lo, hi = mod.display_range if mod.display_range else (None, None)
+    if raw.shape[0] != mod.num_bands:  # bands not known by name (read_preview without its modality): the first
+        return plt.get_cmap("gray")(_stretch(phys[0], lo, hi))[..., :3]
     if mod.rgb:
         idx = [mod.band_index(b) for b in mod.rgb]
         return np.stack([_stretch(phys[i], lo, hi) for i in idx], axis=-1)
@@ -70,13 +72,19 @@ def save_grid(path: str | Path, rows: Sequence[Sequence[tuple[str, np.ndarray | 
     return Path(path)
 
 
-def read_preview(path: str | Path, max_size: int = 512, window=None) -> np.ndarray:
-    """A decimated read of a raster, or of a pixel `window` of it (bounded memory for big scenes): (C,h,w)."""
+def read_preview(path: str | Path, max_size: int = 512, window=None, modality: Modality | None = None,
+                 bands: Sequence[str] | None = None) -> np.ndarray:
+    """A decimated read of a raster, or of a pixel `window` of it (bounded memory for big scenes): (C,h,w). With
+    its `modality`, a file holding some of its bands (named by its descriptions or `bands`) comes back with every
+    band of the modality, the missing ones 0."""
     import rasterio
     from rasterio.enums import Resampling
 
     with rasterio.open(path) as src:
         h, w = (src.height, src.width) if window is None else (int(window.height), int(window.width))
         f = max(1, int(np.ceil(max(h, w) / max_size)))
-        return src.read(out_shape=(src.count, max(1, h // f), max(1, w // f)), window=window,
-                        resampling=Resampling.nearest, masked=False).astype(np.float64)
+        arr = src.read(out_shape=(src.count, max(1, h // f), max(1, w // f)), window=window,
+                       resampling=Resampling.nearest, masked=False).astype(np.float64)
+        if modality is None or modality.is_categorical:
+            return arr
+        return modality.expand_bands(arr, modality.file_bands(src.count, str(path), src.descriptions, bands))

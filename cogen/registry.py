@@ -7,10 +7,11 @@ cogen hard-codes bands, statistics or classes.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -166,6 +167,58 @@ class Modality:
             lut[cid] = i
         return lut[ids.long().clamp(min=0)]
 
+    def file_bands(self, count: int, source: str, descriptions: Sequence[str | None] = (),
+                   declared: Sequence[str] | None = None) -> tuple[int, ...]:
+        """Which of this modality's bands a file of `count` bands holds, in file order, as indices into
+        `bands`: the `declared` names (`--bands MOD=B02,B03`), else the file's band descriptions when every
+        one names a band of the modality (case-insensitive; `B2` = `B02`), else every band in registry order
+        when the count is complete. A file whose bands cannot be named is refused in one line."""
+        how = (f"name them in the file's band descriptions or pass --bands {self.name}="
+               f"{','.join(self.bands[:3])},...")
+        if self.is_categorical:
+            self.check_bands(count, source)
+            return (0,)
+        names = list(declared) if declared is not None else list(descriptions or ())
+        if declared is None and (len(names) != count or not all(_band_key(n) in self._band_keys for n in names if n)
+                                 or not all(names)):
+            names = []  # descriptions absent or not band names of this modality
+        if names:
+            if len(names) != count:
+                raise RasterError(f"{source}: has {count} band(s) but {len(names)} band name(s) were given "
+                                  f"({', '.join(names)}); give one name per band of the file")
+            idx = []
+            for n in names:
+                k = _band_key(n)
+                if k not in self._band_keys:
+                    raise RasterError(f"{source}: {n!r} is not a band of {self.name} "
+                                      f"({', '.join(self.bands)}); {how}")
+                idx.append(self._band_keys[k])
+            if len(set(idx)) != len(idx):
+                raise RasterError(f"{source}: band names {', '.join(names)} repeat a band; {how}")
+            return tuple(idx)
+        if count == self.num_bands:
+            return tuple(range(count))
+        raise RasterError(f"{source}: has {count} band(s) but {self.name} has {self.num_bands} "
+                          f"({', '.join(self.bands)}), and its bands are not named; {how}")
+
+    def expand_bands(self, raw: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+        """A file's (len(idx), H, W) raw bands -> (num_bands, H, W), the missing bands 0 (see `file_bands`)."""
+        if tuple(idx) == tuple(range(self.num_bands)):
+            return raw
+        out = np.zeros((self.num_bands, *raw.shape[1:]), raw.dtype)
+        out[list(idx)] = raw
+        return out
+
+    def band_mask(self, idx: Sequence[int]) -> np.ndarray:
+        """(num_bands,) bool: True for the bands `idx` a file holds."""
+        given = np.zeros(self.num_bands, bool)
+        given[list(idx)] = True
+        return given
+
+    @property
+    def _band_keys(self) -> dict[str, int]:
+        return {_band_key(b): i for i, b in enumerate(self.bands)}
+
     def check_bands(self, count: int, source: str) -> None:
         if count != self.num_bands:
             raise RasterError(
@@ -194,6 +247,13 @@ class Modality:
         if self.display_range:
             d["display_range"] = list(self.display_range)
         return d
+
+
+def _band_key(name: str) -> str:
+    """A band name compared loosely: upper case, and Sentinel-2's `B2` the same as `B02`."""
+    s = str(name).strip().upper()
+    m = re.fullmatch(r"B0*(\d{1,2})(A?)", s)
+    return f"B{int(m.group(1)):02d}{m.group(2)}" if m else s
 
 
 def _entry(name: str, d: Mapping[str, Any]) -> Modality:

@@ -30,19 +30,21 @@ class RunningStats:
         self.mean = np.zeros(bands)
         self.m2 = np.zeros(bands)
 
-    def update(self, x: np.ndarray, ok: np.ndarray) -> None:
-        """x: (C,H,W) physical values, ok: (H,W) valid mask."""
-        v = x[:, ok].astype(np.float64)  # (C, N)
+    def update(self, x: np.ndarray, ok: np.ndarray, bands=None) -> None:
+        """x: (C,H,W) physical values, ok: (H,W) valid mask; `bands`: the indices of the bands x holds (a file
+        with some of the modality's bands), None = all."""
+        b = slice(None) if bands is None else list(bands)
+        v = x[b][:, ok].astype(np.float64)  # (C', N)
         nb = v.shape[1]
         if nb == 0:
             return
         mb = v.mean(axis=1)
         m2b = ((v - mb[:, None]) ** 2).sum(axis=1)
-        n = self.n + nb
-        delta = mb - self.mean
-        self.mean = self.mean + delta * nb / n
-        self.m2 = self.m2 + m2b + delta**2 * self.n * nb / n
-        self.n = n
+        n = self.n[b] + nb
+        delta = mb - self.mean[b]
+        self.mean[b] = self.mean[b] + delta * nb / n
+        self.m2[b] = self.m2[b] + m2b + delta**2 * self.n[b] * nb / n
+        self.n[b] = n
 
     @property
     def std(self) -> np.ndarray:
@@ -65,11 +67,12 @@ def compute_stats(files: dict[str, dict[str, Path]], registry: Registry, regions
                 continue
             rs = out.setdefault(m, RunningStats(mod.num_bands))
             with open_raster(path) as src:
-                mod.check_bands(src.count, str(path))
+                idx = mod.file_bands(src.count, str(path), src.descriptions)
                 win = (regions or {}).get(sid, default or Region()).window(src.height, src.width)
                 for w in _windows(win, block):
                     raw = src.read(window=w)
-                    rs.update(mod.to_physical(raw.astype(np.float64)), mod.valid_mask(raw) & file_valid(path, raw, w))
+                    ok = mod.valid_mask(raw) & file_valid(path, raw, w)
+                    rs.update(mod.to_physical(mod.expand_bands(raw, idx).astype(np.float64)), ok, idx)
     return out
 
 
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.split:
         default, regions = load_split(a.split_file or "configs/split.yaml", a.split)
     stats = compute_stats(discover(a.data, reg), reg, regions, default)
-    doc = {"source": {"data": str(a.data), "split": a.split, "pixels": {m: int(s.n[0]) for m, s in stats.items()}},
+    doc = {"source": {"data": str(a.data), "split": a.split, "pixels": {m: int(s.n.max()) for m, s in stats.items()}},
            "modalities": {m: {"mean": [round(float(v), 6) for v in s.mean], "std": [round(float(v), 6) for v in s.std]}
                           for m, s in sorted(stats.items())}}
     with atomic_path(a.out, overwrite=a.overwrite) as tmp:

@@ -41,6 +41,12 @@ def _parse_add_offsets(items) -> dict[str, float]:
     return out
 
 
+def _parse_bands(items) -> dict[str, list[str]]:
+    """--bands MOD=B02,B03,... (repeatable) -> {MOD: [band, ...]}."""
+    return {m: [b.strip() for b in v.split(",") if b.strip()]
+            for m, v in _parse_pairs(items, "--bands", "B02,B03,...", "S2L2A=B02,B03,B04,B08").items()}
+
+
 def window_arg(value: str | None):
     """--window COL,ROW,WIDTH,HEIGHT (pixels of the inputs, GDAL's -srcwin order) -> a rasterio Window, or None."""
     if value is None:
@@ -110,6 +116,7 @@ def scene_window(args, inputs: dict[str, str]):
 def _call_kw(args, **over) -> dict[str, Any]:
     """The pipeline call's keyword arguments from the common flags: sampling overrides, offsets, window, progress."""
     kw = dict(sampling_overrides(args), add_offsets=_parse_add_offsets(getattr(args, "add_offset", None)),
+              bands=_parse_bands(getattr(args, "bands", None)),
               window=getattr(args, "scene_window", None), progress=not args.quiet)
     kw.update(over)
     return kw
@@ -175,12 +182,13 @@ def _outputs(d: Path, targets, names=None) -> dict[str, dict[str, Path]]:
 def _run_job(args, pipe: CogenPipeline, inputs: dict[str, str], targets: list[str], panels, t0: float,
              regenerate=None) -> dict:
     """One job into a staged output folder: rasters, quicklook.png (inputs over `panels(files)`), run.json."""
-    window = scene_window(args, inputs)
+    window, bands = scene_window(args, inputs), _parse_bands(getattr(args, "bands", None))
     with OutputDir(args.out, args.overwrite) as od:
         res = pipe(inputs, targets, outputs=_outputs(od.path, targets), regenerate=regenerate, **_call_kw(args))
         files = {m: r.files for m, r in res.items()}
         _quicklook(od.path / "quicklook.png", pipe.registry,
-                   {f"input {m}": (m, read_preview(p, window=window)) for m, p in inputs.items()}, panels(files))
+                   {f"input {m}": (m, read_preview(p, window=window, modality=pipe.registry[m], bands=bands.get(m)))
+                    for m, p in inputs.items()}, panels(files))
         _run_json(od.path, args, pipe, t0, {"outputs": _rel(files, od.path)})
     return files
 

@@ -84,9 +84,9 @@ def test_other_crs_is_a_mismatch(tmp_path):
         SceneDataset(tmp_path)
 
 
-def test_wrong_band_count_names_the_file(tmp_path):
+def test_unnamed_band_subset_names_the_file_and_the_fix(tmp_path):
     write_pattern(tmp_path / "S2L2A" / "s0.tif", 3, 10, 10)
-    with pytest.raises(RasterError, match=r"S2L2A/s0.tif.*3 band.*needs 12"):
+    with pytest.raises(RasterError, match=r"S2L2A/s0.tif.*3 band.*has 12.*not named.*band descriptions"):
         SceneDataset(tmp_path)
 
 

@@ -91,9 +91,11 @@ def read_manifest(path: str | Path, registry: Registry) -> dict[str, dict[str, P
 class SceneDataset(Dataset):
     """Aligned crops of co-registered scenes.
 
-    Item: `{"scene": id, "window": (row, col, h, w), "values": {m: Tensor}, "valid": {m: Tensor(H,W) bool}}`.
-    Continuous values are in model space `(C,H,W)` float32, invalid pixels set to 0; categorical maps are
-    0-based class indices `(H,W)` long with -1 where invalid.
+    Item: `{"scene": id, "window": (row, col, h, w), "values": {m: Tensor}, "valid": {m: Tensor(H,W) bool},
+    "bands": {m: Tensor(C,) bool}}`. Continuous values are in model space `(C,H,W)` float32, invalid pixels set
+    to 0; categorical maps are 0-based class indices `(H,W)` long with -1 where invalid. A file may hold some of
+    its modality's bands only (named by its band descriptions, `Modality.file_bands`): "bands" says which, and
+    the missing ones are 0.
 
     mode="random": `length` crops at seeded random positions (crop i depends on `seed` and i only).
     mode="grid": every non-overlapping crop of the regions, in order (validation, evaluation).
@@ -115,6 +117,7 @@ class SceneDataset(Dataset):
         self.files = files
         self.scene_ids = sorted(files)
         self.grids: dict[str, Grid] = {}
+        self.band_idx: dict[tuple[str, str], tuple[int, ...]] = {}
         for sid in self.scene_ids:
             self.grids[sid] = self._check_scene(sid)
         region = region or Region()
@@ -136,7 +139,7 @@ class SceneDataset(Dataset):
         for m, p in self.files[sid].items():
             mod = self.registry[m]
             with open_raster(p) as src:
-                mod.check_bands(src.count, str(p))
+                self.band_idx[sid, m] = mod.file_bands(src.count, str(p), src.descriptions)
                 g = Grid(src.crs, src.transform, src.height, src.width)
             if ref is None:
                 ref_path, ref = p, g
@@ -160,7 +163,9 @@ class SceneDataset(Dataset):
         key = (sid, m)
         if key not in self._cache:
             raw, _ = read_raster(self.files[sid][m], window=self.windows[sid])
-            arr = (raw, self.registry[m].valid_mask(raw) & file_valid(self.files[sid][m], raw, self.windows[sid]))
+            mod = self.registry[m]
+            ok = mod.valid_mask(raw) & file_valid(self.files[sid][m], raw, self.windows[sid])
+            arr = (mod.expand_bands(raw, self.band_idx[sid, m]), ok)
             if not self.cache:
                 return arr
             self._cache[key] = arr
@@ -172,7 +177,8 @@ class SceneDataset(Dataset):
         raw, ok = self._region_arrays(sid, m)
         r, c = row - int(win.row_off), col - int(win.col_off)
         raw, ok = raw[:, r : r + h, c : c + w], ok[r : r + h, c : c + w]
-        return to_model_space(self.registry[m], raw, ok)
+        mod = self.registry[m]
+        return to_model_space(mod, raw, ok, None if mod.is_categorical else mod.band_mask(self.band_idx[sid, m]))
 
     def class_counts(self, m: str) -> np.ndarray:
         """(K,) valid pixel counts per class of categorical modality `m` over the dataset's regions."""
@@ -202,26 +208,31 @@ class SceneDataset(Dataset):
             h = w = self.crop or int(min(win.height, win.width))
             row = int(win.row_off) + int(rng.integers(int(win.height) - h + 1))
             col = int(win.col_off) + int(rng.integers(int(win.width) - w + 1))
-        values, valid = {}, {}
+        values, valid, bands = {}, {}, {}
         for m in self.files[sid]:
             values[m], valid[m] = self.load(sid, m, row, col, h, w)
+            if not self.registry[m].is_categorical:
+                bands[m] = torch.from_numpy(self.registry[m].band_mask(self.band_idx[sid, m]))
         if self.augment:
             k, flip = int(rng.integers(4)), bool(rng.integers(2))
             for d in (values, valid):
                 for m in d:
                     d[m] = dihedral(d[m], k, flip)
-        return {"scene": sid, "window": (row, col, h, w), "values": values, "valid": valid}
+        return {"scene": sid, "window": (row, col, h, w), "values": values, "valid": valid, "bands": bands}
 
 
-def to_model_space(mod: Modality, raw: np.ndarray, ok: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw (C,H,W) array + valid mask -> (model-space tensor, bool mask); invalid pixels never carry values."""
+def to_model_space(mod: Modality, raw: np.ndarray, ok: np.ndarray,
+                   given: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw (C,H,W) array + valid mask -> (model-space tensor, bool mask); invalid pixels never carry values, nor
+    do bands that are not `given` ((C,) bool; None = all)."""
     valid = torch.from_numpy(np.ascontiguousarray(ok))
     if mod.is_categorical:
         idx = mod.class_index(torch.from_numpy(np.where(ok, raw[0], 0).astype(np.int64)))
         return torch.where(valid, idx, torch.full_like(idx, -1)), valid
     x = torch.from_numpy(np.where(ok[None], raw, 0).astype(np.float32))
     x = mod.normalize(x)
-    return torch.where(valid[None], x, torch.zeros_like(x)), valid
+    keep = valid[None] if given is None else valid[None] & torch.from_numpy(np.asarray(given, bool))[:, None, None]
+    return torch.where(keep, x, torch.zeros_like(x)), valid
 
 
 def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
@@ -232,10 +243,11 @@ def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
 
 def collate_scenes(items: list[dict[str, Any]], modalities: Sequence[str] | None = None,
                    registry: Registry | None = None) -> dict[str, Any]:
-    """Stack items whose modality sets differ: a modality missing from a sample is zeros with present=False."""
+    """Stack items whose modality sets differ: a modality missing from a sample is zeros with present=False.
+    "bands" {m: (B, C) bool} holds every continuous modality's given bands (all, where an item says nothing)."""
     registry = registry or default_registry()
     mods = list(modalities) if modalities is not None else sorted({m for it in items for m in it["values"]})
-    values, valid, present = {}, {}, {}
+    values, valid, present, bands = {}, {}, {}, {}
     for m in mods:
         ref = next((it for it in items if m in it["values"]), None)
         if ref is None:
@@ -248,5 +260,8 @@ def collate_scenes(items: list[dict[str, Any]], modalities: Sequence[str] | None
                 filler = torch.full_like(ref["values"][m], -1) if registry[m].is_categorical else torch.zeros_like(ref["values"][m])
                 vals.append(filler); oks.append(torch.zeros_like(ref["valid"][m])); pres.append(False)
         values[m], valid[m], present[m] = torch.stack(vals), torch.stack(oks), torch.tensor(pres)
+        if not registry[m].is_categorical:
+            full = torch.ones(registry[m].num_bands, dtype=torch.bool)
+            bands[m] = torch.stack([it.get("bands", {}).get(m, full) for it in items])
     return {"scene": [it["scene"] for it in items], "window": [it["window"] for it in items],
-            "values": values, "valid": valid, "present": present}
+            "values": values, "valid": valid, "present": present, "bands": bands}

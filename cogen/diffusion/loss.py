@@ -5,7 +5,8 @@ from typing import Any, Mapping
 
 import torch
 
-from .roles import ABSENT, TARGET, RoleConfig, known_regions, sample_roles, sample_times
+from ..errors import DatasetError
+from .roles import ABSENT, TARGET, RoleConfig, known_regions, sample_band_masks, sample_roles, sample_times
 from .schedule import Diffusion
 
 
@@ -23,11 +24,33 @@ def encode_batch(batch: Mapping[str, Any], tokenizers: Mapping[str, Any]) -> tup
     return z, ok, present
 
 
+def latent_bands(batch: Mapping[str, Any], tokenizers: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The batch's given bands {m: (B, C) bool} as latent channels: those of pixel tokenizers (a channel per band);
+    a learned tokenizer mixes bands into its latent, so it needs every band."""
+    out = {}
+    for m, b in (batch.get("bands") or {}).items():
+        if m not in tokenizers:
+            continue
+        if getattr(tokenizers[m], "kind", None) == "patch":
+            out[m] = b
+        elif not bool(b.all()):
+            raise DatasetError(f"{m}: a scene of the batch ({batch['scene'][int((~b.all(dim=1)).nonzero()[0])]}) holds "
+                               f"some of its bands only, and the {m} tokenizer needs every band; drop the scene or "
+                               f"use the pixel tokenizer (tokenizer: {{type: patch}})")
+    return out
+
+
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-               weight: torch.Tensor | None = None) -> torch.Tensor:
+               weight: torch.Tensor | None = None, channels: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample mean squared error over valid cells (B,); (B,C,h,w) tensors, (B,h,w) mask; optional (B,h,w)
-    cell weights (mean 1 over the training data), summed over valid cells and divided by their number."""
-    err = ((pred.float() - target.float()) ** 2).mean(dim=1)  # (B, h, w)
+    cell weights (mean 1 over the training data), summed over valid cells and divided by their number;
+    optional (B,C) bool channels that count (a sample's missing bands take no loss)."""
+    sq = (pred.float() - target.float()) ** 2
+    if channels is None:
+        err = sq.mean(dim=1)  # (B, h, w)
+    else:
+        ch = channels.to(sq.device).float()
+        err = (sq * ch[:, :, None, None]).sum(dim=1) / ch.sum(dim=1).clamp(min=1.0)[:, None, None]
     w = valid.float()
     num = err * w if weight is None else err * w * weight.float()
     return num.sum(dim=(1, 2)) / w.sum(dim=(1, 2)).clamp(min=1.0)
@@ -77,7 +100,8 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
                    generator: torch.Generator, roles: Mapping[str, torch.Tensor] | None = None,
                    patch_sizes: Mapping[str, int] | None = None,
                    class_weights: Mapping[str, torch.Tensor] | None = None,
-                   pixel_weights: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+                   pixel_weights: Mapping[str, torch.Tensor] | None = None,
+                   bands: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """One batch's loss: mean over (sample, target modality) pairs of the masked MSE of the prediction.
 
     Conditions enter clean at t = 0 and never get loss; absent modalities are masked out of attention (or
@@ -85,9 +109,12 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
     be given in part: its known tokens (`known_regions`, aligned to `patch_sizes[m]`) enter clean and are
     left out of its loss. class_weights: {m: (K,)} for class maps: each cell's loss is weighted by its true
     class's weight (`balanced_class_weights`). pixel_weights: {m: (B,h,w)} cell weights at latent resolution
-    (`dark_weight_map`), multiplied into the loss of target m."""
+    (`dark_weight_map`), multiplied into the loss of target m. bands: {m: (B, C) bool} the bands each sample
+    holds (`collate_scenes`); conditions may be given fewer (`roles_cfg.p_band_subset`), and a target's
+    missing bands take no loss."""
     roles = dict(roles) if roles is not None else sample_roles(present, roles_cfg, generator)
     t = sample_times(roles, diffusion.sample_t, roles_cfg, generator)
+    given = sample_band_masks(roles, {m: b for m, b in (bands or {}).items() if m in z}, roles_cfg, generator)
     x_in, tgt, inputs_present, clean = {}, {}, {}, {}
     for m, z0 in z.items():
         keep = roles[m] != ABSENT
@@ -108,7 +135,9 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
         tgt[m] = diffusion.target(z0, noise, t[m].to(z0.device))
         inputs_present[m] = keep.to(z0.device)
     times = {m: t[m].to(x_in[m].device) for m in x_in}
-    out = model(x_in, times, inputs_present, clean) if clean else model(x_in, times, inputs_present)
+    kw = {"bands": {m: g.to(x_in[m].device) for m, g in given.items() if m in x_in and not bool(g.all())}}
+    kw = kw if kw["bands"] else {}
+    out = model(x_in, times, inputs_present, clean, **kw) if clean else model(x_in, times, inputs_present, **kw)
     total, count, per_mod = 0.0, 0.0, {}
     for m in x_in:
         is_t = (roles[m] == TARGET).to(out[m].device).float()
@@ -117,7 +146,7 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
         if pixel_weights and m in pixel_weights:
             pw = pixel_weights[m].to(out[m].device)
             cw = pw if cw is None else cw * pw
-        per_sample = masked_mse(out[m], tgt[m], v, cw) * diffusion.loss_weight(t[m]).to(out[m].device)
+        per_sample = masked_mse(out[m], tgt[m], v, cw, given.get(m)) * diffusion.loss_weight(t[m]).to(out[m].device)
         total = total + (per_sample * is_t).sum()
         count = count + is_t.sum()
         if is_t.sum() > 0:
@@ -129,11 +158,13 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
 def regression_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, torch.Tensor],
                     present: Mapping[str, torch.Tensor], roles_cfg: RoleConfig, generator: torch.Generator,
                     categorical: Mapping[str, bool], roles: Mapping[str, torch.Tensor] | None = None,
-                    class_weights: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+                    class_weights: Mapping[str, torch.Tensor] | None = None,
+                    bands: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """The deterministic baseline on the same backbone: targets enter as zeros at t = 1 and the network
     predicts them in one pass; MSE for continuous targets, cross-entropy (logits = output channels) for
-    class maps. Roles are drawn exactly as for diffusion training."""
+    class maps. Roles and band subsets are drawn exactly as for diffusion training."""
     roles = dict(roles) if roles is not None else sample_roles(present, roles_cfg, generator)
+    given = sample_band_masks(roles, {m: b for m, b in (bands or {}).items() if m in z}, roles_cfg, generator)
     x_in, times, keep_d = {}, {}, {}
     for m, z0 in z.items():
         keep = roles[m] != ABSENT
@@ -143,7 +174,8 @@ def regression_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, to
         x_in[m] = torch.where(is_t.view(-1, 1, 1, 1), torch.zeros_like(z0), z0)
         times[m] = is_t.float()
         keep_d[m] = keep.to(z0.device)
-    out = model(x_in, times, keep_d)
+    kw = {"bands": {m: g.to(x_in[m].device) for m, g in given.items() if m in x_in and not bool(g.all())}}
+    out = model(x_in, times, keep_d, **(kw if kw["bands"] else {}))
     total, count, per_mod = 0.0, 0.0, {}
     for m in x_in:
         is_t = (roles[m] == TARGET).to(out[m].device).float()
@@ -155,7 +187,7 @@ def regression_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, to
                 ce = ce * class_weight_map(z[m], class_weights[m])
             per_sample = (ce * w).sum(dim=(1, 2)) / w.sum(dim=(1, 2)).clamp(min=1.0)
         else:
-            per_sample = masked_mse(out[m], z[m], valid[m])
+            per_sample = masked_mse(out[m], z[m], valid[m], channels=given.get(m))
         total = total + (per_sample * is_t).sum()
         count = count + is_t.sum()
         if is_t.sum() > 0:

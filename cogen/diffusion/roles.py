@@ -6,6 +6,11 @@ modality draws condition / target / absent with the configured weights, at least
 probability `p_uncond` the conditions of a sample are dropped (made absent) so the model also learns the
 unconditional prediction that classifier-free guidance contrasts with.
 
+With probability `p_band_subset` a condition of several bands is given with some of its bands only (each band
+kept with a probability drawn in [`band_keep_min`, 1], at least one kept), as a 9-band L2A product or L1C
+without B10 are: the model learns that a missing band is absent, not 0. Bands a file lacks are missing
+whatever the role; a target's missing bands take no loss.
+
 With probability `p_partial` a target of a sample is given in part: a blob-shaped region of its tokens (like
 the clear sky between clouds) enters clean and takes no loss, so the model learns to fill the rest from
 the known part and the other modalities (cloud removal, nodata holes).
@@ -31,6 +36,8 @@ class RoleConfig:
     p_partial: float = 0.0  # a target is given in part (a blob-shaped known region of its tokens)
     partial_min: float = 0.2  # share of a partial target's tokens that is known: uniform in [min, max]
     partial_max: float = 0.8
+    p_band_subset: float = 0.0  # a condition of several bands is given with some of its bands only
+    band_keep_min: float = 0.25  # each band of such a condition is kept with a probability in [this, 1]
 
 
 def sample_roles(present: Mapping[str, torch.Tensor], cfg: RoleConfig,
@@ -90,3 +97,25 @@ def known_regions(batch: int, h: int, w: int, p: int, share: tuple[float, float]
             idx = field.flatten().argsort(descending=True)[:n_known]
             out[b].view(-1)[idx] = True
     return out.repeat_interleave(p, dim=1).repeat_interleave(p, dim=2)
+
+
+def sample_band_masks(roles: Mapping[str, torch.Tensor], data_bands: Mapping[str, torch.Tensor], cfg: RoleConfig,
+                      generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """{m: (B, C) bool} the bands each sample holds (the data's own) -> the bands the model is given: for a
+    condition, with probability `p_band_subset`, a random subset of them (at least one)."""
+    out = {}
+    for m, have in data_bands.items():
+        have = have.bool().cpu()
+        B, C = have.shape
+        if cfg.p_band_subset <= 0 or C < 2 or m not in roles:
+            out[m] = have
+            continue
+        pick = (torch.rand(B, generator=generator) < cfg.p_band_subset) & (roles[m] == CONDITION)
+        rate = cfg.band_keep_min + (1 - cfg.band_keep_min) * torch.rand(B, 1, generator=generator)
+        keep = (torch.rand(B, C, generator=generator) < rate) & have
+        one = torch.zeros(B, C, dtype=torch.bool)  # at least one band: a random one the sample holds
+        score = torch.rand(B, C, generator=generator) + have.float() * 2
+        one[torch.arange(B), score.argmax(dim=1)] = True
+        keep = keep | (one & have)
+        out[m] = torch.where(pick[:, None], keep, have)
+    return out

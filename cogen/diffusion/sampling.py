@@ -56,11 +56,13 @@ def clean_cells(known: torch.Tensor, p: int) -> torch.Tensor:
 
 
 def shifted_call(model, x: Mapping[str, torch.Tensor], t: Mapping[str, torch.Tensor], offset: tuple[int, int],
-                 unit: int, known: Mapping[str, tuple] | None = None) -> dict[str, torch.Tensor]:
+                 unit: int, known: Mapping[str, tuple] | None = None,
+                 bands: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """model(x, t) with the patch grid moved by `offset` (see the module docstring); outputs at x's size.
 
     known: optional {m: (clean values (B,c,h,w), known cells (B,1,h,w) bool)}: on the moved grid, the tokens
-    of m whose cells are all known get their clean values and enter the model as clean tokens."""
+    of m whose cells are all known get their clean values and enter the model as clean tokens.
+    bands: optional {m: (B, c) bool} channels given (an input holding some of its bands)."""
     dy, dx = offset
     pad = (dx, unit - dx, dy, unit - dy) if (dy or dx) else None
 
@@ -75,7 +77,8 @@ def shifted_call(model, x: Mapping[str, torch.Tensor], t: Mapping[str, torch.Ten
         cells = clean_cells(move(km.float()) > 0.5, model.patch_size(m))
         xs[m] = torch.where(cells, move(k), xs[m])
         clean[m] = cells[:, 0]
-    out = model(xs, t, None, clean) if clean else model(xs, t)
+    kw = {"bands": bands} if bands else {}
+    out = model(xs, t, None, clean, **kw) if clean else model(xs, t, **kw)
     if pad is None:
         return out
     return {m: o[..., dy : dy + x[m].shape[-2], dx : dx + x[m].shape[-1]] for m, o in out.items()}
@@ -86,7 +89,7 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
             steps: int = 20, sampler: str = "ddim", noise: Mapping[str, torch.Tensor] | None = None,
             generator: torch.Generator | None = None, grid_shift: int = 0, partial: bool = False,
             init: Mapping[str, torch.Tensor] | None = None, strength: float = 1.0,
-            final_denoise: float = 0.0) -> dict[str, torch.Tensor]:
+            final_denoise: float = 0.0, bands: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Sample target latents.
 
     conditions: {m: (B, c, h, w) clean latents}.
@@ -99,6 +102,7 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
     final_denoise: 0 (off) or a model time in (0, 1): after the last step, the result is treated as noised
         to that level and replaced by the model's clean estimate from it (one more call), which removes noise
         the last step left behind.
+    bands: {m: (B, c) bool} channels given, for a condition that holds some of its bands only.
     Returns {m: (B, c, h, w)} clean latents of the targets.
     """
     dev = next(model.parameters()).device
@@ -133,7 +137,7 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
     def predict(inp, tm, i):
         times = {m: torch.full((B,), tm, device=dev) for m in targets}
         off = grid_offset(i, grid_shift)
-        return shifted_call(model, {**cond, **inp}, {**{m: zeros for m in cond}, **times}, off, grid_shift, kn)
+        return shifted_call(model, {**cond, **inp}, {**{m: zeros for m in cond}, **times}, off, grid_shift, kn, bands)
 
     for i, ts in enumerate(timesteps):
         out = predict({m: _model_input(scheds[m], x[m], ts) for m in targets}, diffusion.model_time(ts), i)

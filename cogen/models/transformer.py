@@ -5,7 +5,10 @@ learned modality embedding and a fixed 2D sin-cos position embedding (any grid s
 modality m is embedded and added to the modality embedding; each block turns that vector into adaLN-Zero
 shift/scale/gate for *every token of that modality*. A modality may also be given in part (cloud removal,
 nodata holes): tokens marked clean take the modality's t = 0 vector instead, so known regions enter clean
-while the rest of the modality is denoised. Modalities that are absent are not in the sequence;
+while the rest of the modality is denoised. A modality may be given with some of its bands (a 9-band L2A
+product, L1C without B10): its missing bands enter as zeros and a learned embedding of *which* bands are
+missing (zero when none is) is added to its tokens and to its conditioning vector, so a missing band is
+absent, not a band of value 0; the model still predicts every band. Modalities that are absent are not in the sequence;
 within a batch where a modality is present for some samples only, the others' tokens are masked out of
 attention, so they have no influence.
 """
@@ -136,6 +139,10 @@ class CogenTransformer(ModelMixin, ConfigMixin):
         self.embed = nn.ModuleDict({m: nn.Linear(s["channels"] * s["patch_size"] ** 2, D) for m, s in modalities.items()})
         self.unembed = nn.ModuleDict({m: nn.Linear(D, s["channels"] * s["patch_size"] ** 2) for m, s in modalities.items()})
         self.modality_emb = nn.ParameterDict({m: nn.Parameter(torch.randn(D) * 0.02) for m in modalities})
+        # one vector per (modality, band): the sum over a sample's missing bands is added to that modality's
+        # tokens and conditioning vector; zero at the start, so every band given is the model without it
+        self.missing_band_emb = nn.ParameterDict({m: nn.Parameter(torch.zeros(s["channels"], D))
+                                                  for m, s in modalities.items()})
         self.t_mlp = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, D))
         self.blocks = nn.ModuleList([Block(D, num_heads, mlp_ratio, attention) for _ in range(depth)])
         self.final_norm = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
@@ -159,18 +166,21 @@ class CogenTransformer(ModelMixin, ConfigMixin):
 
     def forward(self, x: Mapping[str, torch.Tensor], t: Mapping[str, torch.Tensor],
                 present: Mapping[str, torch.Tensor] | None = None,
-                clean: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                clean: Mapping[str, torch.Tensor] | None = None,
+                bands: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """x: {m: (B, c_m, h, w) latents}, t: {m: (B,) time in [0, 1], 0 = clean condition},
         present: optional {m: (B,) bool}; False masks that modality's tokens out for that sample.
         clean: optional {m: (B, h, w) bool latent cells}; a token whose cells are all True is a clean
             condition (the t = 0 vector of its modality) whatever t[m] is; its values in x must be clean.
+        bands: optional {m: (B, c_m) bool} latent channels given; False channels are missing for that sample
+            (their values in x are ignored). Absent from the mapping = every channel given.
         Returns {m: (B, c_m, h, w)} predictions for every modality in x."""
         names = [m for m in self.names if m in x]
         unknown = set(x) - set(self.names)
         if unknown:
             raise ConfigError(f"the model does not know modalities {sorted(unknown)}; it knows {self.names}")
         D = self.config.hidden_size
-        toks, conds, segs, keeps, grids, flags = [], [], [], [], {}, []
+        toks, conds, segs, keeps, grids, flags, misses = [], [], [], [], {}, [], {}
         partial = clean is not None and any(m in clean for m in names)
         for i, m in enumerate(names):
             p = self.patch_size(m)
@@ -178,11 +188,24 @@ class CogenTransformer(ModelMixin, ConfigMixin):
             if H % p or W % p:
                 raise ConfigError(f"{m}: latent size {H}x{W} is not a multiple of its patch size {p}; pad the tile")
             grids[m] = (H // p, W // p)
-            tok = rearrange(x[m], "b c (h p) (w q) -> b (h w) (c p q)", p=p, q=p)
-            pos = sincos_2d(H // p, W // p, D, x[m].device)
+            xm = x[m]
+            if bands is not None and m in bands:
+                given = bands[m].to(device=xm.device, dtype=torch.bool)
+                if given.shape != (B, C):
+                    raise ConfigError(f"{m}: band mask of shape {tuple(given.shape)}, expected {(B, C)}")
+                xm = xm * given[:, :, None, None].to(xm.dtype)
+            else:
+                given = torch.ones(B, C, dtype=torch.bool, device=xm.device)
+            # (B, D), zero when every band is given; always computed, so that the embedding is in every graph
+            # (DDP wants each parameter used by each step)
+            miss = (~given).to(xm.dtype) @ self.missing_band_emb[m].to(xm.dtype)
+            tok = rearrange(xm, "b c (h p) (w q) -> b (h w) (c p q)", p=p, q=p)
+            pos = sincos_2d(H // p, W // p, D, xm.device)
             tok = self.embed[m](tok) + pos.to(tok.dtype) + self.modality_emb[m]
+            cond = self.t_mlp(timestep_embedding(t[m], D).to(tok.dtype)) + self.modality_emb[m]  # (B, D)
+            tok, cond, misses[i] = tok + miss[:, None], cond + miss, miss
             toks.append(tok)  # (B, N_m, D)
-            conds.append(self.t_mlp(timestep_embedding(t[m], D).to(tok.dtype)) + self.modality_emb[m])  # (B, D)
+            conds.append(cond)
             segs.append(torch.full((tok.shape[1],), i, dtype=torch.long, device=tok.device))
             if partial:
                 flags.append(clean_tokens(clean[m].to(tok.device), p) if m in clean
@@ -196,8 +219,11 @@ class CogenTransformer(ModelMixin, ConfigMixin):
         seg = torch.cat(segs)  # (N,)
         if partial:  # slots M..2M-1: each modality's t = 0 vector, for its clean tokens
             t0 = self.t_mlp(timestep_embedding(torch.zeros(1, device=h.device), D).to(h.dtype))
-            c = torch.cat([c, t0[:, None] + torch.stack([self.modality_emb[m] for m in names])[None].to(h.dtype)
-                           .expand(c.shape[0], -1, -1)], dim=1)  # (B, 2M, D)
+            c0 = t0[:, None] + torch.stack([self.modality_emb[m] for m in names])[None].to(h.dtype)
+            c0 = c0.expand(c.shape[0], -1, -1).clone()
+            for i, miss in misses.items():
+                c0[:, i] = c0[:, i] + miss
+            c = torch.cat([c, c0], dim=1)  # (B, 2M, D)
             seg = seg[None] + len(names) * torch.cat(flags, dim=1).long()  # (B, N)
         keep = torch.cat(keeps, dim=1)  # (B, N)
         keep = None if bool(keep.all()) else keep | ~keep.any(dim=1, keepdim=True)

@@ -71,7 +71,8 @@ class CogenPipeline:
                  outputs: Mapping[str, Mapping[str, Any]] | None = None, window: Window | None = None,
                  anchor: tuple[int, int] | None = None, size: tuple[int, int] | None = None,
                  add_offsets: Mapping[str, float] | None = None, grid_offset: tuple[int, int] | None = None,
-                 progress: bool = True, **overrides: Any) -> dict[str, TargetResult]:
+                 bands: Mapping[str, Sequence[str]] | None = None, progress: bool = True,
+                 **overrides: Any) -> dict[str, TargetResult]:
         """Generate `targets` from `conditions` ({modality: GeoTIFF path, (C, H, W) raw array, or Source}).
 
         options: the sampling settings (default: the checkpoint's, `self.options`); `**overrides` change single
@@ -89,9 +90,13 @@ class CogenPipeline:
             processing baseline 04.00 or later: -1000); outputs of that modality carry the same offset.
         grid_offset: (row, col) of the inputs' top-left pixel on the grid of native-resolution blocks (20 m / 60 m
             Sentinel-2 bands) for targets that are not given; default (0, 0). A given target shows its own.
+        bands: {modality: band names} of an input that holds some of its modality's bands only (a 9-band L2A
+            product), when its band descriptions do not name them; named or complete inputs need nothing. The
+            missing bands are absent for the model, not zeros; generated modalities hold every band.
         """
         call = plan_call(self.registry, self.model.names, self.unit, self.options, conditions, targets, options,
-                         overrides, regenerate, window, anchor, size, add_offsets, grid_offset)
+                         overrides, regenerate, window, anchor, size, add_offsets, grid_offset, bands,
+                         self.bundle.tokenizers)
         post.prepare(call)
         call.starts = interpolated_starts(call)
         writers = make_writers(call.registry, call.targets, call.height, call.width, call.options.samples, outputs,

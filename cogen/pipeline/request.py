@@ -44,9 +44,11 @@ def plan_call(registry: Registry, known: Sequence[str], unit: int, defaults: Sam
               conditions: Mapping[str, Any], targets: Sequence[str], options: SampleOptions | None,
               overrides: Mapping[str, Any], regenerate: Mapping[str, Any] | None, window: Window | None,
               anchor: tuple[int, int] | None, size: tuple[int, int] | None,
-              add_offsets: Mapping[str, float] | None, grid_offset: tuple[int, int] | None) -> Call:
+              add_offsets: Mapping[str, float] | None, grid_offset: tuple[int, int] | None,
+              bands: Mapping[str, Sequence[str]] | None = None, tokenizers: Mapping[str, Any] | None = None) -> Call:
     """Validate a request and lay it out (see `CogenPipeline.__call__` for the arguments). `known`: the modalities
-    the model was trained on; `unit`: tiles and overlaps are multiples of it."""
+    the model was trained on; `unit`: tiles and overlaps are multiples of it; `tokenizers`: the checkpoint's, to
+    check that an input with some of its bands has a pixel tokenizer."""
     opts = (options or defaults).replace(**overrides)
     targets = list(targets)
     if not targets:
@@ -68,7 +70,17 @@ def plan_call(registry: Registry, known: Sequence[str], unit: int, defaults: Sam
     if both:
         raise UsageError(f"{', '.join(both)} is both an input and a target; drop it from one side (cloud-removal "
                          f"fills only masked pixels)")
-    sources = make_sources(registry, conditions, window, add_offsets)
+    sources = make_sources(registry, conditions, window, add_offsets, bands)
+    for m, s in sources.items():
+        if s.all_bands:
+            continue
+        have = ", ".join(s.modality.bands[i] for i in s.band_idx)
+        if m in regenerate:
+            raise UsageError(f"{m} holds {have} only: cloud removal keeps the given pixels, so it needs every band "
+                             f"({', '.join(s.modality.bands)}); impute the missing bands first or give a full file")
+        if tokenizers is not None and getattr(tokenizers.get(m), "kind", "patch") != "patch":
+            raise UsageError(f"{m} holds {have} only, and this checkpoint's {m} tokenizer needs every band; give "
+                             f"a full file or use a checkpoint with pixel tokenizers")
     if sources:
         first = next(iter(sources.values()))
         H, W = first.height, first.width

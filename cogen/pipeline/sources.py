@@ -19,25 +19,40 @@ from ..registry import Modality, Registry
 
 
 class Source:
-    """A modality's values on the scene grid; `read` is boundless (outside the scene = invalid)."""
+    """A modality's values on the scene grid; `read` is boundless (outside the scene = invalid). A source may
+    hold some of its modality's bands only: `read` gives every band (the missing ones 0) and `given` says which
+    are real."""
 
     modality: Modality
     height: int
     width: int
     anchor: tuple[int, int] = (0, 0)  # the first pixel's (row, col) on the map's pixel lattice (Grid.anchor)
+    band_idx: tuple[int, ...] = ()  # the modality's bands the source holds, in its own order
+
+    @property
+    def given(self) -> np.ndarray:
+        """(num_bands,) bool: the modality's bands this source holds."""
+        return self.modality.band_mask(self.band_idx)
+
+    @property
+    def all_bands(self) -> bool:
+        return len(self.band_idx) == self.modality.channels or self.modality.is_categorical
 
     def read(self, row: int, col: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
 
 class ArraySource(Source):
-    def __init__(self, modality: Modality, raw: np.ndarray, valid: np.ndarray | None = None):
+    def __init__(self, modality: Modality, raw: np.ndarray, valid: np.ndarray | None = None,
+                 bands: Sequence[str] | None = None):
+        """`bands`: the names of the array's bands when it holds some of the modality's only."""
         raw = np.asarray(raw)
         if raw.ndim == 2:
             raw = raw[None]
-        modality.check_bands(raw.shape[0], f"array for {modality.name}")
-        self.modality, self.raw = modality, raw
-        self.valid = modality.valid_mask(raw) if valid is None else (np.asarray(valid, bool) & modality.valid_mask(raw))
+        self.band_idx = modality.file_bands(raw.shape[0], f"array for {modality.name}", declared=bands)
+        ok = modality.valid_mask(raw)
+        self.modality, self.raw = modality, modality.expand_bands(raw, self.band_idx)
+        self.valid = ok if valid is None else (np.asarray(valid, bool) & ok)
         self.height, self.width = raw.shape[1:]
 
     def read(self, row, col, h, w):
@@ -55,12 +70,14 @@ class RasterSource(Source):
     """A GeoTIFF read window by window; its nodata, its internal mask if it has one (a per-dataset mask, as GDAL
     writes beside JPEG-compressed imagery) and the registry's valid range mark invalid pixels."""
 
-    def __init__(self, modality: Modality, path: str | Path, window: Window | None = None):
+    def __init__(self, modality: Modality, path: str | Path, window: Window | None = None,
+                 bands: Sequence[str] | None = None):
         """`window` (pixels of the file) makes that part of the raster the scene: reads are relative to it and
-        see nothing outside it, and the grid is the window's."""
+        see nothing outside it, and the grid is the window's. `bands` names the file's bands (`--bands`) when
+        its band descriptions do not and it holds some of the modality's bands only."""
         self.modality, self.path = modality, Path(path)
         with open_raster(path) as src:
-            modality.check_bands(src.count, str(path))
+            self.band_idx = modality.file_bands(src.count, str(path), src.descriptions, bands)
             self.full_grid = Grid(src.crs, src.transform, src.height, src.width)
             self.grid = self.full_grid.crop(window, str(path))
             self._off = (0, 0) if window is None else (int(window.row_off), int(window.col_off))
@@ -91,7 +108,7 @@ class RasterSource(Source):
             ok &= ~(raw == self.nodata).any(axis=0)
         if self._has_mask:
             ok &= read_clipped(self._src, "mask", row + self._off[0], col + self._off[1], h, w, 0, self._bounds) > 0
-        return raw, ok
+        return self.modality.expand_bands(raw, self.band_idx), ok
 
     def close(self):
         self._src.close()
@@ -246,10 +263,15 @@ def any_valid(s: Source, block: int = 1024) -> bool:
 
 
 def make_sources(registry: Registry, conditions: Mapping[str, Any], window: Window | None = None,
-                 add_offsets: Mapping[str, float] | None = None) -> dict[str, Source]:
+                 add_offsets: Mapping[str, float] | None = None,
+                 bands: Mapping[str, Sequence[str]] | None = None) -> dict[str, Source]:
     """Sources of the conditions ({modality: GeoTIFF path, (C, H, W) raw array or tensor, or a Source}); GeoTIFFs
-    are read on their `window` (pixels) only when one is given. Files must share one grid, arrays one size."""
-    add_offsets = add_offsets or {}
+    are read on their `window` (pixels) only when one is given. Files must share one grid, arrays one size.
+    `bands` ({modality: band names}) names the bands of an input that holds some of its modality's only."""
+    add_offsets, bands = add_offsets or {}, dict(bands or {})
+    stray = [m for m in bands if m not in conditions]
+    if stray:
+        raise UsageError(f"--bands {stray[0]}=...: {stray[0]} is not an input; name the bands of a given modality")
     sources: dict[str, Source] = {}
     first_path, first_grid = None, None
     for m, v in conditions.items():
@@ -259,7 +281,7 @@ def make_sources(registry: Registry, conditions: Mapping[str, Any], window: Wind
         if isinstance(v, Source):
             s = v
         elif isinstance(v, (str, Path)):
-            s = RasterSource(mod, v, window)
+            s = RasterSource(mod, v, window, bands.get(m))
             used = add_offsets.get(m, 0.0)
             if s.declared_add_offsets and s.declared_add_offsets != [used]:
                 declared = s.declared_add_offsets
@@ -271,7 +293,7 @@ def make_sources(registry: Registry, conditions: Mapping[str, Any], window: Wind
             else:
                 check_same_grid(first_path, first_grid, v, s.grid)
         else:
-            s = ArraySource(mod, v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v))
+            s = ArraySource(mod, v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v), bands=bands.get(m))
         sources[m] = s
     sizes = {(s.height, s.width) for s in sources.values()}
     if len(sizes) > 1:

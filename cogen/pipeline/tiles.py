@@ -83,6 +83,8 @@ def _sample_group(bundle: Bundle, device: torch.device, call: Call, status: dict
             z = toks[m].encode(rep(vals[m]))
             spec[m] = (tuple(z.shape), z, toks[m].latent_valid(rep(oks[m])))
         # 0: nothing valid in these tiles: absent
+    bands = {m: torch.from_numpy(call.sources[m].given).expand(n * S, -1).to(device)
+             for m in (*conditions, *spec) if m in call.sources and not call.sources[m].all_bands}
     for m in call.targets:
         shape = (n * S, *toks[m].latent_shape(tile, tile))
         if m in call.regenerate:
@@ -97,7 +99,7 @@ def _sample_group(bundle: Bundle, device: torch.device, call: Call, status: dict
         noise[m] = torch.stack([global_noise(o.seed, s, order[m], (a0 + r) // d, (a1 + c) // d, *shape[1:])
                                 for r, c in positions for s in range(S)])
     if bundle.config.train.objective == "regression":
-        z = regress(model, device, conditions, spec)
+        z = regress(model, device, conditions, spec, bands)
     else:
         r0, c0 = a0 + positions[0][0], a1 + positions[0][1]
         gen = torch.Generator().manual_seed((o.seed * 7919 + r0 * 104729 + c0) & 0x7FFFFFFFFFFFFFFF)
@@ -105,7 +107,7 @@ def _sample_group(bundle: Bundle, device: torch.device, call: Call, status: dict
         z0 = {m: toks[m].encode(rep(v)) for m, v in init.items() if m in spec}
         z = denoise(model, bundle.diffusion, conditions, spec, o.steps, o.sampler, noise, gen, unit,
                     partial=bundle.config.roles.p_partial > 0, init=z0 or None, strength=o.strength if z0 else 1.0,
-                    final_denoise=o.final_denoise)
+                    final_denoise=o.final_denoise, bands=bands or None)
     out = {}
     for m in call.targets:
         mod = call.registry[m]
@@ -126,12 +128,12 @@ def _sample_group(bundle: Bundle, device: torch.device, call: Call, status: dict
 
 
 @torch.no_grad()
-def regress(model, device, conditions, spec):
+def regress(model, device, conditions, spec, bands=None):
     """The deterministic baseline: targets as zeros at t = 1, one forward pass, known cells kept."""
     x = {m: torch.zeros(shape, device=device) for m, (shape, _, _) in spec.items()}
     B = next(iter(x.values())).shape[0]
     t = {**{m: torch.zeros(B, device=device) for m in conditions}, **{m: torch.ones(B, device=device) for m in x}}
-    out = model({**conditions, **x}, t)
+    out = model({**conditions, **x}, t, bands=bands or None)
     return {m: out[m] if known is None else torch.where(km[:, None], known, out[m])
             for m, (shape, known, km) in spec.items()}
 
