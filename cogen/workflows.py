@@ -145,7 +145,9 @@ def _quicklook(path: Path, registry, panels_in: dict[str, Any], panels_out: dict
         out = []
         for title, (m, v) in panels.items():
             arr = read_preview(v) if isinstance(v, (str, Path)) else np.asarray(v)
-            if title.endswith("confidence") or title.endswith("std"):
+            if title == "novelty":  # log2 error ratio: 0 familiar, 2 (four times the error) and above saturate
+                out.append((title, np.clip(np.nan_to_num(arr[0] / 2.0), 0, 1)))
+            elif title.endswith("confidence") or title.endswith("std"):
                 a = arr[0] if arr.ndim == 3 else arr
                 finite = a[np.isfinite(a)]
                 hi = float(np.percentile(finite, 98)) if finite.size and title.endswith("std") else 1.0
@@ -184,13 +186,30 @@ def _run_job(args, pipe: CogenPipeline, inputs: dict[str, str], targets: list[st
     """One job into a staged output folder: rasters, quicklook.png (inputs over `panels(files)`), run.json."""
     window, bands = scene_window(args, inputs), _parse_bands(getattr(args, "bands", None))
     with OutputDir(args.out, args.overwrite) as od:
-        res = pipe(inputs, targets, outputs=_outputs(od.path, targets), regenerate=regenerate, **_call_kw(args))
+        nov = _novelty(args, pipe, inputs, od.path, regenerate)
+        res = pipe(inputs, targets, outputs=_outputs(od.path, targets), regenerate=regenerate, novelty=nov,
+                   **_call_kw(args))
         files = {m: r.files for m, r in res.items()}
+        out_panels = panels(files)
+        if nov is not None:
+            out_panels["novelty"] = (None, od.path / "novelty.tif")
         _quicklook(od.path / "quicklook.png", pipe.registry,
                    {f"input {m}": (m, read_preview(p, window=window, modality=pipe.registry[m], bands=bands.get(m)))
-                    for m, p in inputs.items()}, panels(files))
-        _run_json(od.path, args, pipe, t0, {"outputs": _rel(files, od.path)})
+                    for m, p in inputs.items()}, out_panels)
+        _run_json(od.path, args, pipe, t0, {"outputs": _rel(files, od.path),
+                                            "novelty": None if nov is None else nov.to_json()})
     return files
+
+
+def _novelty(args, pipe: CogenPipeline, inputs: dict[str, str], out: Path, masks=None):
+    """The inputs' novelty, written to `out`/novelty.tif; a one-line warning when the scene is unfamiliar; None
+    when the checkpoint has no novelty calibration or no input it knows."""
+    nov = pipe.novelty(inputs, window=getattr(args, "scene_window", None),
+                       add_offsets=_parse_add_offsets(getattr(args, "add_offset", None)),
+                       bands=_parse_bands(getattr(args, "bands", None)), masks=masks, out=out / "novelty.tif")
+    if nov is not None and nov.unfamiliar:
+        print(nov.warning(), file=sys.stderr)
+    return nov
 
 
 # ---- impute ------------------------------------------------------------------------------------------------
@@ -269,6 +288,7 @@ def synth(args: argparse.Namespace) -> dict:
     seed = _options(pipe, args).seed
     manifest: dict[str, dict[str, str]] = {}
     with OutputDir(args.out, args.overwrite) as od:
+        nov = _novelty(args, pipe, inputs, od.path) if inputs else None  # scenes from nothing: nothing to judge
         layouts = {m: read_raster(p) for m, p in inputs.items()}  # copied into every scene to complete it
         panels_out = {}
         for i in range(args.n):
@@ -289,7 +309,7 @@ def synth(args: argparse.Namespace) -> dict:
         write_json(od.path / "manifest.json", {"scenes": manifest})
         _quicklook(od.path / "quicklook.png", pipe.registry, {f"input {m}": (m, p) for m, p in inputs.items()},
                    panels_out)
-        _run_json(od.path, args, pipe, t0, {"scenes": list(manifest)})
+        _run_json(od.path, args, pipe, t0, {"scenes": list(manifest), "novelty": None if nov is None else nov.to_json()})
     print(f"wrote {args.n} scene(s) in the dataset layout to {args.out} (manifest.json, quicklook.png)")
     return manifest
 
@@ -332,7 +352,8 @@ def demo(args: argparse.Namespace) -> dict:
             print(f"demo: {name} ...", flush=True)
             with contextlib.redirect_stdout(io.StringIO()):  # the jobs' own lines name the staging folder
                 fn(a)
-            results[name] = {"seconds": round(time.time() - t, 1)}
+            results[name] = {"seconds": round(time.time() - t, 1),
+                             "novelty": json.loads((od.path / name / "run.json").read_text()).get("novelty")}
         # scores against the real data (the demo scene is shipped with every modality)
         from .metrics import psnr_np, miou_np
 

@@ -68,7 +68,7 @@ def build(tmp: Path, bundle: Path) -> list[Case]:
     o = lambda n: tmp / "out" / n
     cases = [
         Case("wrong band count", "sample.py", imp(o("bands"), f"S1RTC={f['S1_3bands']}"),
-             ["s1_3bands.tif", "3 band", "S1RTC needs 2"], o("bands")),
+             ["s1_3bands.tif", "3 band", "S1RTC has 2", "--bands S1RTC="], o("bands")),
         Case("dtype that cannot be converted safely", "sample.py",
              imp(o("dtype"), f"LULC={f['LULC_float']}", target=("S2L2A",)), ["lulc_float.tif", "integer", "float32"],
              o("dtype")),

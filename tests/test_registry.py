@@ -59,8 +59,10 @@ def test_registry_is_frozen(registry):
 
 
 def test_wrong_band_count_is_an_error(registry):
-    with pytest.raises(RasterError, match="has 3 band.*S2L2A needs 12"):
-        registry["S2L2A"].check_bands(3, "x.tif")
+    with pytest.raises(RasterError, match="has 3 band.*LULC needs 1"):
+        registry["LULC"].file_bands(3, "x.tif")
+    with pytest.raises(RasterError, match="has 3 band.*S2L2A has 12.*not named"):
+        registry["S2L2A"].file_bands(3, "x.tif")
 
 
 def test_a_new_sensor_is_a_config_entry(tmp_path):

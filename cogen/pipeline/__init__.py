@@ -23,6 +23,9 @@ from rasterio.windows import Window
 
 from .. import __version__
 from ..checkpoint import Bundle, load_bundle
+from ..errors import UsageError
+from ..io import RasterMeta, WindowedWriter
+from ..novelty import Calibration, Novelty, scene_novelty
 from ..options import SampleOptions
 from . import post
 from .request import Call, plan_call
@@ -71,8 +74,8 @@ class CogenPipeline:
                  outputs: Mapping[str, Mapping[str, Any]] | None = None, window: Window | None = None,
                  anchor: tuple[int, int] | None = None, size: tuple[int, int] | None = None,
                  add_offsets: Mapping[str, float] | None = None, grid_offset: tuple[int, int] | None = None,
-                 bands: Mapping[str, Sequence[str]] | None = None, progress: bool = True,
-                 **overrides: Any) -> dict[str, TargetResult]:
+                 bands: Mapping[str, Sequence[str]] | None = None, novelty: Novelty | None = None,
+                 progress: bool = True, **overrides: Any) -> dict[str, TargetResult]:
         """Generate `targets` from `conditions` ({modality: GeoTIFF path, (C, H, W) raw array, or Source}).
 
         options: the sampling settings (default: the checkpoint's, `self.options`); `**overrides` change single
@@ -93,10 +96,17 @@ class CogenPipeline:
         bands: {modality: band names} of an input that holds some of its modality's bands only (a 9-band L2A
             product), when its band descriptions do not name them; named or complete inputs need nothing. The
             missing bands are absent for the model, not zeros; generated modalities hold every band.
+        novelty: the scene's `self.novelty(...)`: a class map's confidence is multiplied by the pixel's familiarity
+            (1 up to the calibration's 95th percentile, halving for each unit of novelty above it).
         """
         call = plan_call(self.registry, self.model.names, self.unit, self.options, conditions, targets, options,
                          overrides, regenerate, window, anchor, size, add_offsets, grid_offset, bands,
                          self.bundle.tokenizers)
+        if novelty is not None:
+            if novelty.map.shape != (call.height, call.width):
+                raise UsageError(f"novelty map {novelty.map.shape} is not the scene's {(call.height, call.width)}; "
+                                 f"compute it with the same inputs and window")
+            call.novelty = novelty
         post.prepare(call)
         call.starts = interpolated_starts(call)
         writers = make_writers(call.registry, call.targets, call.height, call.width, call.options.samples, outputs,
@@ -108,6 +118,45 @@ class CogenPipeline:
             abort(writers)
             raise
         return collect(call.registry, writers)
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The checkpoint's novelty calibration (novelty.json), None if it has none."""
+        return Calibration.load(self.bundle.path)
+
+    def novelty(self, conditions: Mapping[str, Any], *, window: Window | None = None,
+                add_offsets: Mapping[str, float] | None = None, bands: Mapping[str, Sequence[str]] | None = None,
+                masks: Mapping[str, Any] | None = None, out: str | Path | None = None) -> Novelty | None:
+        """How unlike what the model learned the inputs are (cogen.novelty): the per-pixel map, the scene score,
+        the checkpoint's threshold and whether the scene is unfamiliar; None for a checkpoint without a novelty
+        calibration. masks: {modality: mask} pixels to leave out (cloud removal's clouds). out: novelty.tif,
+        float32 on the inputs' grid (the outputs'), NaN where no input is valid."""
+        cal = self.calibration
+        if cal is None:
+            return None
+        registry = self.registry.with_add_offsets(add_offsets) if add_offsets else self.registry
+        sources = make_sources(registry, {m: v for m, v in conditions.items() if m in cal.reference}, window,
+                               add_offsets, {m: b for m, b in (bands or {}).items() if m in cal.reference})
+        if not sources:
+            return None
+        masks = {m: MaskSource(v, window=window) if isinstance(v, (str, Path)) else v for m, v in (masks or {}).items()}
+        writer = None
+        if out is not None:
+            first = next(iter(sources.values()))
+            ref = next((s for s in sources.values() if isinstance(s, RasterSource)), None)
+            crs, tr = (ref.grid.crs, ref.grid.transform) if ref else (None, rasterio.transform.Affine.identity())
+            meta = RasterMeta(descriptions=["novelty"], unit="log2 error ratio",
+                              tags={"COGEN_PRODUCT": "novelty", "COGEN_NOVELTY_THRESHOLD": f"{cal.threshold:.4f}"})
+            writer = WindowedWriter(out, crs, tr, first.height, first.width, 1, "float32", float("nan"), meta=meta)
+        try:
+            nov = scene_novelty(self.bundle, self.device, sources, cal, masks, writer, self.options.batch)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        if writer is not None:
+            writer.commit()
+        return nov
 
     def _tags(self, call: Call) -> dict[str, Any]:
         o = call.options

@@ -38,6 +38,8 @@ class Call:
     blocks: dict[str, list[tuple[int, int, int, int]]] = field(default_factory=dict)
     libraries: dict[str, Any] = field(default_factory=dict)
     starts: dict[str, Any] = field(default_factory=dict)
+    # the scene's novelty (cogen.novelty), when given: class-map confidence falls where it is high
+    novelty: Any = None
 
 
 def plan_call(registry: Registry, known: Sequence[str], unit: int, defaults: SampleOptions,

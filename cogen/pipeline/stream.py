@@ -75,7 +75,10 @@ def flush(call: Call, writers: dict[str, dict[str, Any]], acc: dict[str, np.ndar
             nodata = mod.nodata if mod.nodata is not None else 0
             ids = np.where(has_info, np.asarray(mod.class_ids)[a.argmax(axis=0)], nodata)
             ws["classes"].write(ids[None].astype(ws["classes"].dtype), win)
-            ws["confidence"].write(np.where(has_info, a.max(axis=0), np.nan)[None].astype(np.float32), win)
+            conf = a.max(axis=0)
+            if call.novelty is not None:  # an unfamiliar pixel's class is less sure than its samples agree
+                conf = conf * call.novelty.familiarity(top, n)
+            ws["confidence"].write(np.where(has_info, conf, np.nan)[None].astype(np.float32), win)
             continue
         C = mod.num_bands
         s0, mean, sq = a[:C], a[C : 2 * C], a[2 * C :]
