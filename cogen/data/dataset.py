@@ -166,13 +166,16 @@ class SceneDataset(Dataset):
             self._cache[key] = arr
         return self._cache[key]
 
-    def load(self, sid: str, m: str, row: int, col: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Model-space values and valid mask of modality `m` of scene `sid` at absolute pixel (row, col)."""
+    def raw_crop(self, sid: str, m: str, row: int, col: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw values (C,h,w) and valid mask (h,w) of modality `m` of scene `sid` at absolute pixel (row, col)."""
         win = self.windows[sid]
         raw, ok = self._region_arrays(sid, m)
         r, c = row - int(win.row_off), col - int(win.col_off)
-        raw, ok = raw[:, r : r + h, c : c + w], ok[r : r + h, c : c + w]
-        return to_model_space(self.registry[m], raw, ok)
+        return raw[:, r : r + h, c : c + w], ok[r : r + h, c : c + w]
+
+    def load(self, sid: str, m: str, row: int, col: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model-space values and valid mask of modality `m` of scene `sid` at absolute pixel (row, col)."""
+        return to_model_space(self.registry[m], *self.raw_crop(sid, m, row, col, h, w))
 
     def class_counts(self, m: str) -> np.ndarray:
         """(K,) valid pixel counts per class of categorical modality `m` over the dataset's regions."""
@@ -198,19 +201,34 @@ class SceneDataset(Dataset):
             h = w = c
         else:
             sid = self.scene_ids[int(rng.integers(len(self.scene_ids)))]
-            win = self.windows[sid]
-            h = w = self.crop or int(min(win.height, win.width))
-            row = int(win.row_off) + int(rng.integers(int(win.height) - h + 1))
-            col = int(win.col_off) + int(rng.integers(int(win.width) - w + 1))
-        values, valid = {}, {}
-        for m in self.files[sid]:
-            values[m], valid[m] = self.load(sid, m, row, col, h, w)
-        if self.augment:
-            k, flip = int(rng.integers(4)), bool(rng.integers(2))
-            for d in (values, valid):
-                for m in d:
-                    d[m] = dihedral(d[m], k, flip)
-        return {"scene": sid, "window": (row, col, h, w), "values": values, "valid": valid}
+            row, col, h, w = random_window(rng, self.windows[sid], self.crop)
+        raw = {m: self.raw_crop(sid, m, row, col, h, w) for m in self.files[sid]}
+        return make_item(self.registry, sid, (row, col, h, w), raw, rng if self.augment else None)
+
+
+def random_window(rng: np.random.Generator, win: Window, crop: int | None) -> tuple[int, int, int, int]:
+    """(row, col, h, w) of a `crop` px square (the region's short side when None) at a uniformly random position
+    inside the region `win`, in absolute pixels; draws two integers from `rng`."""
+    h = w = crop or int(min(win.height, win.width))
+    row = int(win.row_off) + int(rng.integers(int(win.height) - h + 1))
+    col = int(win.col_off) + int(rng.integers(int(win.width) - w + 1))
+    return row, col, h, w
+
+
+def make_item(registry: Registry, sid: str, window: tuple[int, int, int, int],
+              raw: Mapping[str, tuple[np.ndarray, np.ndarray]], rng: np.random.Generator | None = None) -> dict[str, Any]:
+    """The training item of a crop, whatever stores it (a folder, Parquet shards): `raw` holds {m: (raw values
+    (C,h,w), valid mask (h,w))} at `window` (row, col, h, w) of scene `sid`. With `rng`, one dihedral augmentation
+    (quarter turns, then a flip; two integers drawn) is applied to every modality alike."""
+    values, valid = {}, {}
+    for m, (x, ok) in raw.items():
+        values[m], valid[m] = to_model_space(registry[m], x, ok)
+    if rng is not None:
+        k, flip = int(rng.integers(4)), bool(rng.integers(2))
+        for d in (values, valid):
+            for m in d:
+                d[m] = dihedral(d[m], k, flip)
+    return {"scene": sid, "window": window, "values": values, "valid": valid}
 
 
 def to_model_space(mod: Modality, raw: np.ndarray, ok: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
