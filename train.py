@@ -1,6 +1,7 @@
 """Train cogen's per-modality-time diffusion transformer.
 
     python train.py --config configs/demo.yaml [key=value ...]
+    python train.py --config configs/demo.yaml data.source=majortom data.root=SHARDS   # streamed Parquet shards
     accelerate launch --multi_gpu --num_processes 2 train.py --config configs/demo.yaml train.out_dir=runs/ddp
     (on a CPU-only machine `--multi_gpu` starts the processes through torchrun; they train with gloo DDP)
 
@@ -33,6 +34,7 @@ from tqdm.auto import tqdm
 from cogen.checkpoint import verify, write_bundle_files, write_manifest
 from cogen.config import Config, checkpoint_dir, load_stages
 from cogen.data import SceneDataset, collate_scenes, load_split
+from cogen.data.shards import ShardStream
 from cogen.diffusion.loss import (balanced_class_weights, dark_weight_map, diffusion_loss, encode_batch,
                                   latent_bands, reference_brightness, regression_loss)
 from cogen.diffusion.schedule import Diffusion
@@ -67,9 +69,21 @@ def build_everything(cfg: Config):
     return registry, tokenizers, model
 
 
-def datasets(cfg: Config, registry: Registry, total_samples: int):
+def datasets(cfg: Config, registry: Registry, total_samples: int, rank: int = 0, world: int = 1):
+    """(training, validation) data of `cfg.data`: a folder's `total_samples` seeded crops, or (data.source=majortom)
+    a stream of crops of Parquet shards, this process's share of it when there are `world` of them."""
     d = cfg.data
     region, regions = load_split(d.split_file, d.train_split)
+    if d.source == "majortom":
+        common = dict(root=d.root, registry=registry, modalities=d.modalities, crop=d.crop)
+        train = ShardStream(**common, region=region, regions=regions, seed=cfg.train.seed, augment=d.augment,
+                            shuffle_buffer=d.shuffle_buffer, rank=rank, world=world,
+                            batch_size=cfg.optim.batch_size, num_workers=d.num_workers)
+        val = None
+        if d.val_split:
+            vr, vrs = load_split(d.split_file, d.val_split)
+            val = ShardStream(**common, region=vr, regions=vrs, mode="grid")
+        return train, val
     common = dict(root=d.root if not d.manifest else None, manifest=d.manifest, registry=registry,
                   modalities=d.modalities, crop=d.crop)
     train = SceneDataset(**common, region=region, regions=regions, mode="random", length=total_samples,
@@ -152,7 +166,9 @@ def init_weights(model: CogenTransformer, bundle: str, log) -> None:
     log(f"initialised from the weights of {bundle}")
 
 
-def train(cfg: Config, resume: bool = True) -> dict:
+def train(cfg: Config, resume: bool = True, data: tuple | None = None) -> dict:
+    """Train the run `cfg` describes (resuming from its newest checkpoint); `data`: (training, validation)
+    datasets to take instead of those of cfg.data (scripts/shards_check.py), each process's own."""
     if cfg.train.threads:  # both stages
         torch.set_num_threads(cfg.train.threads)
     if cfg.train.stage == "tokenizer":
@@ -163,8 +179,11 @@ def train(cfg: Config, resume: bool = True) -> dict:
     mp = t_cfg.mixed_precision
     if mp == "auto":
         mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    # cpu=True on machines without CUDA so that a torchrun/accelerate multi-process launch uses gloo DDP
-    acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=o.grad_accum, cpu=not torch.cuda.is_available())
+    check_compute(cfg)
+    # cpu=True on machines without CUDA so that a torchrun/accelerate multi-process launch uses gloo DDP; with
+    # train.compile accelerate compiles the prepared (DDP-wrapped) model with inductor
+    acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=o.grad_accum, cpu=not torch.cuda.is_available(),
+                      dynamo_backend="inductor" if t_cfg.compile else "no")
     rank, world = acc.process_index, acc.num_processes
     out_dir = Path(t_cfg.out_dir)
     log = (lambda s: tqdm.write(s)) if acc.is_main_process else (lambda s: None)
@@ -181,7 +200,8 @@ def train(cfg: Config, resume: bool = True) -> dict:
     if t_cfg.init_from and not ckpts:
         init_weights(model, t_cfg.init_from, log)
     samples_per_step = o.batch_size * o.grad_accum * world
-    train_ds, val_ds = datasets(cfg, registry, t_cfg.steps * samples_per_step)
+    train_ds, val_ds = data or datasets(cfg, registry, t_cfg.steps * samples_per_step, rank, world)
+    stream = isinstance(train_ds, ShardStream)
     class_weights = {}
     if t_cfg.class_balance < 0:
         raise CogenError(f"train.class_balance={t_cfg.class_balance}: use 0 (off) or a positive power such as 0.5")
@@ -231,7 +251,7 @@ def train(cfg: Config, resume: bool = True) -> dict:
                    power=2 / 3, model_cls=CogenTransformer, model_config=acc.unwrap_model(model).config)
     ema.to(acc.device)
 
-    start = 0
+    start, state = 0, {}
     if ckpts and not resume:
         raise CheckpointError(f"{out_dir}: holds checkpoints; remove the folder, pick another train.out_dir, or resume")
     if ckpts:
@@ -246,27 +266,36 @@ def train(cfg: Config, resume: bool = True) -> dict:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
-    # data: sample index i of the run is always the same crop, so resuming skips exactly the seen samples
+    # data: sample index i of the run is always the same crop (a folder), or visit g of the stream (shards, whose
+    # position is in the checkpoint), so resuming skips exactly the seen samples
     per_rank = o.batch_size * o.grad_accum
-    remaining = Subset(train_ds, range(start * samples_per_step + rank * per_rank * 0, len(train_ds)))
     collate = partial(collate_scenes, modalities=cfg.data.modalities, registry=registry)
-    loader = DataLoader(remaining, batch_size=o.batch_size, shuffle=False, collate_fn=collate,
-                        num_workers=cfg.data.num_workers, drop_last=True)
-    loader = acc.prepare_data_loader(loader, device_placement=True)
+    if stream:  # each process reads its own share of the shards (ShardStream's rank and world)
+        train_ds.load_state_dict(state.get("data") or {"batches": start * o.grad_accum})
+        loader = DataLoader(train_ds, batch_size=o.batch_size, collate_fn=collate, num_workers=cfg.data.num_workers)
+        batches = (to_device(b, acc.device) for b in loader)
+    else:  # accelerate hands each process its own batches of the one sequence
+        remaining = Subset(train_ds, range(start * samples_per_step + rank * per_rank * 0, len(train_ds)))
+        loader = DataLoader(remaining, batch_size=o.batch_size, shuffle=False, collate_fn=collate,
+                            num_workers=cfg.data.num_workers, drop_last=True)
+        batches = iter(acc.prepare_data_loader(loader, device_placement=True))
+    audit = (out_dir / "audit" / f"rank-{rank}.jsonl") if t_cfg.audit else None
+    if audit is not None:
+        audit.parent.mkdir(parents=True, exist_ok=True)
 
     logger = make_logger(t_cfg, out_dir, cfg, acc.is_main_process)
     metrics_path = out_dir / "metrics.jsonl"
     t0, t_last, seen_last = time.time(), time.time(), 0
     step, end = start, t_cfg.final_step()
     bar = tqdm(total=end, initial=start, desc="train", disable=not acc.is_main_process, dynamic_ncols=True)
-    it = iter(loader)
     last = {}
     stop_reason = None
     while step < end:
         model.train()
-        losses = []
+        losses, seen = [], []
         for micro in range(o.grad_accum):
-            batch = next(it)
+            batch = next(batches)
+            seen += [[s, *w] for s, w in zip(batch["scene"], batch["window"])]
             gen = step_generator(t_cfg.seed, step, micro, rank)
             with acc.accumulate(model):
                 z, ok, present = encode_batch(batch, tokenizers)
@@ -294,6 +323,9 @@ def train(cfg: Config, resume: bool = True) -> dict:
         ema.step(acc.unwrap_model(model).parameters())
         step += 1
         bar.update(1)
+        if audit is not None:
+            with open(audit, "a") as f:
+                f.write(json.dumps({"step": step, "samples": seen, "weights": weights_digest(model)}) + "\n")
         finite = [v for v in losses if math.isfinite(v)]
         loss_v = sum(finite) / len(finite) if finite else float("nan")
         bar.set_postfix(loss=f"{loss_v:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
@@ -318,7 +350,8 @@ def train(cfg: Config, resume: bool = True) -> dict:
         if t_cfg.max_minutes and (time.time() - t0) / 60 >= t_cfg.max_minutes:
             stop_reason = f"time budget of {t_cfg.max_minutes} min reached at step {step}"
         if step % t_cfg.ckpt_every == 0 or step == end or stop_reason:
-            save_checkpoint(acc, model, ema, tokenizers, registry, cfg, step, out_dir)
+            save_checkpoint(acc, model, ema, tokenizers, registry, cfg, step, out_dir,
+                            train_ds.state_dict(step * o.grad_accum) if stream else None)
         if stop_reason:
             log(stop_reason)
             break
@@ -339,17 +372,50 @@ def validate(acc, model, ema, tokenizers, val_ds, cfg: Config, loss_fn, collate)
         for i, batch in enumerate(loader):
             if i >= cfg.train.val_batches:
                 break
-            batch = {k: ({m: v.to(acc.device) for m, v in b.items()} if isinstance(b, dict) else b)
-                     for k, b in batch.items()}
+            batch = to_device(batch, acc.device)
             z, ok, present = encode_batch(batch, tokenizers)
-            loss, _ = loss_fn(raw, z, ok, present, torch.Generator().manual_seed(1234 + i), bands=latent_bands(batch, tokenizers))
+            with acc.autocast():
+                loss, _ = loss_fn(raw, z, ok, present, torch.Generator().manual_seed(1234 + i),
+                                  bands=latent_bands(batch, tokenizers))
             total, n = total + loss.item(), n + 1
     ema.restore(raw.parameters())
     return total / max(n, 1)
 
 
-def save_checkpoint(acc, model, ema, tokenizers, registry, cfg: Config, step: int, out_dir: Path) -> None:
-    """The model's checkpoint: accelerate's state, the EMA state and a ready-to-sample EMA bundle."""
+def to_device(batch: dict, device) -> dict:
+    """A batch of `collate_scenes` with its tensors on `device` (scene ids and windows as they are)."""
+    return {k: ({m: v.to(device) for m, v in b.items()} if isinstance(b, dict) else b) for k, b in batch.items()}
+
+
+def weights_digest(model) -> str:
+    """A short digest of a model's parameters: equal in every process after a synchronised step."""
+    h = hashlib.sha256()
+    for p in model.parameters():
+        h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def check_compute(cfg: Config) -> None:
+    """Refuse, before anything starts, an attention backend or torch.compile this machine cannot run."""
+    import cogen.models.transformer as transformer
+
+    attn = cfg.model.attention
+    if attn not in ("auto", "sdpa", "xformers"):
+        raise CogenError(f"model.attention={attn!r}: use auto (xformers where installed on CUDA, else PyTorch SDPA), "
+                         f"sdpa or xformers")
+    if attn == "xformers" and (transformer.xops is None or not torch.cuda.is_available()):
+        raise CogenError("model.attention=xformers needs CUDA and xformers (pip install 'cogen[cuda]'); use "
+                         "model.attention=auto")
+    if cfg.train.compile and not torch.cuda.is_available():
+        if not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++")):
+            raise CogenError("train.compile=true on a CPU needs a C++ compiler for inductor (e.g. apt-get install "
+                             "g++); or set train.compile=false")
+
+
+def save_checkpoint(acc, model, ema, tokenizers, registry, cfg: Config, step: int, out_dir: Path,
+                    data_state: dict | None = None) -> None:
+    """The model's checkpoint: accelerate's state, the EMA state, a ready-to-sample EMA bundle and, for streamed
+    data, this stream's position (state.json's `data`)."""
 
     def extra(tmp: Path) -> None:
         torch.save(ema.state_dict(), tmp / "ema_state.pt")
@@ -359,10 +425,10 @@ def save_checkpoint(acc, model, ema, tokenizers, registry, cfg: Config, step: in
         write_bundle_files(tmp / "ema", ema_model, tokenizers, registry, cfg, {"step": step})
         write_manifest(tmp / "ema")
 
-    atomic_checkpoint(acc, cfg, step, out_dir, extra)
+    atomic_checkpoint(acc, cfg, step, out_dir, extra, {"data": data_state} if data_state else None)
 
 
-def atomic_checkpoint(acc, cfg: Config, step: int, out_dir: Path, extra=None) -> None:
+def atomic_checkpoint(acc, cfg: Config, step: int, out_dir: Path, extra=None, state: dict | None = None) -> None:
     """Everything goes into a temporary folder (accelerate's state of every process, then `extra(tmp)` and
     state.json on the main process), the manifest is written last, then one rename; keeps the last K."""
     final = checkpoint_dir(out_dir, step)
@@ -376,7 +442,7 @@ def atomic_checkpoint(acc, cfg: Config, step: int, out_dir: Path, extra=None) ->
     if acc.is_main_process:
         if extra is not None:
             extra(tmp)
-        (tmp / "state.json").write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=2))
+        (tmp / "state.json").write_text(json.dumps({"step": step, "config": cfg.to_dict(), **(state or {})}, indent=2))
         write_manifest(tmp, {"step": step})
         if final.exists():
             shutil.rmtree(final)
@@ -395,6 +461,9 @@ def train_tokenizer(cfg: Config, resume: bool = True) -> dict:
     from cogen.tokenizers.vae import PatchDiscriminator, VAETokenizer, edge_loss
 
     t_cfg, o, k = cfg.train, cfg.optim, cfg.tokenizer
+    if cfg.data.source != "folder":
+        raise CogenError(f"data.source={cfg.data.source}: the tokenizer stage reads a folder dataset; set "
+                         f"data.source=folder and data.root=FOLDER")
     acc = Accelerator(cpu=not torch.cuda.is_available())
     if acc.num_processes > 1:
         raise CogenError("the tokenizer stage runs in one process; launch it without --num_processes")

@@ -20,7 +20,10 @@ from .options import SampleOptions
 
 @dataclass
 class DataConfig:
-    root: str = "data/terramind-examples"
+    # folder: <root>/<MODALITY>/<scene_id>.tif (or `manifest`); majortom: Major TOM-layout Parquet shards, `root` their
+    # folder or a list of part files (cogen.data.shards), streamed
+    source: str = "folder"
+    root: str | list[str] = "data/terramind-examples"
     manifest: str | None = None
     split_file: str = "configs/split.yaml"
     train_split: str = "train"
@@ -31,6 +34,7 @@ class DataConfig:
     registry: str = "configs/modalities.yaml"
     stats: str = "configs/stats.yaml"
     num_workers: int = 0
+    shuffle_buffer: int = 256  # majortom: each loader worker's shuffle buffer, in grid-cell visits (0: file order)
 
 
 @dataclass
@@ -89,6 +93,8 @@ class TrainConfig:
     on_nonfinite: str = "stop"  # stop | skip
     threads: int | None = None
     init_from: str | None = None  # start from the weights of this cogen bundle (fine-tuning); ignored on resume
+    compile: bool = False  # torch.compile the model (inductor; on a CPU it needs a C++ compiler)
+    audit: bool = False  # each process logs its samples (scene, window) and a digest of its weights per step
     # class maps as targets: weight each pixel's loss by (training frequency of its class) ^ -class_balance,
     # normalised to mean 1 over the training pixels (0 = off, 0.5 = inverse square root, 1 = inverse);
     # rare classes (built area, bare ground) then count in the loss, not only the dominant ones
@@ -290,6 +296,9 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
 # (key, test, what it must be, an example): numbers a run cannot use, refused when the config is read rather than
 # as a traceback (or a run that does nothing) later
 RANGES: list[tuple[str, Any, str, str]] = [
+    ("data.source", lambda v: v in ("folder", "majortom"), "folder or majortom", "majortom"),
+    ("data.num_workers", lambda v: v >= 0, "0 (load in the training process) or above", "4"),
+    ("data.shuffle_buffer", lambda v: v >= 0, "0 (no shuffling) or above", "256"),
     ("data.crop", lambda v: v >= 1, "a number of pixels >= 1", "32"),
     ("model.patch_size", lambda v: v >= 1, "a number of pixels >= 1", "4"),
     ("optim.lr", lambda v: v > 0, "above 0", "3e-4"),
@@ -318,6 +327,13 @@ def _check_ranges(cfg: Config) -> Config:
         v = getattr(getattr(cfg, sec), name)
         if not ok(v):
             raise ConfigError(f"{key}={v!r}: must be {rule} (e.g. {key}={example})")
+    d = cfg.data
+    if d.source == "folder" and not isinstance(d.root, str):
+        raise ConfigError(f"data.root={d.root!r}: a list of files is for Parquet shards; set data.source=majortom, "
+                          f"or give one dataset folder")
+    if d.source == "majortom" and d.manifest:
+        raise ConfigError(f"data.manifest={d.manifest}: a manifest lists GeoTIFFs (data.source=folder); shards are read "
+                          f"from data.root")
     patches = {cfg.model.patch_size, *cfg.model.patch_sizes.values()}
     bad = [p for p in sorted(patches) if p < 1 or cfg.data.crop % p]
     if bad:

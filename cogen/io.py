@@ -129,13 +129,18 @@ def file_valid(path: str | Path, raw: np.ndarray, window: Window | None = None) 
     """(H, W) bool for `raw` read from `path` (the same `window`): False where the file itself says no data, by
     its nodata value in any band or by its internal (per-dataset) mask. The registry's own rules (NaN, valid
     range, nodata) are `Modality.valid_mask`'s."""
-    ok = np.ones(raw.shape[-2:], bool)
     with open_raster(path) as src:
-        nod = src.nodata
-        if nod is not None and not np.isnan(nod):
-            ok &= ~(raw == nod).any(axis=0)
-        if has_internal_mask(src):
-            ok &= src.dataset_mask(window=window) > 0
+        return dataset_valid(src, raw, window)
+
+
+def dataset_valid(src, raw: np.ndarray, window: Window | None = None) -> np.ndarray:
+    """`file_valid` for a raster already open (a file, or GeoTIFF bytes in a rasterio MemoryFile)."""
+    ok = np.ones(raw.shape[-2:], bool)
+    nod = src.nodata
+    if nod is not None and not np.isnan(nod):
+        ok &= ~(raw == nod).any(axis=0)
+    if has_internal_mask(src):
+        ok &= src.dataset_mask(window=window) > 0
     return ok
 
 

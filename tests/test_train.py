@@ -93,9 +93,14 @@ def test_accelerate_two_processes_on_cpu(tmp_path):
     cmd = [PY, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "train.py"), "--config",
            str(ROOT / "configs" / "tiny.yaml"), f"train.out_dir={out}", "train.steps=4", "train.ckpt_every=2",
-           "train.eval_every=2", "train.log_every=1"]
+           "train.eval_every=2", "train.log_every=1", "train.audit=true"]
     r = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+    # each process trained on its own crops and ended every step with the same weights
+    audit = [[json.loads(l) for l in (out / "audit" / f"rank-{i}.jsonl").read_text().splitlines()] for i in (0, 1)]
+    seen = [{tuple(x) for rec in a for x in rec["samples"]} for a in audit]
+    assert len(seen[0]) == len(seen[1]) == 16 and not seen[0] & seen[1]
+    assert [rec["weights"] for rec in audit[0]] == [rec["weights"] for rec in audit[1]]
     ck = sorted((out / "checkpoints").glob("step-*"))[-1]
     assert ck.name == "step-000004"
     assert (ck / "state" / "random_states_1.pkl").is_file()  # both processes' RNG states are kept

@@ -171,14 +171,22 @@ class SceneDataset(Dataset):
             self._cache[key] = arr
         return self._cache[key]
 
-    def load(self, sid: str, m: str, row: int, col: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Model-space values and valid mask of modality `m` of scene `sid` at absolute pixel (row, col)."""
+    def raw_crop(self, sid: str, m: str, row: int, col: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw values (C,h,w) and valid mask (h,w) of modality `m` of scene `sid` at absolute pixel (row, col)."""
         win = self.windows[sid]
         raw, ok = self._region_arrays(sid, m)
         r, c = row - int(win.row_off), col - int(win.col_off)
-        raw, ok = raw[:, r : r + h, c : c + w], ok[r : r + h, c : c + w]
+        return raw[:, r : r + h, c : c + w], ok[r : r + h, c : c + w]
+
+    def load(self, sid: str, m: str, row: int, col: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model-space values and valid mask of modality `m` of scene `sid` at absolute pixel (row, col)."""
         mod = self.registry[m]
-        return to_model_space(mod, raw, ok, None if mod.is_categorical else mod.band_mask(self.band_idx[sid, m]))
+        return to_model_space(mod, *self.raw_crop(sid, m, row, col, h, w),
+                              None if mod.is_categorical else self.given(sid, m))
+
+    def given(self, sid: str, m: str) -> np.ndarray:
+        """(C,) bool: the bands of modality `m` that scene `sid`'s file holds."""
+        return self.registry[m].band_mask(self.band_idx[sid, m])
 
     def class_counts(self, m: str) -> np.ndarray:
         """(K,) valid pixel counts per class of categorical modality `m` over the dataset's regions."""
@@ -204,21 +212,41 @@ class SceneDataset(Dataset):
             h = w = c
         else:
             sid = self.scene_ids[int(rng.integers(len(self.scene_ids)))]
-            win = self.windows[sid]
-            h = w = self.crop or int(min(win.height, win.width))
-            row = int(win.row_off) + int(rng.integers(int(win.height) - h + 1))
-            col = int(win.col_off) + int(rng.integers(int(win.width) - w + 1))
-        values, valid, bands = {}, {}, {}
-        for m in self.files[sid]:
-            values[m], valid[m] = self.load(sid, m, row, col, h, w)
-            if not self.registry[m].is_categorical:
-                bands[m] = torch.from_numpy(self.registry[m].band_mask(self.band_idx[sid, m]))
-        if self.augment:
-            k, flip = int(rng.integers(4)), bool(rng.integers(2))
-            for d in (values, valid):
-                for m in d:
-                    d[m] = dihedral(d[m], k, flip)
-        return {"scene": sid, "window": (row, col, h, w), "values": values, "valid": valid, "bands": bands}
+            row, col, h, w = random_window(rng, self.windows[sid], self.crop)
+        raw = {m: self.raw_crop(sid, m, row, col, h, w) for m in self.files[sid]}
+        bands = {m: self.given(sid, m) for m in self.files[sid] if not self.registry[m].is_categorical}
+        return make_item(self.registry, sid, (row, col, h, w), raw, rng if self.augment else None, bands)
+
+
+def random_window(rng: np.random.Generator, win: Window, crop: int | None) -> tuple[int, int, int, int]:
+    """(row, col, h, w) of a `crop` px square (the region's short side when None) at a uniformly random position
+    inside the region `win`, in absolute pixels; draws two integers from `rng`."""
+    h = w = crop or int(min(win.height, win.width))
+    row = int(win.row_off) + int(rng.integers(int(win.height) - h + 1))
+    col = int(win.col_off) + int(rng.integers(int(win.width) - w + 1))
+    return row, col, h, w
+
+
+def make_item(registry: Registry, sid: str, window: tuple[int, int, int, int],
+              raw: Mapping[str, tuple[np.ndarray, np.ndarray]], rng: np.random.Generator | None = None,
+              bands: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """The training item of a crop, whatever stores it (a folder, Parquet shards): `raw` holds {m: (raw values
+    (C,h,w), valid mask (h,w))} at `window` (row, col, h, w) of scene `sid`, every band of the modality; `bands`
+    {m: (C,) bool} the ones the store holds (all where not said). With `rng`, one dihedral augmentation (quarter
+    turns, then a flip; two integers drawn) is applied to every modality alike."""
+    values, valid, given = {}, {}, {}
+    for m, (x, ok) in raw.items():
+        mod = registry[m]
+        g = None if mod.is_categorical else (bands or {}).get(m)
+        values[m], valid[m] = to_model_space(mod, x, ok, g)
+        if not mod.is_categorical:
+            given[m] = torch.from_numpy(np.ones(mod.num_bands, bool) if g is None else np.asarray(g, bool))
+    if rng is not None:
+        k, flip = int(rng.integers(4)), bool(rng.integers(2))
+        for d in (values, valid):
+            for m in d:
+                d[m] = dihedral(d[m], k, flip)
+    return {"scene": sid, "window": window, "values": values, "valid": valid, "bands": given}
 
 
 def to_model_space(mod: Modality, raw: np.ndarray, ok: np.ndarray,
