@@ -284,7 +284,7 @@ def _tiles(src, T: int, stride: int, rows=None, cols=None):
 
 
 def calibrate(bundle, device, train: Mapping[str, list], held_out: Mapping[str, list], levels=LEVELS,
-              tile: int = TILE, seed: int = 0, quantile: float = 0.95, margin: float = 0.5,
+              tile: int = TILE, seed: int = 0, quantile: float = 0.95, margin: float = 0.25,
               source: dict | None = None) -> Calibration:
     """train / held_out: {modality: [pipeline Source]}: the training regions (for the bank of embedded tokens)
     and held-out regions of the training places (for the statistics and the threshold).

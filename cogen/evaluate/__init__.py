@@ -15,7 +15,7 @@ Sampling follows the checkpoint's options (cogen.options.SampleOptions); --sampl
 sampler, seeds and tiles.
 
 Parts: `scoring` (the split, the scores, the predictors, directions, robustness, the steps sweep), `clouds`
-(cloud removal) and `report` (results.json documents and the page); `main` runs them.
+(cloud removal), `places` (every task on places the model never saw, beside the same on the split) and `report` (results.json documents and the page); `main` runs them.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from ..io import write_json
 from ..options import SAMPLERS
 from .clouds import (BLIND, CLOUD_ONE, FILL, cloud_masks, cloud_part, cloud_removal_eval, cloud_removal_figure,
                      cloud_row, cloud_start, cloud_strip_rows, fillnodata_baseline)
+from .places import out_of_place_part
 from .report import (MERGE_OWN, PARTS, carried_methods, cogen_scored, kept_baseline, load_reuse, merge_results,
                      run_settings, sampling_words, settings_mismatch, without_method, write_report)
 from .scoring import (DETERMINISTIC, FIG_DIR, PRIOR, Evaluator, Split, _phys, class_prior, class_scores,
@@ -63,6 +64,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cloud-covers", default="0.2,0.3,0.4,0.5")
     p.add_argument("--cloud-figure-cover", type=float, default=0.4,
                    help="the cover pictured on the page (with --report; the first cover if this one is not scored)")
+    p.add_argument("--out-of-place", default=None, metavar="DIR",
+                   help="score imputation, land cover and cloud removal on the places in DIR (data/more-real) beside "
+                        "the same tasks on the split's strips (cogen.evaluate.places)")
     p.add_argument("--sweep", default=None, help="direction for the quality-vs-steps plot (ddim, dpm++)")
     p.add_argument("--sweep-steps", default="5,10,20,50,100")
     p.add_argument("--out", required=True, help="results.json")
@@ -123,6 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     if not a.baselines_only and a.cloud_removal:  # cloud removal and the sweep score cogen only
         results.update(cloud_part(pipe, ev, [float(c) for c in a.cloud_covers.split(",")], a.cloud_figure_cover,
                                   fig_dir, prev, say))
+    if not a.baselines_only and a.out_of_place:
+        results.update(out_of_place_part(pipe, opts, Path(a.out_of_place), Path(a.data), a.split_file, a.split,
+                                         class_prior(a.data, reg, a.split_file, a.train_split, "LULC"), prev, say))
     if not a.baselines_only and a.sweep:
         results["sweep"] = prev["sweep"] if "sweep" in prev else {
             **steps_sweep(ev, predictors["cogen"], a.sweep, [int(s) for s in a.sweep_steps.split(",")], fig_dir, say),

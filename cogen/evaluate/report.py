@@ -15,7 +15,7 @@ from ..options import SampleOptions
 from .clouds import cloud_strip_rows
 from .scoring import DETERMINISTIC, PRIOR
 
-PARTS = ("meta", "robustness", "cloud_removal", "cloud_removal_figure", "sweep")  # results.json keys that are not methods
+PARTS = ("meta", "robustness", "cloud_removal", "cloud_removal_figure", "sweep", "out_of_place")  # results.json keys that are not methods
 
 
 # ---- a run's settings, and figures reused from an earlier run ----------------------------------------------
@@ -276,6 +276,32 @@ def _cloud_removal(cloud: dict) -> list[str]:
     return L
 
 
+def _out_of_place(op: dict) -> list[str]:
+    """Each task on the held-out strips of the training places and on places the model never saw, side by side."""
+    L = ["", "## In place and out of place", "",
+         "Each task with the same settings on the held-out test strips of the shipped scenes (in place) and on places "
+         "the model never trained on (out of place, data/more-real; cogen.evaluate.places says how). The deterministic "
+         f"baseline is not run here (its checkpoint is not shipped). cogen: {op.get('samples', '?')} samples.", "",
+         "| task | figure | method | in place | out of place | out-of-place scenes |", "|---|---|---|---|---|---|"]
+    for task, r in op.items():
+        if not isinstance(r, dict) or "in_place" not in r:
+            continue
+        ip, oo = r["in_place"], r.get("out_of_place", {})
+        where = ", ".join(oo.get("scenes", oo.get("runs", [])))
+        methods = [k for k, v in ip.items() if isinstance(v, dict)]
+        figs = ["mIoU", "pixel_accuracy"] if "mIoU" in ip[methods[0]] else ["PSNR", "SAM"]
+        for f in figs:
+            for k in methods:
+                L.append(f"| {task} | {f} | {k} | {_fmt(ip[k].get(f))} | {_fmt((oo.get(k) or {}).get(f))} | {where} |")
+        extra = [f"bands scored: {', '.join(ip['bands'])}" if "bands" in ip else "",
+                 f"classes: in place {', '.join(ip['classes'])}; out of place {', '.join(oo.get('classes', []))}"
+                 if "classes" in ip else "",
+                 f"mask cover: in place {ip['cover']:.0%}, out of place {oo.get('cover', float('nan')):.0%}"
+                 if "cover" in ip else ""]
+        L += [f"| {task} | | {e} | | | |" for e in extra if e]
+    return L
+
+
 def _sweep(sw: dict) -> list[str]:
     L = ["", f"## Sampling efficiency: {sw['direction']} (1 sample, one model call per step"
          f"{', then a clean-up call' if sw.get('final_denoise') else ''})", "", f"![steps]({sw['figure']})", "",
@@ -299,6 +325,8 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
         cf = results["cloud_removal_figure"]
         L += [f"Cloud removal at {cf['cover']} cover on every test strip, side by side in each panel "
               f"(cogen {cf['how']}, with the page's sampling):", "", f"![cloud removal]({cf['figure']})", ""]
+    if "out_of_place" in results:
+        L += _out_of_place(results["out_of_place"])
     if "sweep" in results:
         L += _sweep(results["sweep"])
     if notes:
