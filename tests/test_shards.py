@@ -343,3 +343,48 @@ def test_compiled_model_trains_like_the_eager_one(tmp_path):
     a, b = _log(tmp_path / "eager", "metrics.jsonl"), _log(tmp_path / "compiled", "metrics.jsonl")
     assert sorted(a) == sorted(b) == [1, 2, 3]
     assert all(b[s]["loss"] == pytest.approx(a[s]["loss"], rel=1e-4) for s in a)
+
+
+NINE = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12"]  # a 9-band L2A product: no B01, B8A, B09
+
+
+def test_a_band_subset_is_null_in_its_columns_and_streams_as_the_folder_reads_it(tmp_path, registry):
+    """A scene whose S2L2A file holds 9 bands (named by its band descriptions) converts with null B01, B8A, B09,
+    a thumbnail still; the stream's items (values, valid, bands) equal the folder's, the missing bands absent."""
+    from cogen.data.synthetic import make_scene
+    from cogen.io import write_raster
+
+    tr, s2 = from_origin(500000.0, 5000000.0, 10, 10), registry["S2L2A"]
+    for i, sub in enumerate([None, NINE]):
+        sc = make_scene(32, 32, seed=i)["rasters"]
+        arr = sc["S2L2A"] if sub is None else sc["S2L2A"][[s2.band_index(b) for b in sub]]
+        write_raster(tmp_path / "data" / "S2L2A" / f"1U_{i}R.tif", arr, "EPSG:32633", tr, descriptions=sub)
+        write_raster(tmp_path / "data" / "S1RTC" / f"1U_{i}R.tif", sc["S1RTC"], "EPSG:32633", tr)
+    convert(tmp_path / "data", tmp_path / "mt", log=lambda s: None)
+    rows = {r["grid_cell"]: r for r in pq.read_table(tmp_path / "mt" / "Core-S2L2A" / "images" / "part_00000.parquet")
+            .to_pylist()}
+    assert [c for c in COLUMNS["Core-S2L2A"] if rows["1U_1R"][c] is None] == ["B01", "B8A", "B09"]
+    assert all(rows["1U_0R"][c] is not None for c in COLUMNS["Core-S2L2A"])
+    assert rows["1U_1R"]["thumbnail"][:4] == b"\x89PNG"
+    ref = SceneDataset(tmp_path / "data", crop=16, mode="grid")
+    got = list(ShardStream(tmp_path / "mt", crop=16, mode="grid"))
+    assert [(it["scene"], it["window"]) for it in got] == [(ref[i]["scene"], ref[i]["window"]) for i in range(len(ref))]
+    for i, it in enumerate(got):
+        want = ref[i]
+        for key in ("values", "valid", "bands"):
+            assert set(it[key]) == set(want[key]) == {"S2L2A", "S1RTC"}
+            for m in want[key]:
+                tol = 1e-6 if key == "values" and m == "S1RTC" else 0  # S1RTC's float32 trip through linear power
+                assert torch.allclose(it[key][m].double(), want[key][m].double(), rtol=0, atol=tol), (key, m)
+    nine = got[-1]
+    assert nine["scene"] == "1U_1R" and nine["bands"]["S2L2A"].tolist() == [b in NINE for b in s2.bands]
+    assert nine["valid"]["S2L2A"].all() and float(nine["values"]["S2L2A"][[0, 8, 9]].abs().sum()) == 0
+
+
+def test_a_row_with_every_band_null_is_refused_in_one_line(tmp_path):
+    part = tmp_path / "Core-S2L2A" / "images" / "part_00000.parquet"
+    _write_part(part, [{"grid_cell": "1U_1R"}], COLUMNS["Core-S2L2A"])
+    with pytest.raises(DatasetError) as e:
+        next(iter(ShardStream(tmp_path, modalities=["S2L2A"], mode="grid")))
+    assert "\n" not in str(e.value) and str(e.value).startswith(f"{part}: cell 1U_1R: every S2L2A band column is null")
+    assert "re-convert that cell" in str(e.value)

@@ -14,7 +14,8 @@ a column per registry band. Products join by `grid_cell`: a cell lacking a produ
 modality. Each band's GeoTIFF carries the cell's CRS and transform; bands stored coarser than the finest band
 of their product (Major TOM keeps Sentinel-2's 20 m and 60 m bands at their own resolution) are repeated over
 blocks onto it, as cogen's folders stack them, and a product on another grid than the cell's finest one (Major
-TOM's 30 m DEM) is resampled onto it (bilinear; nearest for class maps).
+TOM's 30 m DEM) is resampled onto it (bilinear; nearest for class maps). A band the scene lacks (a band subset,
+such as a 9-band Sentinel-2 product) is a null in its column, as in Major TOM: the item's "bands" leave it out.
 
     python -m cogen.data.shards --data DIR --out SHARDS        # a cogen folder dataset -> shards
     python train.py ... data.source=majortom data.root=SHARDS  # train from them (or a list of part files)
@@ -114,14 +115,17 @@ def geotiff_bytes(band: np.ndarray, crs, transform, nodata: float | None = None,
         return bytes(mem.read())
 
 
-def _thumbnail(mod: Modality, raw: np.ndarray) -> bytes:
-    """A PNG quicklook of a raw (C, H, W) array (Major TOM's `thumbnail` column)."""
+def _thumbnail(mod: Modality, raw: np.ndarray, idx: Sequence[int]) -> bytes:
+    """A PNG quicklook (Major TOM's `thumbnail` column) of a file's raw bands (len(idx), H, W), `idx` their places
+    in the modality (`Modality.file_bands`): its RGB when the file holds those bands, else its first band in grey."""
     import matplotlib.image as mpimg
 
     from ..quicklook import render
 
+    whole = len(idx) == mod.num_bands or (mod.rgb and {mod.band_index(b) for b in mod.rgb} <= set(idx))
     buf = io.BytesIO()
-    mpimg.imsave(buf, (render(mod, raw) * 255).round().astype(np.uint8), format="png")
+    img = render(mod, mod.expand_bands(raw, idx) if whole else raw)  # render greys a band subset's first band
+    mpimg.imsave(buf, (img * 255).round().astype(np.uint8), format="png")
     return buf.getvalue()
 
 
@@ -145,22 +149,23 @@ def _centre(src) -> tuple[float | None, float | None]:
 
 
 def _encode_row(mod: Modality, path: Path, product_id: str, cell: str) -> tuple[dict, dict]:
-    """A scene's GeoTIFF -> (its row of a part file, its row of metadata.parquet without the part's name)."""
+    """A scene's GeoTIFF -> (its row of a part file, its row of metadata.parquet without the part's name). A band
+    the file lacks (a band subset, named by its band descriptions) is a null in its column."""
     _, cols, linear = product_of(mod)
     with open_raster(path) as src:
-        mod.check_bands(src.count, str(path))
+        idx = mod.file_bands(src.count, str(path), src.descriptions)
         raw = src.read()
         file_ok = dataset_valid(src, raw)
         mask = file_ok if has_internal_mask(src) else None
         row: dict[str, Any] = {KEY: cell, PRODUCT_ID: product_id, DATETIME: src.tags().get("TIFFTAG_DATETIME"),
-                               THUMBNAIL: _thumbnail(mod, raw)}
-        for i, col in enumerate(cols):
-            band, nodata = raw[i], src.nodata
+                               THUMBNAIL: _thumbnail(mod, raw, idx), **dict.fromkeys(cols)}
+        for j, i in enumerate(idx):
+            band, nodata = raw[j], src.nodata
             if linear:  # decibels -> linear power, as Major TOM stores it; no-data pixels get its no-data value
                 with np.errstate(over="ignore", invalid="ignore"):
                     band = np.where(file_ok, 10.0 ** (band.astype(np.float64) / 10.0), LINEAR_NODATA).astype(np.float32)
                 nodata = LINEAR_NODATA
-            row[col] = geotiff_bytes(band, src.crs, src.transform, nodata, mask, mod.bands[i])
+            row[cols[i]] = geotiff_bytes(band, src.crs, src.transform, nodata, mask, mod.bands[i])
         r, c = _cell_numbers(cell)
         lat, lon = _centre(src)
         invalid = 1.0 - float((file_ok & mod.valid_mask(raw)).mean())
@@ -374,11 +379,13 @@ def _warp(raw: np.ndarray, ok: np.ndarray, src: Grid, dst: Grid, categorical: bo
 
 
 class _Cell:
-    """One grid cell's products, their band GeoTIFFs opened from the shard bytes (headers read, pixels not yet)."""
+    """One grid cell's products, their band GeoTIFFs opened from the shard bytes (headers read, pixels not yet;
+    None for a null column, a band the scene lacks) and `given`, per product the (C,) bool of the bands it holds."""
 
     def __init__(self, stream: "ShardStream", cell: str, stack: contextlib.ExitStack):
         self.stream, self.cell = stream, cell
         self.bands: dict[str, list] = {}
+        self.given: dict[str, np.ndarray] = {}
         i = int(np.searchsorted(stream.index.cells, cell))
         for m in stream.modalities:
             f, g, o = (int(v) for v in stream.index.row[m][i])
@@ -389,6 +396,9 @@ class _Cell:
             self.bands[m] = []
             for c in cols:
                 data = table.column(c)[o].as_py()
+                if data is None and not stream.registry[m].is_categorical:  # a band the scene lacks
+                    self.bands[m].append(None)
+                    continue
                 if data is None:
                     raise DatasetError(f"{stream.index.files[f]}: cell {cell} has no {c} bytes; re-convert that cell")
                 mem = stack.enter_context(MemoryFile(data))
@@ -397,18 +407,25 @@ class _Cell:
                 except rasterio.errors.RasterioIOError as e:
                     raise DatasetError(f"{stream.index.files[f]}: cell {cell}, column {c}: not GeoTIFF bytes "
                                        f"({str(e).splitlines()[0][:100]})") from None
+            self.given[m] = np.array([b is not None for b in self.bands[m]])
+            if not self.given[m].any():
+                raise DatasetError(f"{stream.index.files[f]}: cell {cell}: every {m} band column is null; "
+                                   f"re-convert that cell from a GeoTIFF holding its bands, or remove its row")
         # a product's grid is that of its finest band; the cell's is its finest product's (the first on ties)
-        self.grids = {m: _grid(max(b, key=lambda s: s.width)) for m, b in self.bands.items()}
+        self.grids = {m: _grid(max((s for s in b if s is not None), key=lambda s: s.width))
+                      for m, b in self.bands.items()}
         self.grid = min(self.grids.values(), key=lambda g: abs(g.transform.a)) if self.grids else None
 
     def crop(self, m: str, row: int, col: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw values (C, h, w) in the registry's units and valid mask (h, w) of modality `m` at (row, col) of the
-        cell's grid."""
+        cell's grid; a band the cell lacks is 0 and has no say in the mask."""
         mod, (_, cols, linear) = self.stream.registry[m], product_of(self.stream.registry[m])
         pgrid, same = self.grids[m], self.grids[m].matches(self.grid) is None
         window = Window(col, row, w, h) if same else Window(0, 0, pgrid.width, pgrid.height)
         arrays, ok = [], np.ones((int(window.height), int(window.width)), bool)
         for src, name in zip(self.bands[m], cols):
+            if src is None:
+                continue
             k = _factor(pgrid, _grid(src))
             if k is None:
                 raise DatasetError(f"cell {self.cell}: {m} column {name} is {src.width}x{src.height} px, neither on the "
@@ -423,7 +440,7 @@ class _Cell:
         if not same:
             dst = Grid(self.grid.crs, self.grid.window_transform(Window(col, row, w, h)), h, w)
             raw, ok = _warp(raw, ok, pgrid, dst, mod.is_categorical)
-        return raw, ok & mod.valid_mask(raw)
+        return mod.expand_bands(raw, np.flatnonzero(self.given[m])), ok & mod.valid_mask(raw)
 
 
 # ---- the streaming dataset -------------------------------------------------------------------------------------
@@ -558,7 +575,7 @@ class ShardStream(IterableDataset):
             rng = np.random.default_rng((self.seed, 1, g))
             row, col, h, w = random_window(rng, self._region(cell, c.grid), self.crop)
             raw = {m: c.crop(m, row, col, h, w) for m in c.bands}
-            return make_item(self.registry, cell, (row, col, h, w), raw, rng if self.augment else None)
+            return make_item(self.registry, cell, (row, col, h, w), raw, rng if self.augment else None, c.given)
 
     def _grid_items(self, worker: int, workers: int) -> Iterator[dict[str, Any]]:
         for cell in self.index.cells[worker::workers]:
@@ -571,7 +588,7 @@ class ShardStream(IterableDataset):
                     for q in range(0, int(win.width) - s + 1, s):
                         row, col = int(win.row_off) + r, int(win.col_off) + q
                         raw = {m: c.crop(m, row, col, s, s) for m in c.bands}
-                        yield make_item(self.registry, cell, (row, col, s, s), raw)
+                        yield make_item(self.registry, cell, (row, col, s, s), raw, bands=c.given)
 
     def class_counts(self, m: str) -> np.ndarray:
         """(K,) valid pixel counts per class of categorical modality `m` over every cell's region (reads them all)."""
