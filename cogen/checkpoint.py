@@ -182,7 +182,9 @@ def load_bundle(path: str | Path | None = None, modalities: Iterable[str] | None
                 f"{path}: this checkpoint was trained for {', '.join(model.names)}, not {', '.join(missing)}; "
                 f"pass a checkpoint trained with those modalities"
             )
-    digest = hashlib.sha256(json.dumps(doc_m["files"], sort_keys=True).encode()).hexdigest()
+    # the digest names what makes the outputs (weights, tokenizers, config), not the novelty calibration beside them
+    made_by = {k: v for k, v in doc_m["files"].items() if not Path(k).name.startswith("novelty.")}
+    digest = hashlib.sha256(json.dumps(made_by, sort_keys=True).encode()).hexdigest()
     b = Bundle(model, tokenizers, registry, Diffusion(**cfg.diffusion.__dict__), cfg, path, digest)
     return b.to(device)
 

@@ -5,18 +5,19 @@ For each given input, every token of the model (a p x p patch) gets four numbers
   squared error of its clean estimate, over the token's pixels and the input's given bands;
 - how far the model's embedding of the token lies from the nearest of a bank of embedded training tokens (log).
 
-A familiar input behaves as held-out parts of the training places do. The score is a *typicality* test: the
-root mean square of these numbers' standardised deviations from their mean over held-out regions of the training
-places (the top half of the shipped scenes' test columns, `python -m cogen.novelty`, written into the
-checkpoint). The denoising errors count both ways on purpose: alone, they call smooth, simple scenes (a constant
-image, a winter field, a radar composite without speckle) *more* familiar than the training places, because those
-are easier to denoise. The embedding distance counts only above its mean: the training data's own tokens lie in
-the bank.
+A familiar input behaves as held-out parts of the training places do (the top half of the shipped scenes' test
+columns, `python -m cogen.novelty`, written into the checkpoint). Two scores measure how far it is from that:
+the root mean square of the denoising errors' standardised deviations, *both ways*, and the embedding distance's
+deviation *above* its mean; each is divided by its 95th percentile on the held-out regions and the larger one
+counts. The denoising errors alone call smooth, simple scenes (a constant image, a winter field) *more* familiar
+than the training places, because those are easier to denoise: hence both ways. The embedding distance catches
+spectra and textures the model never read; the denoising errors catch inputs the model reads but does not know
+how to denoise (a radar composite without speckle).
 
-- novelty.tif: each token's distance (its own numbers against the calibration tokens'), on the pixel grid;
-- scene_score: the distance of the tile-mean numbers (32 px tiles, the training crop) against the calibration
-  tiles', averaged over tiles and inputs; the scene is unfamiliar above the calibration tiles' 95th percentile
-  plus a margin.
+- novelty.tif: each token's score on the pixel grid (the larger over inputs); 1 is the held-out regions' 95th
+  percentile;
+- scene_score: the score of the tile-mean numbers (32 px tiles, the training crop; the larger over inputs),
+  averaged over tiles; the scene is unfamiliar above the held-out tiles' 95th percentile plus a margin.
 """
 from __future__ import annotations
 
@@ -43,32 +44,38 @@ EPS = 1e-8
 
 @dataclass(frozen=True)
 class Stats:
-    """Per-feature mean and spread of feature vectors; `distance` is the root mean square of the standardised
-    deviations. The denoising errors count both ways (too easy is as unlike the training places as too hard);
-    the embedding distance (the last feature, when `one_sided`) only above its mean, since tokens of the training
-    data itself lie in the bank."""
+    """Per-feature mean and spread of the feature vectors of familiar data, and the 95th percentiles of its two
+    deviation scores; `distance` is the larger of the two, each over its percentile (1 = the familiar data's 95th
+    percentile): the root mean square of the denoising errors' standardised deviations, both ways (too easy is as
+    unlike the training places as too hard), and the embedding distance's deviation above its mean only (tokens
+    of the training data itself lie in the bank, nearer than any other)."""
 
     mean: np.ndarray
     std: np.ndarray
-    one_sided: int = 1  # how many of the last features count only above their mean
+    scale: tuple[float, float] = (1.0, 1.0)  # the 95th percentiles of the two scores on the familiar data
+
+    def _scores(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        z = (np.asarray(x, np.float64) - self.mean) / self.std
+        return np.sqrt((z[..., :-1] ** 2).mean(axis=-1)), np.maximum(z[..., -1], 0.0)
 
     @classmethod
-    def fit(cls, x: np.ndarray, one_sided: int = 1) -> "Stats":
+    def fit(cls, x: np.ndarray, quantile: float = 0.95) -> "Stats":
         x = np.asarray(x, np.float64)
-        return cls(x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6), one_sided)
+        s = cls(x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6))
+        den, emb = s._scores(x)
+        return cls(s.mean, s.std, (max(float(np.quantile(den, quantile)), 1e-6),
+                                   max(float(np.quantile(emb, quantile)), 1e-6)))
 
     def distance(self, x: np.ndarray) -> np.ndarray:
-        z = (np.asarray(x, np.float64) - self.mean) / self.std
-        if self.one_sided:
-            z[..., -self.one_sided :] = np.maximum(z[..., -self.one_sided :], 0.0)
-        return np.sqrt((z**2).mean(axis=-1))
+        den, emb = self._scores(x)
+        return np.maximum(den / self.scale[0], emb / self.scale[1])
 
     def to_dict(self) -> dict:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "one_sided": self.one_sided}
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "scale": list(self.scale)}
 
     @classmethod
     def from_dict(cls, d) -> "Stats":
-        return cls(np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64), int(d.get("one_sided", 1)))
+        return cls(np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64), tuple(d["scale"]))
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,7 @@ class Calibration:
     tokens: dict[str, Stats]  # per-token feature statistics of the calibration regions
     tiles: dict[str, Stats]  # tile-mean feature statistics
     threshold: float  # scene scores above it are unfamiliar
-    pixel_scale: float  # the 95th percentile of calibration tokens' distance: confidence falls above it
+    pixel_scale: float  # the 95th percentile of the held-out tokens' scores: confidence falls above it
     levels: tuple[float, ...] = LEVELS
     tile: int = TILE
     seed: int = 0
@@ -249,8 +256,8 @@ def scene_novelty(bundle, device, sources: Mapping[str, Any], cal: Calibration, 
             tile_d.append(np.where(cnt > 0, cal.tiles[m].distance(mean_f), np.nan))
             tile_w.append(cnt / val[0].numel())
         with np.errstate(invalid="ignore"):
-            nov = np.nanmean(np.stack(dist_px), axis=0) if len(dist_px) > 1 else dist_px[0]
-            td = np.nanmean(np.stack(tile_d), axis=0)
+            nov = np.nanmax(np.stack(dist_px), axis=0)  # the least familiar input counts
+            td = np.nanmax(np.stack(tile_d), axis=0)
         tw = np.max(np.stack(tile_w), axis=0)
         band = np.full((min(T, H - r), W), np.nan, np.float32)
         for j, c in enumerate(cols):

@@ -29,7 +29,7 @@ from .scoring import Split, _phys
 # trees, built-up artificial surface built area; grassland and shrubland are both ESRI's rangeland.
 EOLEARN_TO_LULC = {1: 4, 2: 2, 3: 9, 4: 9, 8: 5}
 SLOVENIA_CLEAR = ["2015-07-11", "2015-08-30", "2015-09-09"]
-COVERS = (0.3, 0.5)
+COVERS = (0.25, 0.55)  # the series holds 7 masks of such cover (2 of 30-50%)
 MASKS_PER_DATE = 2
 Say = Callable[[str], None]
 
