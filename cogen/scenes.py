@@ -363,12 +363,13 @@ def run_manifest(args, fn: Callable) -> dict | None:
     done = {} if args.overwrite else {sc.id: is_complete(out / sc.id) for sc in man.scenes}
     pending = [sc for sc in man.scenes if not done.get(sc.id, (False,))[0]]
     records = _Records(out)
+    state.wait_for_everyone()  # every process has seen --out as it was before the main process writes into it
     if state.is_main_process:
         _prepare(out, settings, man)
         for sc in man.scenes:
             if done.get(sc.id, (False,))[0]:
                 records.write("skipped", {"scene": sc.id, "line": sc.line, "rank": rank, "reason": done[sc.id][1]})
-    state.wait_for_everyone()  # nothing is written into a scene's folder before this
+    state.wait_for_everyone()  # and nothing is written into a scene's folder before it is ready
     bar = _Progress(len(man.scenes), records, state.is_main_process and not args.quiet)
     try:
         for sc in deal(pending, rank, n):
