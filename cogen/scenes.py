@@ -33,7 +33,6 @@ import contextlib
 import csv
 import io
 import json
-import os
 import re
 import shutil
 import sys
@@ -126,9 +125,9 @@ def read_manifest(path: str | Path, cloud_removal: bool = False) -> Manifest:
             raise DatasetError(f"{where}: {len(cells)} cells for the header's {len(header)} columns{hint}")
         row = dict(zip(header, cells))
         sid = row["scene"]
-        if not SCENE_ID.fullmatch(sid):
+        if not SCENE_ID.fullmatch(sid) or sid in ("job.json", "summary.json"):
             raise DatasetError(f"{where}: scene id {sid!r} must be letters, digits, '.', '_' or '-' (not starting "
-                               f"with '.'): it names the scene's output folder")
+                               f"with '.'; not job.json or summary.json): it names the scene's output folder")
         if sid in seen:
             raise DatasetError(f"{where}: scene {sid} is also on line {seen[sid]}; give each scene one row")
         seen[sid] = n

@@ -19,7 +19,6 @@ that would pass the time budget are skipped and said to be). Exit 0 when every s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
