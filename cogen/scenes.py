@@ -204,7 +204,7 @@ def job_settings(args, pipe) -> dict[str, Any]:
 
     s = {"command": args.command, "checkpoint_sha256": pipe.bundle.digest,
          "options": _options(pipe, args).to_dict(), "add_offsets": _parse_add_offsets(getattr(args, "add_offset", None))}
-    for k in ("target", "mask_values", "window", "bounds", "bounds_crs"):
+    for k in ("target", "mask_values", "window", "bounds", "bounds_crs", "bands"):
         if hasattr(args, k):
             s[k] = getattr(args, k)
     return json.loads(json.dumps(s, default=str))
