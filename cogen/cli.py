@@ -5,6 +5,7 @@ r"""The `cogen` command (also `python sample.py`): generate missing modalities w
     cogen cloud-removal --input S2L2A=s2.tif --mask scl.tif --mask-values 8,9,10,3 \
         --input S1RTC=s1.tif --out out/clouds
     cogen segment --input S2L2A=s2.tif --samples 8 --out out/seg
+    cogen impute --manifest scenes.csv --target S2L2A --out out/many   # one row per scene (--manifest in --help)
     cogen synth --n 4 --input LULC=layout.tif --target S2L2A --out out/synth
     cogen info [--checkpoint CKPT] [--json]    # what a checkpoint knows: modalities, classes, defaults
     cogen parts s1.tif --rows 4                  # one --window per line: parts that join into one whole run
@@ -52,23 +53,40 @@ def add_window_flags(p: argparse.ArgumentParser) -> None:
                    help="the CRS of --bounds when it is not the inputs', e.g. EPSG:4326 for longitude/latitude")
 
 
+def add_input_or_manifest(p: argparse.ArgumentParser, text: str | None = None, mask: bool = False) -> None:
+    """--input MOD=PATH (repeatable) for one scene, or --manifest CSV for many (cogen/scenes.py)."""
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--input", action="append", metavar="MOD=PATH", help=text)
+    g.add_argument("--manifest", default=None, metavar="CSV",
+                   help="many scenes instead of --input: a CSV with a header line and one row per scene, columns "
+                        "scene (its id: the outputs go to --out/ID/), one per input modality (S1RTC, DEM, ...: a "
+                        "path relative to the CSV's folder or absolute; empty: the scene lacks it)"
+                        + (", mask (the scene's cloud mask, required)" if mask else "")
+                        + " and optionally window (\"COL,ROW,WIDTH,HEIGHT\" in quotes; empty: the whole scene). "
+                        "Complete scenes are skipped (rerun to finish a killed job; --overwrite redoes all), a failed "
+                        "one is reported and the others go on; --out/summary.json lists what was written, skipped and "
+                        "failed. Split across processes with `accelerate launch --multi_gpu --num_processes N "
+                        "sample.py ...` (CPU too). Format: docs/SAMPLING.md, \"Many scenes\"")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("impute", help="generate missing modalities from the given ones")
-    p.add_argument("--input", action="append", required=True, metavar="MOD=PATH")
+    add_input_or_manifest(p)
     p.add_argument("--target", action="append", default=[], metavar="MOD")
     add_window_flags(p)
     common(p)
     p = sub.add_parser("cloud-removal", help="fill the cloudy pixels of a Sentinel-2 scene")
-    p.add_argument("--input", action="append", required=True, metavar="MOD=PATH",
-                   help="the Sentinel-2 scene (S2L2A or S2L1C) and any other inputs (S1RTC, DEM, ...)")
-    p.add_argument("--mask", required=True, help="binary mask (non-zero = cloud) or a scene-classification layer")
+    add_input_or_manifest(p, "the Sentinel-2 scene (S2L2A or S2L1C) and any other inputs (S1RTC, DEM, ...)",
+                          mask=True)
+    p.add_argument("--mask", default=None, help="binary mask (non-zero = cloud) or a scene-classification layer "
+                                                "(required with --input; with --manifest: its mask column)")
     p.add_argument("--mask-values", default=None, help="class values that are cloud/shadow, e.g. 8,9,10,3 for SCL")
     add_window_flags(p)
     common(p)
     p = sub.add_parser("segment", help="land-cover map (majority of samples) with a confidence map")
-    p.add_argument("--input", action="append", required=True, metavar="MOD=PATH")
+    add_input_or_manifest(p)
     p.add_argument("--target", default="LULC")
     add_window_flags(p)
     common(p, defaults={"samples": 8})
@@ -152,7 +170,13 @@ def run(argv: list[str] | None = None) -> None:
         return
     from cogen import workflows
 
-    getattr(workflows, args.command.replace("-", "_"))(args)
+    fn = getattr(workflows, args.command.replace("-", "_"))
+    if getattr(args, "manifest", None):  # many scenes, one run of `fn` each
+        from cogen.scenes import run_manifest
+
+        run_manifest(args, fn)
+        return
+    fn(args)
 
 
 def main(argv: list[str] | None = None) -> int:

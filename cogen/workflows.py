@@ -26,6 +26,8 @@ SHIPPED_DATA = REPO_ROOT / "data" / "terramind-examples"
 
 
 def _pipeline(args) -> CogenPipeline:
+    if getattr(args, "pipeline", None) is not None:  # loaded once for the many scenes of a --manifest job
+        return args.pipeline
     return CogenPipeline.from_checkpoint(args.checkpoint, args.device)
 
 
@@ -168,7 +170,8 @@ def _options(pipe: CogenPipeline, args) -> SampleOptions:
 
 def _run_json(d: Path, args, pipe: CogenPipeline, t0: float, extra: dict) -> None:
     opts = _options(pipe, args)
-    write_run_json(d, vars(args), pipe.bundle, opts.seed, t0, {"options": opts.to_dict(), **extra})
+    arguments = {k: v for k, v in vars(args).items() if k != "pipeline"}
+    write_run_json(d, arguments, pipe.bundle, opts.seed, t0, {"options": opts.to_dict(), **extra})
 
 
 def _outputs(d: Path, targets, names=None) -> dict[str, dict[str, Path]]:
@@ -232,6 +235,9 @@ def _rel(files: dict, base: Path) -> dict:
 # ---- cloud removal -----------------------------------------------------------------------------------------
 def cloud_removal(args: argparse.Namespace) -> dict:
     t0 = time.time()
+    if not args.mask:
+        raise UsageError("cloud-removal needs --mask: a binary cloud mask (non-zero = cloud) or a "
+                         "scene-classification layer with --mask-values")
     inputs = _parse_inputs(args.input)
     optical = [m for m in inputs if m in ("S2L2A", "S2L1C")]
     if len(optical) != 1:
