@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -255,7 +256,8 @@ def scene_novelty(bundle, device, sources: Mapping[str, Any], cal: Calibration, 
             mean_f = (f * val[..., None]).sum(dim=(1, 2)).numpy() / np.maximum(cnt, 1)[:, None]
             tile_d.append(np.where(cnt > 0, cal.tiles[m].distance(mean_f), np.nan))
             tile_w.append(cnt / val[0].numel())
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():  # a pixel no input holds stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
             nov = np.nanmax(np.stack(dist_px), axis=0)  # the least familiar input counts
             td = np.nanmax(np.stack(tile_d), axis=0)
         tw = np.max(np.stack(tile_w), axis=0)

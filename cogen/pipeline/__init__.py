@@ -135,8 +135,8 @@ class CogenPipeline:
         if cal is None:
             return None
         registry = self.registry.with_add_offsets(add_offsets) if add_offsets else self.registry
-        sources = make_sources(registry, {m: v for m, v in conditions.items() if m in cal.reference}, window,
-                               add_offsets, {m: b for m, b in (bands or {}).items() if m in cal.reference})
+        sources = make_sources(registry, {m: v for m, v in conditions.items() if m in cal.tokens}, window,
+                               add_offsets, {m: b for m, b in (bands or {}).items() if m in cal.tokens})
         if not sources:
             return None
         masks = {m: MaskSource(v, window=window) if isinstance(v, (str, Path)) else v for m, v in (masks or {}).items()}
