@@ -79,19 +79,17 @@ def datasets(cfg: Config, registry: Registry, total_samples: int, rank: int = 0,
         train = ShardStream(**common, region=region, regions=regions, seed=cfg.train.seed, augment=d.augment,
                             shuffle_buffer=d.shuffle_buffer, rank=rank, world=world,
                             batch_size=cfg.optim.batch_size, num_workers=d.num_workers)
-        val = None
-        if d.val_split:
-            vr, vrs = load_split(d.split_file, d.val_split)
-            val = ShardStream(**common, region=vr, regions=vrs, mode="grid")
-        return train, val
-    common = dict(root=d.root if not d.manifest else None, manifest=d.manifest, registry=registry,
-                  modalities=d.modalities, crop=d.crop)
-    train = SceneDataset(**common, region=region, regions=regions, mode="random", length=total_samples,
-                         seed=cfg.train.seed, augment=d.augment)
+        kind = ShardStream
+    else:
+        common = dict(root=d.root if not d.manifest else None, manifest=d.manifest, registry=registry,
+                      modalities=d.modalities, crop=d.crop)
+        train = SceneDataset(**common, region=region, regions=regions, mode="random", length=total_samples,
+                             seed=cfg.train.seed, augment=d.augment)
+        kind = SceneDataset
     val = None
     if d.val_split:
         vr, vrs = load_split(d.split_file, d.val_split)
-        val = SceneDataset(**common, region=vr, regions=vrs, mode="grid")
+        val = kind(**common, region=vr, regions=vrs, mode="grid")
     return train, val
 
 

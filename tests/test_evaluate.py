@@ -281,3 +281,45 @@ def test_merge_results_joins_parts_of_one_command_and_refuses_others(tmp_path):
     assert json.loads(out.read_text())["meta"]["seconds"] == 15.0
     r = run(str(tmp_path / "a.json"), "--out", str(out))
     assert r.returncode == 2 and "--overwrite" in r.stderr and json.loads(out.read_text())["meta"]["seconds"] == 15.0
+
+
+def test_out_of_place_part_scores_every_task_on_both_sides(tmp_path, tmp_path_factory):
+    """cogen.evaluate.places with a tiny model that knows S2L1C: the three tasks, in place and out of place, with
+    their baselines, on the page."""
+    import torch
+
+    from cogen.config import load_config
+    from cogen.evaluate.places import EOLEARN_TO_LULC, out_of_place_part, real_masks
+    from cogen.evaluate.report import _out_of_place
+    from cogen.evaluate.scoring import class_prior
+    from cogen.pipeline import CogenPipeline
+    from conftest import ROOT, SHIPPED, _save_perturbed
+    from train import build_everything
+
+    more = ROOT / "data" / "more-real"
+    masks = real_masks(more)
+    assert len(masks) == 6 and all(0.25 <= m.mean() <= 0.55 for _, m in masks)
+    assert set(EOLEARN_TO_LULC.values()) <= {2, 4, 5, 9}  # trees, crops, built area, rangeland
+    cfg = load_config(ROOT / "configs" / "tiny.yaml", ["data.modalities=[S2L2A,S2L1C,S1RTC,DEM,LULC]"])
+    torch.manual_seed(0)
+    reg, toks, model = build_everything(cfg)
+    bundle = _save_perturbed(tmp_path / "tiny", model, toks, reg, cfg)
+    pipe = CogenPipeline.from_checkpoint(bundle)
+    opts = pipe.options.replace(steps=1, samples=1)
+    prior = class_prior(SHIPPED, pipe.registry, ROOT / "configs" / "split.yaml", "train", "LULC")
+    op = out_of_place_part(pipe, opts, more, SHIPPED, ROOT / "configs" / "split.yaml", "test", prior, {},
+                           lambda s: None, samples=2)["out_of_place"]
+    assert op["samples"] == 2
+    imp = op["S1RTC->S2L2A"]
+    assert len(imp["out_of_place"]["scenes"]) == 10 and len(imp["in_place"]["scenes"]) == 5
+    assert imp["out_of_place"]["bands"] == ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12"]
+    lc = op["S2L1C->LULC"]
+    assert set(lc["out_of_place"]["classes"]) == {"trees", "crops", "built area", "rangeland"}
+    assert 0 <= lc["out_of_place"]["cogen"]["mIoU"] <= 1
+    cr = op["cloud removal S2L1C"]
+    assert len(cr["out_of_place"]["runs"]) == 6 and len(cr["in_place"]["runs"]) == 5
+    for where in ("in_place", "out_of_place"):
+        assert {"cogen", "fillnodata", "training mean"} <= set(cr[where])
+        assert cr[where]["fillnodata"]["PSNR"] > cr[where]["training mean"]["PSNR"]  # an interpolation beats a constant
+    page = "\n".join(_out_of_place(op))
+    assert "## In place and out of place" in page and "| S2L1C->LULC | mIoU | class prior |" in page

@@ -67,6 +67,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out-of-place", default=None, metavar="DIR",
                    help="score imputation, land cover and cloud removal on the places in DIR (data/more-real) beside "
                         "the same tasks on the split's strips (cogen.evaluate.places)")
+    p.add_argument("--out-of-place-samples", type=int, default=None,
+                   help="samples per scene there (default: --samples); the part is 15 scenes and 11 cloud runs")
     p.add_argument("--sweep", default=None, help="direction for the quality-vs-steps plot (ddim, dpm++)")
     p.add_argument("--sweep-steps", default="5,10,20,50,100")
     p.add_argument("--out", required=True, help="results.json")
@@ -129,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
                                   fig_dir, prev, say))
     if not a.baselines_only and a.out_of_place:
         results.update(out_of_place_part(pipe, opts, Path(a.out_of_place), Path(a.data), a.split_file, a.split,
-                                         class_prior(a.data, reg, a.split_file, a.train_split, "LULC"), prev, say))
+                                         class_prior(a.data, reg, a.split_file, a.train_split, "LULC"), prev, say,
+                                         a.out_of_place_samples))
     if not a.baselines_only and a.sweep:
         results["sweep"] = prev["sweep"] if "sweep" in prev else {
             **steps_sweep(ev, predictors["cogen"], a.sweep, [int(s) for s in a.sweep_steps.split(",")], fig_dir, say),

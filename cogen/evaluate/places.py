@@ -171,10 +171,12 @@ def cloud_removal(pipe, opts, more: Path, strips: Split, seed: int) -> dict:
 
 
 def out_of_place_part(pipe, opts, more: Path, shipped: Path, split_file: str, split: str, prior: np.ndarray,
-                      prev: dict, say: Say) -> dict:
-    """The results' out_of_place: kept from `prev` (--reuse) when scored there, else scored."""
+                      prev: dict, say: Say, samples: int | None = None) -> dict:
+    """The results' out_of_place: kept from `prev` (--reuse) when scored there, else scored with the run's options
+    but `samples` (its own count, default the run's)."""
     if "out_of_place" in prev:
         return {"out_of_place": prev["out_of_place"]}
+    opts = opts.replace(samples=samples)
     reg = pipe.registry
     strips = Split(shipped, reg, split_file, split, modalities=["S2L2A", "S2L1C", "S1RTC", "DEM", "LULC"])
     say("out of place: imputation S1RTC -> S2L2A (Belgium)")
