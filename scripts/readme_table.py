@@ -69,7 +69,9 @@ def out_of_place(op: dict | None) -> list[str]:
     """The same tasks on the test strips and on places the model never saw, cogen beside the simplest baseline."""
     if not op:
         return []
-    L = ["", "| task | metric | cogen in place | cogen out of place | baseline in place | baseline out of place |",
+    L = ["", f"The same tasks on places the model never saw (data/more-real), and in place on the test strips scored the "
+         f"same way; cogen with {op.get('samples', '?')} samples:", "",
+         "| task | metric | cogen in place | cogen out of place | baseline in place | baseline out of place |",
          "|---|---|---|---|---|---|"]
     rows = (("S1RTC->S2L2A", "S1RTC->S2L2A, Belgium", ("PSNR", "SAM"), "training mean"),
             ("S2L1C->LULC", "S2L1C->LULC, Slovenia", ("mIoU", "pixel_accuracy"), "class prior"),

@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         results.update(cloud_part(pipe, ev, [float(c) for c in a.cloud_covers.split(",")], a.cloud_figure_cover,
                                   fig_dir, prev, say))
     if not a.baselines_only and a.out_of_place:
+        ev.scored = ev.scored or "out_of_place" not in prev
         results.update(out_of_place_part(pipe, opts, Path(a.out_of_place), Path(a.data), a.split_file, a.split,
                                          class_prior(a.data, reg, a.split_file, a.train_split, "LULC"), prev, say,
                                          a.out_of_place_samples))

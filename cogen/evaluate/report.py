@@ -280,26 +280,28 @@ def _out_of_place(op: dict) -> list[str]:
     """Each task on the held-out strips of the training places and on places the model never saw, side by side."""
     L = ["", "## In place and out of place", "",
          "Each task with the same settings on the held-out test strips of the shipped scenes (in place) and on places "
-         "the model never trained on (out of place, data/more-real; cogen.evaluate.places says how). The deterministic "
-         f"baseline is not run here (its checkpoint is not shipped). cogen: {op.get('samples', '?')} samples.", "",
-         "| task | figure | method | in place | out of place | out-of-place scenes |", "|---|---|---|---|---|---|"]
+         "the model never trained on (out of place, data/more-real; `cogen.evaluate.places` says how). The "
+         "deterministic baseline is not run here (its checkpoint is not shipped). cogen: the mean (imputation, cloud "
+         f"removal) or majority (land cover) of {op.get('samples', '?')} samples.", "",
+         "| task | figure | method | in place | out of place |", "|---|---|---|---|---|"]
+    notes = []
     for task, r in op.items():
         if not isinstance(r, dict) or "in_place" not in r:
             continue
         ip, oo = r["in_place"], r.get("out_of_place", {})
-        where = ", ".join(oo.get("scenes", oo.get("runs", [])))
         methods = [k for k, v in ip.items() if isinstance(v, dict)]
         figs = ["mIoU", "pixel_accuracy"] if "mIoU" in ip[methods[0]] else ["PSNR", "SAM"]
         for f in figs:
             for k in methods:
-                L.append(f"| {task} | {f} | {k} | {_fmt(ip[k].get(f))} | {_fmt((oo.get(k) or {}).get(f))} | {where} |")
-        extra = [f"bands scored: {', '.join(ip['bands'])}" if "bands" in ip else "",
-                 f"classes: in place {', '.join(ip['classes'])}; out of place {', '.join(oo.get('classes', []))}"
-                 if "classes" in ip else "",
-                 f"mask cover: in place {ip['cover']:.0%}, out of place {oo.get('cover', float('nan')):.0%}"
-                 if "cover" in ip else ""]
-        L += [f"| {task} | | {e} | | | |" for e in extra if e]
-    return L
+                L.append(f"| {task} | {f} | {k} | {_fmt(ip[k].get(f))} | {_fmt((oo.get(k) or {}).get(f))} |")
+        how = [f"bands scored {', '.join(ip['bands'])}" if "bands" in ip else "",
+               f"classes in the truth: in place {', '.join(ip['classes'])}; out of place {', '.join(oo.get('classes', []))}"
+               if "classes" in ip else "",
+               f"mask cover {ip['cover']:.0%} in place, {oo.get('cover', float('nan')):.0%} out of place"
+               if "cover" in ip else ""]
+        notes.append(f"- {task}: out of place on {', '.join(oo.get('scenes', oo.get('runs', [])))}"
+                     + "".join(f"; {h}" for h in how if h) + ".")
+    return L + [""] + notes
 
 
 def _sweep(sw: dict) -> list[str]:
