@@ -39,7 +39,7 @@ from cogen.diffusion.loss import (balanced_class_weights, dark_weight_map, diffu
                                   latent_bands, reference_brightness, regression_loss)
 from cogen.diffusion.schedule import Diffusion
 from cogen.errors import CheckpointError, CogenError
-from cogen.models.transformer import CogenTransformer, build_model
+from cogen.models.transformer import ADDED_WEIGHTS, CogenTransformer, build_model
 from cogen.registry import Registry
 from cogen.tokenizers import tokenizer_for
 
@@ -156,7 +156,7 @@ def init_weights(model: CogenTransformer, bundle: str, log) -> None:
         missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
     except RuntimeError:  # same names, other shapes
         missing, unexpected = ["(shapes differ)"], []
-    missing = [k for k in missing if not k.startswith("missing_band_emb.")]  # new in the model: starts at zero
+    missing = [k for k in missing if not k.startswith(ADDED_WEIGHTS)]  # new in the model: their initial values
     if missing or unexpected:
         raise CheckpointError(f"train.init_from={bundle}: its model does not match this config (missing "
                               f"{list(missing)[:3]}, unexpected {list(unexpected)[:3]}); use a bundle trained with the "

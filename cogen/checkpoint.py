@@ -21,7 +21,7 @@ import torch
 from .config import Config, config_from_dict
 from .diffusion.schedule import Diffusion
 from .errors import CheckpointError
-from .models.transformer import CogenTransformer
+from .models.transformer import ADDED_WEIGHTS, CogenTransformer
 from .registry import Registry
 from .tokenizers import Tokenizer
 
@@ -143,7 +143,7 @@ def _quiet_from_pretrained(path: Path) -> CogenTransformer:
 
     was_on, level = dlog.is_progress_bar_enabled(), dlog.get_verbosity()
     dlog.disable_progress_bar()
-    dlog.set_verbosity_error()  # bundles from before band subsets lack missing_band_emb: it starts at zero
+    dlog.set_verbosity_error()  # bundles from before band subsets lack ADDED_WEIGHTS: they keep their initial values
     try:
         # not on the meta device, so that weights a bundle lacks keep their initial values
         model, info = CogenTransformer.from_pretrained(str(path), torch_dtype=torch.float32, low_cpu_mem_usage=False,
@@ -152,7 +152,7 @@ def _quiet_from_pretrained(path: Path) -> CogenTransformer:
         dlog.set_verbosity(level)
         if was_on:
             dlog.enable_progress_bar()
-    lacking = [k for k in info.get("missing_keys", []) if not k.startswith("missing_band_emb.")]
+    lacking = [k for k in info.get("missing_keys", []) if not k.startswith(ADDED_WEIGHTS)]
     if lacking:
         raise CheckpointError(f"{path}: the weights lack {', '.join(lacking[:3])}; the bundle is incomplete, "
                               f"restore or re-export it")

@@ -35,6 +35,7 @@ from einops import rearrange
 
 from .errors import CheckpointError, UsageError, cli_exit
 from .io import atomic_path
+from .tiling import anchored_starts
 
 FILE, BANK_FILE = "novelty.json", "novelty.safetensors"
 TILE = 32  # the training crop: the context the model knows
@@ -177,14 +178,11 @@ def token_features(bundle, device, m: str, x: torch.Tensor, ok: torch.Tensor, gi
     return torch.stack(feats, dim=-1).cpu(), valid.cpu()
 
 
-def tile_starts(size: int, tile: int) -> list[int]:
-    """Non-overlapping tile starts covering `size`, the last moved back inside the scene (0 if it is smaller)."""
-    if size <= tile:
-        return [0]
-    starts = list(range(0, size - tile + 1, tile))
-    if starts[-1] + tile < size:
-        starts.append(size - tile)
-    return starts
+def tile_means(f: torch.Tensor, valid: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Token features (n, gh, gw, K) and their validity (n, gh, gw) -> each tile's mean feature over its valid
+    tokens (n, K) and its count of valid tokens (n,)."""
+    cnt = valid.sum(dim=(1, 2))
+    return ((f * valid[..., None]).sum(dim=(1, 2)) / cnt.clamp(min=1)[:, None]).numpy(), cnt.numpy()
 
 
 @dataclass
@@ -232,28 +230,26 @@ def scene_novelty(bundle, device, sources: Mapping[str, Any], cal: Calibration, 
     H, W, T = first.height, first.width, cal.tile
     full = np.full((H, W), np.nan, np.float32)
     tile_scores, weights, done = [], [], 0
-    for r in tile_starts(H, T):
-        cols = tile_starts(W, T)
+    cols = anchored_starts(W, T, 0)  # whole tiles side by side, the last moved back inside the scene
+    for r in anchored_starts(H, T, 0):
         dist_px, tile_d, tile_w = [], [], []
         for m, s in srcs.items():
+            given = None if s.modality.is_categorical else s.given
             xs, vs = [], []
             for c in cols:
                 raw, ok = s.read(r, c, T, T)
                 if masks and m in masks:
                     ok = ok & ~read_mask(masks[m], r, c, T, T)
-                given = None if s.modality.is_categorical else s.given
                 x, v = to_model_space(s.modality, raw, ok, given)
                 xs.append(x)
                 vs.append(v)
-            f, val = token_features(bundle, device, m, torch.stack(xs), torch.stack(vs),
-                                    None if s.modality.is_categorical else s.given, cal.levels, cal.seed,
+            f, val = token_features(bundle, device, m, torch.stack(xs), torch.stack(vs), given, cal.levels, cal.seed,
                                     cal.banks.get(m), batch)
             d = cal.tokens[m].distance(f.numpy())  # (n, gh, gw)
             d = np.where(val.numpy(), d, np.nan)
             up = T // d.shape[-1]
             dist_px.append(np.repeat(np.repeat(d, up, axis=1), up, axis=2))
-            cnt = val.sum(dim=(1, 2)).numpy()
-            mean_f = (f * val[..., None]).sum(dim=(1, 2)).numpy() / np.maximum(cnt, 1)[:, None]
+            mean_f, cnt = tile_means(f, val)
             tile_d.append(np.where(cnt > 0, cal.tiles[m].distance(mean_f), np.nan))
             tile_w.append(cnt / val[0].numel())
         with warnings.catch_warnings():  # a pixel no input holds stays NaN
@@ -277,15 +273,13 @@ def scene_novelty(bundle, device, sources: Mapping[str, Any], cal: Calibration, 
 
 
 # ---- calibration ----------------------------------------------------------------------------------------------
-def _tiles(src, T: int, stride: int, rows=None, cols=None):
+def _tiles(src, T: int, stride: int):
     """Whole tiles of a source with every pixel valid: [(x, ok)] in model space."""
     from .data.dataset import to_model_space
 
     out = []
-    r0, r1 = rows or (0, src.height)
-    c0, c1 = cols or (0, src.width)
-    for r in range(r0, r1 - T + 1, stride):
-        for c in range(c0, c1 - T + 1, stride):
+    for r in range(0, src.height - T + 1, stride):
+        for c in range(0, src.width - T + 1, stride):
             raw, ok = src.read(r, c, T, T)
             if ok.all():
                 out.append(to_model_space(src.modality, raw, ok, None if src.modality.is_categorical else src.given))
@@ -317,7 +311,7 @@ def calibrate(bundle, device, train: Mapping[str, list], held_out: Mapping[str, 
         f, val = token_features(bundle, device, m, x, v, given, levels, seed, banks[m])
         ft = f[val].numpy()
         tok_stats[m] = Stats.fit(ft)
-        mean_f = ((f * val[..., None]).sum(dim=(1, 2)) / val.sum(dim=(1, 2)).clamp(min=1)[:, None]).numpy()
+        mean_f, _ = tile_means(f, val)
         tile_stats[m] = Stats.fit(mean_f)
         tok_d.append(tok_stats[m].distance(ft))
         tile_d.append(tile_stats[m].distance(mean_f))

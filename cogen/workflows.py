@@ -147,7 +147,7 @@ def _quicklook(path: Path, registry, panels_in: dict[str, Any], panels_out: dict
         out = []
         for title, (m, v) in panels.items():
             arr = read_preview(v) if isinstance(v, (str, Path)) else np.asarray(v)
-            if title == "novelty":  # log2 error ratio: 0 familiar, 2 (four times the error) and above saturate
+            if title == "novelty":  # 1 = the 95th percentile of familiar tokens; 2 and above saturate
                 out.append((title, np.clip(np.nan_to_num(arr[0] / 2.0), 0, 1)))
             elif title.endswith("confidence") or title.endswith("std"):
                 a = arr[0] if arr.ndim == 3 else arr
@@ -187,29 +187,29 @@ def _outputs(d: Path, targets, names=None) -> dict[str, dict[str, Path]]:
 def _run_job(args, pipe: CogenPipeline, inputs: dict[str, str], targets: list[str], panels, t0: float,
              regenerate=None) -> dict:
     """One job into a staged output folder: rasters, quicklook.png (inputs over `panels(files)`), run.json."""
-    window, bands = scene_window(args, inputs), _parse_bands(getattr(args, "bands", None))
+    window = scene_window(args, inputs)
+    kw = _call_kw(args)
     with OutputDir(args.out, args.overwrite) as od:
-        nov = _novelty(args, pipe, inputs, od.path, regenerate)
-        res = pipe(inputs, targets, outputs=_outputs(od.path, targets), regenerate=regenerate, novelty=nov,
-                   **_call_kw(args))
+        nov = _novelty(pipe, inputs, od.path, kw, regenerate)
+        res = pipe(inputs, targets, outputs=_outputs(od.path, targets), regenerate=regenerate, novelty=nov, **kw)
         files = {m: r.files for m, r in res.items()}
         out_panels = panels(files)
         if nov is not None:
             out_panels["novelty"] = (None, od.path / "novelty.tif")
         _quicklook(od.path / "quicklook.png", pipe.registry,
-                   {f"input {m}": (m, read_preview(p, window=window, modality=pipe.registry[m], bands=bands.get(m)))
+                   {f"input {m}": (m, read_preview(p, window=window, modality=pipe.registry[m], bands=kw["bands"].get(m)))
                     for m, p in inputs.items()}, out_panels)
         _run_json(od.path, args, pipe, t0, {"outputs": _rel(files, od.path),
                                             "novelty": None if nov is None else nov.to_json()})
     return files
 
 
-def _novelty(args, pipe: CogenPipeline, inputs: dict[str, str], out: Path, masks=None):
-    """The inputs' novelty, written to `out`/novelty.tif; a one-line warning when the scene is unfamiliar; None
-    when the checkpoint has no novelty calibration or no input it knows."""
-    nov = pipe.novelty(inputs, window=getattr(args, "scene_window", None),
-                       add_offsets=_parse_add_offsets(getattr(args, "add_offset", None)),
-                       bands=_parse_bands(getattr(args, "bands", None)), masks=masks, out=out / "novelty.tif")
+def _novelty(pipe: CogenPipeline, inputs: dict[str, str], out: Path, kw: dict[str, Any], masks=None):
+    """The inputs' novelty, written to `out`/novelty.tif, read as the call with keywords `kw` (`_call_kw`) reads
+    them; a one-line warning when the scene is unfamiliar; None when the checkpoint has no novelty calibration or
+    no input it knows."""
+    nov = pipe.novelty(inputs, window=kw["window"], add_offsets=kw["add_offsets"], bands=kw["bands"], masks=masks,
+                       out=out / "novelty.tif")
     if nov is not None and nov.unfamiliar:
         print(nov.warning(), file=sys.stderr)
     return nov
@@ -294,7 +294,7 @@ def synth(args: argparse.Namespace) -> dict:
     seed = _options(pipe, args).seed
     manifest: dict[str, dict[str, str]] = {}
     with OutputDir(args.out, args.overwrite) as od:
-        nov = _novelty(args, pipe, inputs, od.path) if inputs else None  # scenes from nothing: nothing to judge
+        nov = _novelty(pipe, inputs, od.path, _call_kw(args)) if inputs else None  # scenes from nothing: nothing to judge
         layouts = {m: read_raster(p) for m, p in inputs.items()}  # copied into every scene to complete it
         panels_out = {}
         for i in range(args.n):

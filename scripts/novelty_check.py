@@ -11,7 +11,6 @@ scene and the demo scene; writes them as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

@@ -40,6 +40,13 @@ def latent_bands(batch: Mapping[str, Any], tokenizers: Mapping[str, Any]) -> dic
     return out
 
 
+def _band_kwargs(given: Mapping[str, torch.Tensor], x_in: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The model's `bands` keyword for the inputs that miss a band in some sample ({} when none does, so that a
+    model called without it sees nothing new)."""
+    bands = {m: g.to(x_in[m].device) for m, g in given.items() if m in x_in and not bool(g.all())}
+    return {"bands": bands} if bands else {}
+
+
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
                weight: torch.Tensor | None = None, channels: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample mean squared error over valid cells (B,); (B,C,h,w) tensors, (B,h,w) mask; optional (B,h,w)
@@ -135,8 +142,7 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
         tgt[m] = diffusion.target(z0, noise, t[m].to(z0.device))
         inputs_present[m] = keep.to(z0.device)
     times = {m: t[m].to(x_in[m].device) for m in x_in}
-    kw = {"bands": {m: g.to(x_in[m].device) for m, g in given.items() if m in x_in and not bool(g.all())}}
-    kw = kw if kw["bands"] else {}
+    kw = _band_kwargs(given, x_in)
     out = model(x_in, times, inputs_present, clean, **kw) if clean else model(x_in, times, inputs_present, **kw)
     total, count, per_mod = 0.0, 0.0, {}
     for m in x_in:
@@ -174,8 +180,7 @@ def regression_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, to
         x_in[m] = torch.where(is_t.view(-1, 1, 1, 1), torch.zeros_like(z0), z0)
         times[m] = is_t.float()
         keep_d[m] = keep.to(z0.device)
-    kw = {"bands": {m: g.to(x_in[m].device) for m, g in given.items() if m in x_in and not bool(g.all())}}
-    out = model(x_in, times, keep_d, **(kw if kw["bands"] else {}))
+    out = model(x_in, times, keep_d, **_band_kwargs(given, x_in))
     total, count, per_mod = 0.0, 0.0, {}
     for m in x_in:
         is_t = (roles[m] == TARGET).to(out[m].device).float()

@@ -68,8 +68,8 @@ def imputation(pipe, opts, more: Path, strips: Split) -> dict:
         runs["out_of_place"].append((f.stem, {"S1RTC": s1}, _phys(reg, "S2L2A", raw), ok, src.given))
     for sid in strips.with_all(["S1RTC", "S2L2A"]):
         a, v = strips.arrays[sid], strips.valid[sid]
-        given = np.isin(np.arange(s2.num_bands), runs["out_of_place"][0][4].nonzero()[0]) if runs["out_of_place"] \
-            else np.ones(s2.num_bands, bool)  # the bands scored out of place, for a like-for-like column
+        # the bands scored out of place, for a like-for-like column
+        given = runs["out_of_place"][0][4] if runs["out_of_place"] else np.ones(s2.num_bands, bool)
         runs["in_place"].append((sid, {"S1RTC": a["S1RTC"]}, _phys(reg, "S2L2A", a["S2L2A"]), v["S2L2A"], given))
     for where, items in runs.items():
         cg, mn = [], []

@@ -120,6 +120,10 @@ class Block(nn.Module):
         return x
 
 
+# weights added after bundles were first written: a bundle without them loads with their initial values
+ADDED_WEIGHTS = ("missing_band_emb.",)
+
+
 class CogenTransformer(ModelMixin, ConfigMixin):
     """Per-modality-time diffusion transformer.
 

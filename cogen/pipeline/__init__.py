@@ -13,7 +13,7 @@ several threads at once.
 from __future__ import annotations
 
 import math
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -29,7 +29,7 @@ from ..novelty import Calibration, Novelty, scene_novelty
 from ..options import SampleOptions
 from . import post
 from .request import Call, plan_call
-from .sinks import TargetResult, abort, collect, make_writers
+from .sinks import TargetResult, abort, collect, make_writers, output_grid
 from .sources import (ArraySource, MaskSource, RasterSource, Source, declared_add_offsets, make_sources,
                       unit_warnings, window_grid_offset)
 from .stream import interpolated_starts, stream
@@ -119,9 +119,9 @@ class CogenPipeline:
             raise
         return collect(call.registry, writers)
 
-    @property
+    @cached_property
     def calibration(self) -> Calibration | None:
-        """The checkpoint's novelty calibration (novelty.json), None if it has none."""
+        """The checkpoint's novelty calibration (novelty.json), None if it has none; read once."""
         return Calibration.load(self.bundle.path)
 
     def novelty(self, conditions: Mapping[str, Any], *, window: Window | None = None,
@@ -143,9 +143,8 @@ class CogenPipeline:
         writer = None
         if out is not None:
             first = next(iter(sources.values()))
-            ref = next((s for s in sources.values() if isinstance(s, RasterSource)), None)
-            crs, tr = (ref.grid.crs, ref.grid.transform) if ref else (None, rasterio.transform.Affine.identity())
-            meta = RasterMeta(descriptions=["novelty"], unit="log2 error ratio",
+            crs, tr = output_grid(sources)
+            meta = RasterMeta(descriptions=["novelty"], unit="score, 1 = the 95th percentile of familiar tokens",
                               tags={"COGEN_PRODUCT": "novelty", "COGEN_NOVELTY_THRESHOLD": f"{cal.threshold:.4f}"})
             writer = WindowedWriter(out, crs, tr, first.height, first.width, 1, "float32", float("nan"), meta=meta)
         try:

@@ -110,14 +110,19 @@ def out_meta(mod: Modality, kind: str, tags: Mapping[str, Any], source: Source |
                       band_tags=band_tags)
 
 
+def output_grid(sources: Mapping[str, Source]) -> tuple[Any, Any]:
+    """(CRS, transform) of a call's outputs: the first raster input's grid; none and the identity for arrays."""
+    ref = next((s for s in sources.values() if isinstance(s, RasterSource)), None)
+    return (ref.grid.crs, ref.grid.transform) if ref else (None, rasterio.transform.Affine.identity())
+
+
 def make_writers(registry: Registry, targets: list[str], H: int, W: int, samples: int,
                  outputs: Mapping[str, Mapping[str, Any]] | None, sources: Mapping[str, Source],
                  tags: Mapping[str, Any], add_offsets: Mapping[str, float]) -> dict[str, dict[str, Any]]:
     """{target: {kind: writer}}: a GeoTIFF on the first raster input's grid where `outputs` names a path for that
     kind, else memory. Continuous targets get a sample, and a mean and spread with several samples; class maps
     the majority and the agreement."""
-    ref = next((s for s in sources.values() if isinstance(s, RasterSource)), None)
-    crs, transform = (ref.grid.crs, ref.grid.transform) if ref else (None, rasterio.transform.Affine.identity())
+    crs, transform = output_grid(sources)
     writers: dict[str, dict[str, Any]] = {}
     for m in targets:
         mod = registry[m]
