@@ -40,7 +40,7 @@ from cogen.diffusion.loss import (balanced_class_weights, dark_weight_map, diffu
 from cogen.diffusion.schedule import Diffusion
 from cogen.errors import CheckpointError, CogenError
 from cogen.models.transformer import ADDED_WEIGHTS, CogenTransformer, build_model
-from cogen.registry import Registry
+from cogen.registry import Registry, base_modality
 from cogen.tokenizers import tokenizer_for
 
 
@@ -84,12 +84,13 @@ def datasets(cfg: Config, registry: Registry, total_samples: int, rank: int = 0,
         common = dict(root=d.root if not d.manifest else None, manifest=d.manifest, registry=registry,
                       modalities=d.modalities, crop=d.crop)
         train = SceneDataset(**common, region=region, regions=regions, mode="random", length=total_samples,
-                             seed=cfg.train.seed, augment=d.augment)
+                             seed=cfg.train.seed, augment=d.augment, max_dates=d.max_dates)
         kind = SceneDataset
     val = None
     if d.val_split:
         vr, vrs = load_split(d.split_file, d.val_split)
-        val = kind(**common, region=vr, regions=vrs, mode="grid")
+        val = kind(**common, region=vr, regions=vrs, mode="grid",
+                   **({"max_dates": d.max_dates} if kind is SceneDataset else {}))
     return train, val
 
 
@@ -111,10 +112,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/demo.yaml")
     ap.add_argument("--no-resume", action="store_true", help="error out if out_dir already holds checkpoints")
+    ap.add_argument("--stage", default=None, help="run this stage of the config only (with train.init_from=BUNDLE "
+                                                  "when the stage before it is not on this machine)")
     ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100 model.size=tiny")
     args = ap.parse_args()
     try:
-        run_stages(load_stages(args.config, args.overrides), resume=not args.no_resume)
+        stages = load_stages(args.config, args.overrides)
+        if args.stage is not None:
+            names = [n for n, _ in stages]
+            if args.stage not in names:
+                raise CogenError(f"--stage {args.stage}: {args.config} has no such stage; its stages are "
+                                 f"{', '.join(str(n) for n in names)}")
+            stages = [s for s in stages if s[0] == args.stage]
+        run_stages(stages, resume=not args.no_resume)
     except CogenError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -148,7 +158,8 @@ def run_stages(stages: list[tuple[str | None, Config]], resume: bool = True) -> 
 
 
 def init_weights(model: CogenTransformer, bundle: str, log) -> None:
-    """Fine-tuning: copy the weights of a cogen bundle into a model of the same modalities and size."""
+    """Fine-tuning: copy the weights of a cogen bundle into a model of the same size and of the same modalities or
+    more (the new ones start from their initial weights)."""
     from cogen.checkpoint import load_bundle
 
     src = load_bundle(bundle).model
@@ -156,7 +167,12 @@ def init_weights(model: CogenTransformer, bundle: str, log) -> None:
         missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
     except RuntimeError:  # same names, other shapes
         missing, unexpected = ["(shapes differ)"], []
-    missing = [k for k in missing if not k.startswith(ADDED_WEIGHTS)]  # new in the model: their initial values
+    # weights added to the model since the bundle, and those of modalities the bundle does not know (a sensor added
+    # to data.modalities): their initial values
+    new = [m for m in model.names if m not in src.names]
+    missing = [k for k in missing if not k.startswith(ADDED_WEIGHTS) and k.split(".")[1:2] not in ([m] for m in new)]
+    if new:
+        log(f"new modalities {', '.join(new)}: their weights start from their initial values")
     if missing or unexpected:
         raise CheckpointError(f"train.init_from={bundle}: its model does not match this config (missing "
                               f"{list(missing)[:3]}, unexpected {list(unexpected)[:3]}); use a bundle trained with the "
@@ -224,8 +240,9 @@ def train(cfg: Config, resume: bool = True, data: tuple | None = None) -> dict:
 
     def pixel_weights(batch, z) -> dict:
         out = {}
-        for m, b_ref in dark.items():
-            if m not in z:
+        for m in z:  # every date's slots of a weighted modality
+            b_ref = dark.get(base_modality(m))
+            if b_ref is None:
                 continue
             w = dark_weight_map(registry[m].denormalize(batch["values"][m]), batch["valid"][m], b_ref,
                                 t_cfg.dark_weight)
@@ -234,12 +251,12 @@ def train(cfg: Config, resume: bool = True, data: tuple | None = None) -> dict:
             out[m] = w
         return out
 
-    def loss_fn(net, z, ok, present, gen, weights=None, bands=None):
+    def loss_fn(net, z, ok, present, gen, weights=None, bands=None, dates=None):
         if t_cfg.objective == "regression":
             return regression_loss(net, z, ok, present, cfg.roles, gen, categorical, class_weights=class_weights,
-                                   bands=bands)
+                                   bands=bands, dates=dates)
         return diffusion_loss(net, z, ok, present, diffusion, cfg.roles, gen, patch_sizes=patch_sizes,
-                              class_weights=class_weights, pixel_weights=weights, bands=bands)
+                              class_weights=class_weights, pixel_weights=weights, bands=bands, dates=dates)
     opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: get_lr(s, cfg))
     model, opt, sched = acc.prepare(model, opt, sched)
@@ -299,7 +316,7 @@ def train(cfg: Config, resume: bool = True, data: tuple | None = None) -> dict:
                 z, ok, present = encode_batch(batch, tokenizers)
                 with acc.autocast():
                     loss, info = loss_fn(model, z, ok, present, gen, pixel_weights(batch, z) if dark else None,
-                                         latent_bands(batch, tokenizers))
+                                         latent_bands(batch, tokenizers), batch.get("dates"))
                 if not torch.isfinite(loss):
                     if t_cfg.on_nonfinite == "skip":
                         log(f"step {step}: non-finite loss ({loss.item()}), step skipped")
@@ -374,7 +391,7 @@ def validate(acc, model, ema, tokenizers, val_ds, cfg: Config, loss_fn, collate)
             z, ok, present = encode_batch(batch, tokenizers)
             with acc.autocast():
                 loss, _ = loss_fn(raw, z, ok, present, torch.Generator().manual_seed(1234 + i),
-                                  bands=latent_bands(batch, tokenizers))
+                                  bands=latent_bands(batch, tokenizers), dates=batch.get("dates"))
             total, n = total + loss.item(), n + 1
     ema.restore(raw.parameters())
     return total / max(n, 1)

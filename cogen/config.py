@@ -23,13 +23,14 @@ class DataConfig:
     # folder: <root>/<MODALITY>/<scene_id>.tif (or `manifest`); majortom: Major TOM-layout Parquet shards, `root` their
     # folder or a list of part files (cogen.data.shards), streamed
     source: str = "folder"
-    root: str | list[str] = "data/terramind-examples"
+    root: str | list[str] = "data/terramind-examples"  # a folder, several folders, or (majortom) shard files
     manifest: str | None = None
     split_file: str = "configs/split.yaml"
     train_split: str = "train"
     val_split: str | None = "test"
     modalities: list[str] = field(default_factory=lambda: ["S2L2A", "S2L1C", "S1RTC", "DEM", "NDVI", "LULC"])
     crop: int = 32
+    max_dates: int = 0  # time series: each crop also holds up to this many other dates of its place (cogen.data)
     augment: bool = True
     registry: str = "configs/modalities.yaml"
     stats: str = "configs/stats.yaml"
@@ -255,8 +256,9 @@ def resolve_stages(d: dict[str, Any], overrides: list[str] | None = None) -> lis
     `overrides`. With `stages: [{name: NAME, steps: N, <section overrides>}, ...]`, one run a stage: the stage's
     section overrides merged over the rest of `d`, `train.steps: N`, then the command line's `overrides` (they
     apply to every stage). Stage NAME writes to `<train.out_dir>/NAME`, and each stage after the first starts
-    from the EMA weights of the previous stage's last checkpoint (`train.init_from`, set here). Pure: nothing
-    is read or run."""
+    from the EMA weights of the previous stage's last checkpoint (`train.init_from`, set here, unless the command
+    line sets it: a stage can start from a bundle when the previous stage's run is not on the machine). Pure:
+    nothing is read or run."""
     d = dict(d)
     stages = d.pop("stages", None)
     cli = parse_overrides(overrides or [])
@@ -275,7 +277,7 @@ def resolve_stages(d: dict[str, Any], overrides: list[str] | None = None) -> lis
         if name in (n for n, _ in out):
             raise ConfigError(f"stages[{i}]: a second stage named {name!r}; each stage needs its own name")
         paths = {"out_dir": str(root / name)}
-        if out:
+        if out and "init_from" not in cli.get("train", {}):  # a command line's train.init_from replaces it
             prev = out[-1][1].train
             paths["init_from"] = str(checkpoint_dir(prev.out_dir, prev.final_step()) / "ema")
         merged = d
@@ -328,9 +330,12 @@ def _check_ranges(cfg: Config) -> Config:
         if not ok(v):
             raise ConfigError(f"{key}={v!r}: must be {rule} (e.g. {key}={example})")
     d = cfg.data
-    if d.source == "folder" and not isinstance(d.root, str):
-        raise ConfigError(f"data.root={d.root!r}: a list of files is for Parquet shards; set data.source=majortom, "
-                          f"or give one dataset folder")
+    if d.source == "folder" and not isinstance(d.root, str) and not all(Path(r).is_dir() for r in d.root):
+        raise ConfigError(f"data.root={d.root!r}: a list of files is for Parquet shards (set data.source=majortom); "
+                          f"a list of dataset folders must hold folders only")
+    if d.source == "majortom" and d.max_dates:
+        raise ConfigError(f"data.max_dates={d.max_dates}: shards hold one date a grid cell; use data.source=folder "
+                          f"for time series, or data.max_dates=0")
     if d.source == "majortom" and d.manifest:
         raise ConfigError(f"data.manifest={d.manifest}: a manifest lists GeoTIFFs (data.source=folder); shards are read "
                           f"from data.root")

@@ -26,7 +26,7 @@ DEFAULT_STATS = CONFIG_DIR / "stats.yaml"
 _ENTRY_KEYS = {
     "kind", "description", "bands", "units", "transform", "nodata", "valid_range", "dtype", "rgb",
     "display_range", "spectral", "tokenizer", "classes", "mean", "std", "data_range", "native_blocks",
-    "nodata_all_bands",
+    "nodata_all_bands", "timeless",
 }
 
 
@@ -70,6 +70,8 @@ class Modality:
     # band -> k: the band is stored upsampled from a k-times coarser native resolution, each value repeated
     # over an aligned k x k block (cogen.native); generated bands are given the same structure
     native_blocks: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # the same at every date (elevation): a sample holds it once, at the target date, never at other dates
+    timeless: bool = False
 
     # ---- facts ---------------------------------------------------------------------------------------
     @property
@@ -242,11 +244,30 @@ class Modality:
             d["data_range"] = self.data_range
             if self.native_blocks:
                 d["native_blocks"] = dict(self.native_blocks)
+        if self.timeless:
+            d["timeless"] = True
         if self.rgb:
             d["rgb"] = list(self.rgb)
         if self.display_range:
             d["display_range"] = list(self.display_range)
         return d
+
+
+def slot_key(modality: str, k: int) -> str:
+    """The key of a modality at the k-th other date of a sample: `S2L2A` at the target date (k = 0), `S2L2A@1`,
+    `S2L2A@2`, ... at the others. Every mapping the model, the losses and the roles take is keyed by these slots,
+    so a date is one more slot of its modality's tokens, not a code path of its own."""
+    return modality if k == 0 else f"{modality}@{int(k)}"
+
+
+def base_modality(key: str) -> str:
+    """`S2L2A@2` -> `S2L2A`: the registry modality of a slot key (a modality name is its own)."""
+    return key.split("@", 1)[0]
+
+
+def slot_order(key: str) -> int:
+    """`S2L2A` -> 0, `S2L2A@2` -> 2: a slot's place among the dates of its modality."""
+    return int(key.split("@", 1)[1]) if "@" in key else 0
 
 
 def _band_key(name: str) -> str:
@@ -301,7 +322,7 @@ def _entry(name: str, d: Mapping[str, Any]) -> Modality:
         spectral=bool(d.get("spectral", False)),
         data_range=None if d.get("data_range") is None else float(d["data_range"]),
         tokenizer=MappingProxyType(dict(d.get("tokenizer") or {"type": "patch"})), classes=classes,
-        native_blocks=MappingProxyType(blocks),
+        native_blocks=MappingProxyType(blocks), timeless=bool(d.get("timeless", False)),
     )
 
 
@@ -312,13 +333,17 @@ class Registry(Mapping[str, Modality]):
         self._m = {name: _entry(name, d) for name, d in entries.items()}
 
     def __getitem__(self, name: str) -> Modality:
+        """A modality by name, or by a slot key of it (`S2L2A@1`, :func:`slot_key`)."""
         try:
-            return self._m[name]
+            return self._m[base_modality(name)]
         except KeyError:
             raise UnknownModalityError(
                 f"unknown modality {name!r}; known modalities: {', '.join(self._m)} "
                 f"(add an entry to configs/modalities.yaml for a new sensor)"
             ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and base_modality(name) in self._m
 
     def __iter__(self):
         return iter(self._m)

@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 from rasterio.windows import Window
 
-from .data.dataset import Region, discover, load_split
+from .data.dataset import Region, Regions, discover, load_split
 from .errors import cli_exit
 from .io import atomic_path, file_valid, open_raster
 from .registry import Modality, Registry, default_registry
@@ -60,7 +60,10 @@ def _windows(win: Window, block: int) -> Iterable[Window]:
 def compute_stats(files: dict[str, dict[str, Path]], registry: Registry, regions: dict[str, Region] | None = None,
                   default: Region | None = None, block: int = 512) -> dict[str, RunningStats]:
     out: dict[str, RunningStats] = {}
+    regions = Regions(regions or {})
     for sid, mods in files.items():
+        if regions.excluded(sid, default):
+            continue
         for m, path in mods.items():
             mod: Modality = registry[m]
             if mod.is_categorical:

@@ -1,11 +1,20 @@
 """Scenes of co-registered GeoTIFFs as `{modality: Tensor}` items.
 
-Layout: `<root>/<MODALITY>/<scene_id>.tif`, or an explicit manifest `{scene_id: {modality: path}}` (JSON or
-YAML) for files that live elsewhere. A scene may lack modalities. Every scene is checked for co-registration
-and band counts when the dataset is built, so bad files fail before training starts.
+Layout: `<root>/<MODALITY>/<scene_id>.tif` (one root or several), or an explicit manifest
+`{scene_id: {modality: path}}` (JSON or YAML) for files that live elsewhere. A scene may lack modalities. Every
+scene is checked for co-registration and band counts when the dataset is built, so bad files fail before
+training starts.
+
+Time series: scenes on one grid (same CRS, transform and size) whose files carry different dates (tags
+ACQUISITION_DATE, SCENE_DATE or TIFFTAG_DATETIME, `scene_date`) are the dates of one place. Random crops draw a
+place, then a date of it (the target date); with `max_dates` > 0 they also hold up to that many other dates of the
+place, at the same window, as slots `M@1`, `M@2`, ... (in date order; timeless modalities such as DEM only at the
+target date), and every slot's date relative to the target (`"dates"`: [offset days, day of year, known]).
 """
 from __future__ import annotations
 
+import datetime as dt
+import fnmatch
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +28,53 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DatasetError
 from ..io import Grid, check_same_grid, file_valid, open_raster, read_raster
-from ..registry import Modality, Registry, default_registry
+from ..registry import Modality, Registry, base_modality, default_registry, slot_key, slot_order
+
+DATE_TAGS = ("ACQUISITION_DATE", "SCENE_DATE", "TIFFTAG_DATETIME")
+
+
+def parse_date(text: str) -> dt.date:
+    """`2021-06-08`, `2021-06-08T10:20:00Z`, `2021:06:08 10:20:00` (TIFF) or `20210608` -> a date; ValueError else."""
+    t = str(text).strip()
+    for cut, fmt in ((10, "%Y-%m-%d"), (10, "%Y:%m:%d"), (8, "%Y%m%d")):
+        try:
+            return dt.datetime.strptime(t[:cut], fmt).date()
+        except ValueError:
+            continue
+    raise ValueError(f"{text!r} is not a date (use YYYY-MM-DD)")
+
+
+def scene_date(tags: Mapping[str, str]) -> dt.date | None:
+    """The date a raster's tags state (the first of DATE_TAGS that parses), None when none does."""
+    for k in DATE_TAGS:
+        if k in tags:
+            try:
+                return parse_date(tags[k])
+            except ValueError:
+                continue
+    return None
+
+
+def date_vector(date: dt.date | None, target: dt.date | None) -> torch.Tensor:
+    """(3,) [offset in days from the target date, day of year, known]: the model's date input of a slot
+    (zeros when either date is unknown: at the target date, day unknown)."""
+    if date is None or target is None:
+        return torch.zeros(3)
+    return torch.tensor([float((date - target).days), float(date.timetuple().tm_yday), 1.0])
 
 
 @dataclass(frozen=True)
 class Region:
-    """Half-open pixel ranges [r0, r1) x [c0, c1) of a scene; None means the whole extent."""
+    """Half-open pixel ranges [r0, r1) x [c0, c1) of a scene; None means the whole extent. `exclude`: the scene
+    is not in the split at all (a place held out)."""
 
     rows: tuple[int, int] | None = None
     cols: tuple[int, int] | None = None
+    exclude: bool = False
 
     def window(self, height: int, width: int) -> Window:
+        if self.exclude:
+            raise ConfigError("an excluded region has no window; leave the scene out (Regions.excluded)")
         r0, r1 = self.rows or (0, height)
         c0, c1 = self.cols or (0, width)
         r1, c1 = min(r1, height), min(c1, width)
@@ -38,8 +83,25 @@ class Region:
         return Window(c0, r0, c1 - c0, r1 - r0)
 
 
-def load_split(path: str | Path, name: str) -> tuple[Region, dict[str, Region]]:
-    """Read a split file -> (default region, {scene_id: region}) for split `name`."""
+class Regions(dict):
+    """{scene id or glob pattern (`belgium_*`): Region}; `get` takes the exact id first, then the first pattern
+    that matches it, so a place's dates share one entry."""
+
+    def get(self, sid, default=None):
+        if sid in self:
+            return self[sid]
+        for pat, r in self.items():
+            if any(ch in pat for ch in "*?[") and fnmatch.fnmatchcase(sid, pat):
+                return r
+        return default
+
+    def excluded(self, sid: str, default: Region | None = None) -> bool:
+        r = self.get(sid, default)
+        return bool(r is not None and r.exclude)
+
+
+def load_split(path: str | Path, name: str) -> tuple[Region, Regions]:
+    """Read a split file -> (default region, {scene id or pattern: region}) for split `name`."""
     d = yaml.safe_load(Path(path).read_text()) or {}
     splits = d.get("splits") or {}
     if name not in splits:
@@ -48,13 +110,25 @@ def load_split(path: str | Path, name: str) -> tuple[Region, dict[str, Region]]:
 
     def region(r: Mapping[str, Any] | None) -> Region:
         r = r or {}
-        return Region(tuple(r["rows"]) if r.get("rows") else None, tuple(r["cols"]) if r.get("cols") else None)
+        return Region(tuple(r["rows"]) if r.get("rows") else None, tuple(r["cols"]) if r.get("cols") else None,
+                      bool(r.get("exclude", False)))
 
-    return region(s.get("default")), {k: region(v) for k, v in (s.get("scenes") or {}).items()}
+    return region(s.get("default")), Regions({k: region(v) for k, v in (s.get("scenes") or {}).items()})
 
 
-def discover(root: str | Path, registry: Registry, modalities: Iterable[str] | None = None) -> dict[str, dict[str, Path]]:
-    """`<root>/<MODALITY>/<scene>.tif` -> {scene_id: {modality: path}}; unregistered folders are ignored."""
+def discover(root: str | Path | Sequence[str | Path], registry: Registry,
+             modalities: Iterable[str] | None = None) -> dict[str, dict[str, Path]]:
+    """`<root>/<MODALITY>/<scene>.tif` -> {scene_id: {modality: path}}; unregistered folders are ignored. Several
+    roots are merged; a scene id in two of them is an error."""
+    if isinstance(root, (list, tuple)):
+        out: dict[str, dict[str, Path]] = {}
+        for r in root:
+            part = discover(r, registry, modalities)
+            twice = sorted(set(part) & set(out))
+            if twice:
+                raise DatasetError(f"{r}: scene ids {twice[:3]} are in another data root too; rename one")
+            out.update(part)
+        return out
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found; expected <root>/<MODALITY>/<scene_id>.tif")
@@ -101,11 +175,11 @@ class SceneDataset(Dataset):
     mode="grid": every non-overlapping crop of the regions, in order (validation, evaluation).
     """
 
-    def __init__(self, root: str | Path | None = None, manifest: str | Path | None = None,
+    def __init__(self, root: str | Path | Sequence[str | Path] | None = None, manifest: str | Path | None = None,
                  registry: Registry | None = None, modalities: Sequence[str] | None = None,
                  crop: int | None = None, region: Region | None = None, regions: Mapping[str, Region] | None = None,
                  mode: str = "random", length: int = 1000, seed: int = 0, augment: bool = False,
-                 cache: bool = True):
+                 cache: bool = True, max_dates: int = 0):
         self.registry = registry or default_registry()
         if (root is None) == (manifest is None):
             raise DatasetError("give either a dataset root folder or a manifest")
@@ -113,16 +187,25 @@ class SceneDataset(Dataset):
         if modalities is not None:
             files = {s: {m: p for m, p in mods.items() if m in modalities} for s, mods in files.items()}
             files = {s: mods for s, mods in files.items() if mods}
+        region = region or Region()
+        regions = Regions(regions or {})
+        files = {s: mods for s, mods in files.items() if not regions.excluded(s, region)}
+        if not files:
+            raise DatasetError("no scenes left: the split excludes every scene of the data")
         self.modalities = list(modalities) if modalities is not None else sorted({m for v in files.values() for m in v})
         self.files = files
         self.scene_ids = sorted(files)
         self.grids: dict[str, Grid] = {}
         self.band_idx: dict[tuple[str, str], tuple[int, ...]] = {}
+        self.dates: dict[str, dt.date | None] = {}
         for sid in self.scene_ids:
             self.grids[sid] = self._check_scene(sid)
-        region = region or Region()
-        regions = regions or {}
         self.windows = {sid: regions.get(sid, region).window(g.height, g.width) for sid, g in self.grids.items()}
+        self.places = self._places()
+        self.place_of = {sid: tuple(p) for p in self.places for sid in p}
+        if max_dates < 0:
+            raise ConfigError(f"max_dates={max_dates}: use 0 (one date a sample) or more")
+        self.max_dates = max_dates
         self.crop = crop
         for sid, w in self.windows.items():
             if crop is not None and (w.height < crop or w.width < crop):
@@ -136,17 +219,40 @@ class SceneDataset(Dataset):
     # ---- checks ---------------------------------------------------------------------------------------
     def _check_scene(self, sid: str) -> Grid:
         ref_path, ref = None, None
+        dates = []
         for m, p in self.files[sid].items():
             mod = self.registry[m]
             with open_raster(p) as src:
                 self.band_idx[sid, m] = mod.file_bands(src.count, str(p), src.descriptions)
                 g = Grid(src.crs, src.transform, src.height, src.width)
+                d = scene_date(src.tags())
+                if d is not None:
+                    dates.append((mod.timeless, d))
             if ref is None:
                 ref_path, ref = p, g
             else:
                 check_same_grid(ref_path, ref, p, g)
         assert ref is not None
+        measured = [d for timeless, d in dates if not timeless]  # a measured layer's date wins over SCENE_DATE
+        self.dates[sid] = (measured or [d for _, d in dates] or [None])[0]
         return ref
+
+    def _places(self) -> list[list[str]]:
+        """Scene ids grouped by place: dated scenes on one grid and region are the dates of one place (in date
+        order); any other scene is a place of its own."""
+        groups: dict[Any, list[str]] = {}
+        for sid in self.scene_ids:
+            g, w = self.grids[sid], self.windows[sid]
+            key = (str(g.crs), tuple(g.transform), g.height, g.width, tuple(w.flatten())) if self.dates[sid] else sid
+            groups.setdefault(key, []).append(sid)
+        out = []
+        for ids in groups.values():
+            days = [self.dates[s] for s in ids]
+            if len(set(days)) < len(days):  # one place, the same date twice: keep them apart, as single scenes
+                out += [[s] for s in ids]
+            else:
+                out.append(sorted(ids, key=lambda s: self.dates[s]))
+        return sorted(out, key=lambda p: p[0])
 
     def _grid_positions(self) -> list[tuple[str, int, int]]:
         out = []
@@ -210,12 +316,39 @@ class SceneDataset(Dataset):
             win = self.windows[sid]
             c = self.crop or int(min(win.height, win.width))
             h = w = c
-        else:
-            sid = self.scene_ids[int(rng.integers(len(self.scene_ids)))]
+            others = self.other_dates(sid, rng)
+        else:  # a place, then a date of it: a place of many dates weighs as much as a scene of one
+            place = self.places[int(rng.integers(len(self.places)))]
+            sid = place[int(rng.integers(len(place)))] if len(place) > 1 else place[0]
             row, col, h, w = random_window(rng, self.windows[sid], self.crop)
-        raw = {m: self.raw_crop(sid, m, row, col, h, w) for m in self.files[sid]}
-        bands = {m: self.given(sid, m) for m in self.files[sid] if not self.registry[m].is_categorical}
-        return make_item(self.registry, sid, (row, col, h, w), raw, rng if self.augment else None, bands)
+            others = self.other_dates(sid, rng)
+        raw, bands, dates = {}, {}, {}
+        target = self.dates[sid]
+        for k, s in enumerate([sid, *others]):
+            for m in self.files[s]:
+                if k and self.registry[m].timeless:
+                    continue
+                key = slot_key(m, k)
+                raw[key] = self.raw_crop(s, m, row, col, h, w)
+                if not self.registry[m].is_categorical:
+                    bands[key] = self.given(s, m)
+                if self.max_dates:
+                    dates[key] = date_vector(self.dates[s], target)
+        item = make_item(self.registry, sid, (row, col, h, w), raw, rng if self.augment else None, bands)
+        if self.max_dates:
+            item["dates"] = dates
+        return item
+
+    def other_dates(self, sid: str, rng: np.random.Generator) -> list[str]:
+        """Up to `max_dates` other dates of scene `sid`'s place, a random number of them (0 too) at random, in date
+        order (none without max_dates: no draw, so crops stay those of runs trained before)."""
+        place = self.place_of[sid]
+        if not self.max_dates or len(place) < 2:
+            return []
+        rest = [s for s in place if s != sid]
+        k = int(rng.integers(min(self.max_dates, len(rest)) + 1))
+        pick = sorted(int(i) for i in rng.choice(len(rest), size=k, replace=False)) if k else []
+        return [rest[i] for i in pick]
 
 
 def random_window(rng: np.random.Generator, win: Window, crop: int | None) -> tuple[int, int, int, int]:
@@ -272,14 +405,18 @@ def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
 def collate_scenes(items: list[dict[str, Any]], modalities: Sequence[str] | None = None,
                    registry: Registry | None = None) -> dict[str, Any]:
     """Stack items whose modality sets differ: a modality missing from a sample is zeros with present=False.
-    "bands" {m: (B, C) bool} holds every continuous modality's given bands (all, where an item says nothing)."""
+    Slots of other dates (`M@k`) of the `modalities` are kept too, after their modality.
+    "bands" {m: (B, C) bool} holds every continuous modality's given bands (all, where an item says nothing);
+    "dates" {m: (B, 3)} each slot's date vector (zeros where an item has none), when an item has dates."""
     registry = registry or default_registry()
-    mods = list(modalities) if modalities is not None else sorted({m for it in items for m in it["values"]})
-    values, valid, present, bands = {}, {}, {}, {}
-    for m in mods:
-        ref = next((it for it in items if m in it["values"]), None)
-        if ref is None:
-            continue
+    keys = sorted({m for it in items for m in it["values"]}, key=lambda m: (base_modality(m), slot_order(m)))
+    if modalities is not None:
+        order = {m: i for i, m in enumerate(modalities)}
+        keys = sorted((m for m in keys if base_modality(m) in order), key=lambda m: (order[base_modality(m)], slot_order(m)))
+    values, valid, present, bands, dates = {}, {}, {}, {}, {}
+    dated = any("dates" in it for it in items)
+    for m in keys:
+        ref = next(it for it in items if m in it["values"])
         vals, oks, pres = [], [], []
         for it in items:
             if m in it["values"]:
@@ -291,5 +428,10 @@ def collate_scenes(items: list[dict[str, Any]], modalities: Sequence[str] | None
         if not registry[m].is_categorical:
             full = torch.ones(registry[m].num_bands, dtype=torch.bool)
             bands[m] = torch.stack([it.get("bands", {}).get(m, full) for it in items])
-    return {"scene": [it["scene"] for it in items], "window": [it["window"] for it in items],
-            "values": values, "valid": valid, "present": present, "bands": bands}
+        if dated:
+            dates[m] = torch.stack([it.get("dates", {}).get(m, torch.zeros(3)) for it in items]).float()
+    out = {"scene": [it["scene"] for it in items], "window": [it["window"] for it in items],
+           "values": values, "valid": valid, "present": present, "bands": bands}
+    if dated:
+        out["dates"] = dates
+    return out

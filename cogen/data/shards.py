@@ -47,7 +47,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..errors import ConfigError, DatasetError, OutputExistsError, cli_exit
 from ..io import Grid, dataset_valid, has_internal_mask, open_raster
 from ..registry import Modality, Registry, default_registry
-from .dataset import Region, discover, make_item, random_window, read_manifest
+from .dataset import Region, Regions, discover, make_item, random_window, read_manifest
 
 try:  # Parquet; a dependency of cogen, imported here only so that the rest of cogen loads without it
     import pyarrow as pa
@@ -477,7 +477,7 @@ class ShardStream(IterableDataset):
         self.index = ShardIndex({m: parts[m] for m in self.modalities}, self.columns)
         if not len(self.index):
             raise DatasetError(f"{root}: the shards hold no grid cells")
-        self.crop, self.region, self.regions = crop, region or Region(), dict(regions or {})
+        self.crop, self.region, self.regions = crop, region or Region(), Regions(regions or {})
         self.mode, self.seed, self.augment, self.buffer = mode, seed, augment, max(int(shuffle_buffer), 0)
         self.rank, self.world, self.batch_size, self.num_workers = rank, world, batch_size, num_workers
         self.start_batches = 0  # batches this rank's DataLoader handed out before (load_state_dict)

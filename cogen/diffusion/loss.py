@@ -6,17 +6,19 @@ from typing import Any, Mapping
 import torch
 
 from ..errors import DatasetError
+from ..registry import base_modality
 from .roles import ABSENT, TARGET, RoleConfig, known_regions, sample_band_masks, sample_roles, sample_times
 from .schedule import Diffusion
 
 
 def encode_batch(batch: Mapping[str, Any], tokenizers: Mapping[str, Any]) -> tuple[dict, dict, dict]:
-    """Batch from `collate_scenes` -> ({m: latent}, {m: (B,h,w) latent valid}, {m: (B,) present})."""
+    """Batch from `collate_scenes` -> ({m: latent}, {m: (B,h,w) latent valid}, {m: (B,) present}); slots of other
+    dates (`M@k`) take their modality's tokenizer."""
     z, ok, present = {}, {}, {}
     for m, x in batch["values"].items():
-        if m not in tokenizers:
+        if base_modality(m) not in tokenizers:
             continue
-        tok = tokenizers[m]
+        tok = tokenizers[base_modality(m)]
         with torch.no_grad():
             z[m] = tok.encode(x)
         ok[m] = tok.latent_valid(batch["valid"][m]) & batch["present"][m][:, None, None]
@@ -29,9 +31,9 @@ def latent_bands(batch: Mapping[str, Any], tokenizers: Mapping[str, Any]) -> dic
     a learned tokenizer mixes bands into its latent, so it needs every band."""
     out = {}
     for m, b in (batch.get("bands") or {}).items():
-        if m not in tokenizers:
+        if base_modality(m) not in tokenizers:
             continue
-        if getattr(tokenizers[m], "kind", None) == "patch":
+        if getattr(tokenizers[base_modality(m)], "kind", None) == "patch":
             out[m] = b
         elif not bool(b.all()):
             raise DatasetError(f"{m}: a scene of the batch ({batch['scene'][int((~b.all(dim=1)).nonzero()[0])]}) holds "
@@ -40,11 +42,18 @@ def latent_bands(batch: Mapping[str, Any], tokenizers: Mapping[str, Any]) -> dic
     return out
 
 
-def _band_kwargs(given: Mapping[str, torch.Tensor], x_in: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """The model's `bands` keyword for the inputs that miss a band in some sample ({} when none does, so that a
-    model called without it sees nothing new)."""
+def _band_kwargs(given: Mapping[str, torch.Tensor], x_in: Mapping[str, torch.Tensor],
+                 dates: Mapping[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """The model's `bands` keyword for the inputs that miss a band in some sample, and its `dates` keyword for
+    the inputs' slots when the batch has dates ({} when neither, so that a model called without them sees nothing
+    new)."""
+    kw: dict[str, Any] = {}
     bands = {m: g.to(x_in[m].device) for m, g in given.items() if m in x_in and not bool(g.all())}
-    return {"bands": bands} if bands else {}
+    if bands:
+        kw["bands"] = bands
+    if dates:
+        kw["dates"] = {m: d.to(x_in[m].device) for m, d in dates.items() if m in x_in}
+    return kw
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
@@ -108,7 +117,8 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
                    patch_sizes: Mapping[str, int] | None = None,
                    class_weights: Mapping[str, torch.Tensor] | None = None,
                    pixel_weights: Mapping[str, torch.Tensor] | None = None,
-                   bands: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+                   bands: Mapping[str, torch.Tensor] | None = None,
+                   dates: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """One batch's loss: mean over (sample, target modality) pairs of the masked MSE of the prediction.
 
     Conditions enter clean at t = 0 and never get loss; absent modalities are masked out of attention (or
@@ -118,7 +128,8 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
     class's weight (`balanced_class_weights`). pixel_weights: {m: (B,h,w)} cell weights at latent resolution
     (`dark_weight_map`), multiplied into the loss of target m. bands: {m: (B, C) bool} the bands each sample
     holds (`collate_scenes`); conditions may be given fewer (`roles_cfg.p_band_subset`), and a target's
-    missing bands take no loss."""
+    missing bands take no loss. dates: {m: (B, 3)} each slot's date vector (`collate_scenes`); every mapping is
+    keyed by slot (a modality, or `M@k` at another date), and the lookups by modality take the slot's."""
     roles = dict(roles) if roles is not None else sample_roles(present, roles_cfg, generator)
     t = sample_times(roles, diffusion.sample_t, roles_cfg, generator)
     given = sample_band_masks(roles, {m: b for m, b in (bands or {}).items() if m in z}, roles_cfg, generator)
@@ -133,7 +144,7 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
         x_in[m] = torch.where(is_t.view(-1, 1, 1, 1), xt, z0)
         if roles_cfg.p_partial > 0:
             B, _, h, w = z0.shape
-            p = (patch_sizes or {}).get(m, 1)
+            p = (patch_sizes or {}).get(base_modality(m), 1)
             part = (torch.rand(B, generator=generator) < roles_cfg.p_partial) & is_t.cpu()
             known = known_regions(B, h, w, p, (roles_cfg.partial_min, roles_cfg.partial_max), generator) & part[:, None, None]
             if bool(known.any()):
@@ -142,13 +153,14 @@ def diffusion_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, tor
         tgt[m] = diffusion.target(z0, noise, t[m].to(z0.device))
         inputs_present[m] = keep.to(z0.device)
     times = {m: t[m].to(x_in[m].device) for m in x_in}
-    kw = _band_kwargs(given, x_in)
+    kw = _band_kwargs(given, x_in, dates)
     out = model(x_in, times, inputs_present, clean, **kw) if clean else model(x_in, times, inputs_present, **kw)
     total, count, per_mod = 0.0, 0.0, {}
     for m in x_in:
         is_t = (roles[m] == TARGET).to(out[m].device).float()
         v = valid[m] & ~clean[m] if m in clean else valid[m]
-        cw = class_weight_map(z[m], class_weights[m]) if class_weights and m in class_weights else None
+        b = base_modality(m)
+        cw = class_weight_map(z[m], class_weights[b]) if class_weights and b in class_weights else None
         if pixel_weights and m in pixel_weights:
             pw = pixel_weights[m].to(out[m].device)
             cw = pw if cw is None else cw * pw
@@ -165,7 +177,8 @@ def regression_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, to
                     present: Mapping[str, torch.Tensor], roles_cfg: RoleConfig, generator: torch.Generator,
                     categorical: Mapping[str, bool], roles: Mapping[str, torch.Tensor] | None = None,
                     class_weights: Mapping[str, torch.Tensor] | None = None,
-                    bands: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+                    bands: Mapping[str, torch.Tensor] | None = None,
+                    dates: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """The deterministic baseline on the same backbone: targets enter as zeros at t = 1 and the network
     predicts them in one pass; MSE for continuous targets, cross-entropy (logits = output channels) for
     class maps. Roles and band subsets are drawn exactly as for diffusion training."""
@@ -180,16 +193,16 @@ def regression_loss(model, z: Mapping[str, torch.Tensor], valid: Mapping[str, to
         x_in[m] = torch.where(is_t.view(-1, 1, 1, 1), torch.zeros_like(z0), z0)
         times[m] = is_t.float()
         keep_d[m] = keep.to(z0.device)
-    out = model(x_in, times, keep_d, **_band_kwargs(given, x_in))
+    out = model(x_in, times, keep_d, **_band_kwargs(given, x_in, dates))
     total, count, per_mod = 0.0, 0.0, {}
     for m in x_in:
         is_t = (roles[m] == TARGET).to(out[m].device).float()
-        if categorical.get(m):
+        if categorical.get(base_modality(m)):
             target_idx = z[m].argmax(dim=1)  # the one-hot code back to class indices
             ce = torch.nn.functional.cross_entropy(out[m].float(), target_idx, reduction="none")  # (B,h,w)
             w = valid[m].float()
-            if class_weights and m in class_weights:
-                ce = ce * class_weight_map(z[m], class_weights[m])
+            if class_weights and base_modality(m) in class_weights:
+                ce = ce * class_weight_map(z[m], class_weights[base_modality(m)])
             per_sample = (ce * w).sum(dim=(1, 2)) / w.sum(dim=(1, 2)).clamp(min=1.0)
         else:
             per_sample = masked_mse(out[m], z[m], valid[m], channels=given.get(m))

@@ -8,7 +8,11 @@ nodata holes): tokens marked clean take the modality's t = 0 vector instead, so 
 while the rest of the modality is denoised. A modality may be given with some of its bands (a 9-band L2A
 product, L1C without B10): its missing bands enter as zeros and a learned embedding of *which* bands are
 missing (zero when none is) is added to its tokens and to its conditioning vector, so a missing band is
-absent, not a band of value 0; the model still predicts every band. Modalities that are absent are not in the sequence;
+absent, not a band of value 0; the model still predicts every band. A sample may hold a modality at several
+dates: each date is a slot of that modality's tokens (`S2L2A`, `S2L2A@1`, ..., `cogen.registry.slot_key`) with
+the modality's own patch embedding, and an embedding of the slot's date (its offset in days from the target
+date and its day of year) added to its tokens and its conditioning vector; every slot has its own diffusion
+time like any modality, so any date may be given, wanted or absent. Modalities that are absent are not in the sequence;
 within a batch where a modality is present for some samples only, the others' tokens are masked out of
 attention, so they have no influence.
 """
@@ -25,6 +29,7 @@ from einops import rearrange
 from torch import nn
 
 from ..errors import ConfigError
+from ..registry import base_modality, slot_order
 
 MODEL_SIZES: dict[str, dict[str, int]] = {
     "tiny": dict(hidden_size=32, depth=2, num_heads=2),
@@ -83,6 +88,22 @@ class Attention(nn.Module):
         return self.proj(out)
 
 
+DATE_PERIODS = (4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0)  # days: the offset's sin-cos periods
+DATE_FEATURES = 2 * len(DATE_PERIODS) + 3
+
+
+def date_features(d: torch.Tensor) -> torch.Tensor:
+    """(B, 3) [offset in days from the target date, day of year, 1 if the date is known else 0] -> (B, F):
+    sin-cos of the offset at periods of 4 days to about 3 years, and of the day of year on the year's circle
+    (zero when the date is unknown), and the known flag."""
+    off, doy, known = d.float().unbind(-1)
+    w = 2 * math.pi / torch.tensor(DATE_PERIODS, device=d.device)
+    a = off[:, None] * w[None]
+    yr = 2 * math.pi * doy / 365.25
+    season = torch.stack([torch.sin(yr), torch.cos(yr)], dim=-1) * known[:, None]
+    return torch.cat([torch.sin(a), torch.cos(a), season, known[:, None]], dim=-1)
+
+
 def per_token(v: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
     """(B, K, E) vectors -> (B, N, E) by slot index seg, (N,) shared by the batch or (B, N) per sample."""
     if seg.ndim == 1:
@@ -121,7 +142,7 @@ class Block(nn.Module):
 
 
 # weights added after bundles were first written: a bundle without them loads with their initial values
-ADDED_WEIGHTS = ("missing_band_emb.",)
+ADDED_WEIGHTS = ("missing_band_emb.", "date_mlp.")
 
 
 class CogenTransformer(ModelMixin, ConfigMixin):
@@ -148,6 +169,9 @@ class CogenTransformer(ModelMixin, ConfigMixin):
         self.missing_band_emb = nn.ParameterDict({m: nn.Parameter(torch.zeros(s["channels"], D))
                                                   for m, s in modalities.items()})
         self.t_mlp = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, D))
+        # a slot's date (offset from the target date, day of year) -> a vector added to its tokens and conditioning
+        # vector; its last layer starts at zero, so a model trained without dates is unchanged by it
+        self.date_mlp = nn.Sequential(nn.Linear(DATE_FEATURES, D), nn.SiLU(), nn.Linear(D, D))
         self.blocks = nn.ModuleList([Block(D, num_heads, mlp_ratio, attention) for _ in range(depth)])
         self.final_norm = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(D, 2 * D))
@@ -163,31 +187,37 @@ class CogenTransformer(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.final_ada[-1].weight); nn.init.zeros_(self.final_ada[-1].bias)
         for lin in self.unembed.values():
             nn.init.zeros_(lin.weight); nn.init.zeros_(lin.bias)
+        nn.init.zeros_(self.date_mlp[-1].weight); nn.init.zeros_(self.date_mlp[-1].bias)
         nn.init.normal_(self.t_mlp[0].weight, std=0.02); nn.init.normal_(self.t_mlp[2].weight, std=0.02)
 
     def patch_size(self, m: str) -> int:
-        return int(self.config.modalities[m]["patch_size"])
+        return int(self.config.modalities[base_modality(m)]["patch_size"])
 
     def forward(self, x: Mapping[str, torch.Tensor], t: Mapping[str, torch.Tensor],
                 present: Mapping[str, torch.Tensor] | None = None,
                 clean: Mapping[str, torch.Tensor] | None = None,
-                bands: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """x: {m: (B, c_m, h, w) latents}, t: {m: (B,) time in [0, 1], 0 = clean condition},
+                bands: Mapping[str, torch.Tensor] | None = None,
+                dates: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Every mapping is keyed by slot: a modality (at the target date) or a slot key `M@k` of it at another
+        date (:func:`cogen.registry.slot_key`).
+        x: {m: (B, c_m, h, w) latents}, t: {m: (B,) time in [0, 1], 0 = clean condition},
         present: optional {m: (B,) bool}; False masks that modality's tokens out for that sample.
         clean: optional {m: (B, h, w) bool latent cells}; a token whose cells are all True is a clean
             condition (the t = 0 vector of its modality) whatever t[m] is; its values in x must be clean.
         bands: optional {m: (B, c_m) bool} latent channels given; False channels are missing for that sample
             (their values in x are ignored). Absent from the mapping = every channel given.
+        dates: optional {m: (B, 3)} [offset in days from the target date, day of year, known 0/1] of each slot
+            (:func:`date_features`); a slot absent from it is at the target date, its day unknown.
         Returns {m: (B, c_m, h, w)} predictions for every modality in x."""
-        names = [m for m in self.names if m in x]
-        unknown = set(x) - set(self.names)
+        unknown = {m for m in x if base_modality(m) not in self.names}
         if unknown:
             raise ConfigError(f"the model does not know modalities {sorted(unknown)}; it knows {self.names}")
+        names = sorted(x, key=lambda m: (self.names.index(base_modality(m)), slot_order(m)))
         D = self.config.hidden_size
         toks, conds, segs, keeps, grids, flags, misses = [], [], [], [], {}, [], {}
         partial = clean is not None and any(m in clean for m in names)
         for i, m in enumerate(names):
-            p = self.patch_size(m)
+            p, b = self.patch_size(m), base_modality(m)
             B, C, H, W = x[m].shape
             if H % p or W % p:
                 raise ConfigError(f"{m}: latent size {H}x{W} is not a multiple of its patch size {p}; pad the tile")
@@ -202,11 +232,13 @@ class CogenTransformer(ModelMixin, ConfigMixin):
                 given = torch.ones(B, C, dtype=torch.bool, device=xm.device)
             # (B, D), zero when every band is given; always computed, so that the embedding is in every graph
             # (DDP wants each parameter used by each step)
-            miss = (~given).to(xm.dtype) @ self.missing_band_emb[m].to(xm.dtype)
+            miss = (~given).to(xm.dtype) @ self.missing_band_emb[b].to(xm.dtype)
+            d = dates[m].to(xm.device) if dates is not None and m in dates else torch.zeros(B, 3, device=xm.device)
+            miss = miss + self.date_mlp(date_features(d).to(xm.dtype))  # (B, D), likewise always computed
             tok = rearrange(xm, "b c (h p) (w q) -> b (h w) (c p q)", p=p, q=p)
             pos = sincos_2d(H // p, W // p, D, xm.device)
-            tok = self.embed[m](tok) + pos.to(tok.dtype) + self.modality_emb[m]
-            cond = self.t_mlp(timestep_embedding(t[m], D).to(tok.dtype)) + self.modality_emb[m]  # (B, D)
+            tok = self.embed[b](tok) + pos.to(tok.dtype) + self.modality_emb[b]
+            cond = self.t_mlp(timestep_embedding(t[m], D).to(tok.dtype)) + self.modality_emb[b]  # (B, D)
             tok, cond, misses[i] = tok + miss[:, None], cond + miss, miss
             toks.append(tok)  # (B, N_m, D)
             conds.append(cond)
@@ -223,7 +255,7 @@ class CogenTransformer(ModelMixin, ConfigMixin):
         seg = torch.cat(segs)  # (N,)
         if partial:  # slots M..2M-1: each modality's t = 0 vector, for its clean tokens
             t0 = self.t_mlp(timestep_embedding(torch.zeros(1, device=h.device), D).to(h.dtype))
-            c0 = t0[:, None] + torch.stack([self.modality_emb[m] for m in names])[None].to(h.dtype)
+            c0 = t0[:, None] + torch.stack([self.modality_emb[base_modality(m)] for m in names])[None].to(h.dtype)
             c0 = c0.expand(c.shape[0], -1, -1).clone()
             for i, miss in misses.items():
                 c0[:, i] = c0[:, i] + miss
@@ -240,7 +272,7 @@ class CogenTransformer(ModelMixin, ConfigMixin):
             gh, gw = grids[m]
             n = gh * gw
             p = self.patch_size(m)
-            y = self.unembed[m](h[:, start : start + n])
+            y = self.unembed[base_modality(m)](h[:, start : start + n])
             out[m] = rearrange(y, "b (h w) (c p q) -> b c (h p) (w q)", h=gh, w=gw, p=p, q=p)
             start += n
         return out
