@@ -56,7 +56,9 @@ def add_window_flags(p: argparse.ArgumentParser) -> None:
 def add_input_or_manifest(p: argparse.ArgumentParser, text: str | None = None, mask: bool = False) -> None:
     """--input MOD=PATH (repeatable) for one scene, or --manifest CSV for many (cogen/scenes.py)."""
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--input", action="append", metavar="MOD=PATH", help=text)
+    g.add_argument("--input", action="append", metavar="MOD[@DATE]=PATH",
+                   help=(text + "; " if text else "") + "an input at another date than the target's: MOD@YYYY-MM-DD=PATH "
+                        "(a file's own date tag ACQUISITION_DATE is read when the name has none)")
     g.add_argument("--manifest", default=None, metavar="CSV",
                    help="many scenes instead of --input: a CSV with a header line and one row per scene, columns "
                         "scene (its id: the outputs go to --out/ID/), one per input modality (S1RTC, DEM, ...: a "
@@ -74,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("impute", help="generate missing modalities from the given ones")
     add_input_or_manifest(p)
-    p.add_argument("--target", action="append", default=[], metavar="MOD")
+    p.add_argument("--target", action="append", default=[], metavar="MOD[@DATE]",
+                   help="a modality to generate, at the target date MOD@YYYY-MM-DD when inputs are at other dates")
     add_window_flags(p)
     common(p)
     p = sub.add_parser("cloud-removal", help="fill the cloudy pixels of a Sentinel-2 scene")

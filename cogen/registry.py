@@ -360,7 +360,7 @@ class Registry(Mapping[str, Modality]):
 
     def has_image(self, names: Iterable[str]) -> bool:
         """Whether any of these (registered) modalities is an image (`Modality.is_image`); others are ignored."""
-        return any(n in self._m and self._m[n].is_image for n in names)
+        return any(n in self and self[n].is_image for n in names)
 
     def with_add_offsets(self, offsets: Mapping[str, float]) -> "Registry":
         """A copy whose named continuous modalities read and write raw values with an additive offset `dn` in

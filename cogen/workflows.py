@@ -19,6 +19,7 @@ from .io import Grid, check_same_grid, open_raster, read_raster, write_json, wri
 from .flags import sampling_overrides
 from .options import SampleOptions
 from .pipeline import CogenPipeline, MaskSource
+from .pipeline.dates import resolve_dates, split_key
 from .quicklook import read_preview, render, save_grid
 from .runs import OutputDir, write_run_json
 
@@ -138,7 +139,7 @@ def _parse_pairs(items, flag: str, value: str, example: str) -> dict[str, str]:
 
 
 def _parse_inputs(items) -> dict[str, str]:
-    return _parse_pairs(items, "--input", "path", "S1RTC=s1.tif")
+    return _parse_pairs(items, "--input", "path", "S1RTC=s1.tif or S2L2A@2021-05-04=may.tif")
 
 
 def _quicklook(path: Path, registry, panels_in: dict[str, Any], panels_out: dict[str, Any], extra_row=None) -> Path:
@@ -189,9 +190,10 @@ def _run_job(args, pipe: CogenPipeline, inputs: dict[str, str], targets: list[st
     """One job into a staged output folder: rasters, quicklook.png (inputs over `panels(files)`), run.json."""
     window = scene_window(args, inputs)
     kw = _call_kw(args)
+    dates = resolve_dates(pipe.registry, inputs, targets, regenerate)  # as the call resolves them, for run.json
     with OutputDir(args.out, args.overwrite) as od:
         nov = _novelty(pipe, inputs, od.path, kw, regenerate)
-        res = pipe(inputs, targets, outputs=_outputs(od.path, targets), regenerate=regenerate, novelty=nov, **kw)
+        res = pipe(inputs, targets, outputs=_outputs(od.path, dates.targets), regenerate=regenerate, novelty=nov, **kw)
         files = {m: r.files for m, r in res.items()}
         out_panels = panels(files)
         if nov is not None:
@@ -199,7 +201,7 @@ def _run_job(args, pipe: CogenPipeline, inputs: dict[str, str], targets: list[st
         _quicklook(od.path / "quicklook.png", pipe.registry,
                    {f"input {m}": (m, read_preview(p, window=window, modality=pipe.registry[m], bands=kw["bands"].get(m)))
                     for m, p in inputs.items()}, out_panels)
-        _run_json(od.path, args, pipe, t0, {"outputs": _rel(files, od.path),
+        _run_json(od.path, args, pipe, t0, {"outputs": _rel(files, od.path), "dates": dates.to_json(),
                                             "novelty": None if nov is None else nov.to_json()})
     return files
 
@@ -239,9 +241,10 @@ def cloud_removal(args: argparse.Namespace) -> dict:
         raise UsageError("cloud-removal needs --mask: a binary cloud mask (non-zero = cloud) or a "
                          "scene-classification layer with --mask-values")
     inputs = _parse_inputs(args.input)
-    optical = [m for m in inputs if m in ("S2L2A", "S2L1C")]
+    optical = [m for m in inputs if split_key(m)[0] in ("S2L2A", "S2L1C") and split_key(m)[1] is None]
     if len(optical) != 1:
-        raise UsageError("cloud-removal needs exactly one Sentinel-2 input: --input S2L2A=path (or S2L1C=path)")
+        raise UsageError("cloud-removal needs exactly one Sentinel-2 scene to fill, named without a date: --input "
+                         "S2L2A=path (or S2L1C=path); give other dates as --input S2L2A@YYYY-MM-DD=path")
     target = optical[0]
     pipe = _pipeline(args)
     values = None

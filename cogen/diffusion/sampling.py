@@ -57,12 +57,14 @@ def clean_cells(known: torch.Tensor, p: int) -> torch.Tensor:
 
 def shifted_call(model, x: Mapping[str, torch.Tensor], t: Mapping[str, torch.Tensor], offset: tuple[int, int],
                  unit: int, known: Mapping[str, tuple] | None = None,
-                 bands: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                 bands: Mapping[str, torch.Tensor] | None = None,
+                 dates: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """model(x, t) with the patch grid moved by `offset` (see the module docstring); outputs at x's size.
 
     known: optional {m: (clean values (B,c,h,w), known cells (B,1,h,w) bool)}: on the moved grid, the tokens
     of m whose cells are all known get their clean values and enter the model as clean tokens.
-    bands: optional {m: (B, c) bool} channels given (an input holding some of its bands)."""
+    bands: optional {m: (B, c) bool} channels given (an input holding some of its bands).
+    dates: optional {slot: (B, 3)} the slots' date vectors (`CogenTransformer.forward`)."""
     dy, dx = offset
     pad = (dx, unit - dx, dy, unit - dy) if (dy or dx) else None
 
@@ -77,7 +79,7 @@ def shifted_call(model, x: Mapping[str, torch.Tensor], t: Mapping[str, torch.Ten
         cells = clean_cells(move(km.float()) > 0.5, model.patch_size(m))
         xs[m] = torch.where(cells, move(k), xs[m])
         clean[m] = cells[:, 0]
-    kw = {"bands": bands} if bands else {}
+    kw = {**({"bands": bands} if bands else {}), **({"dates": dates} if dates else {})}
     out = model(xs, t, None, clean, **kw) if clean else model(xs, t, **kw)
     if pad is None:
         return out
@@ -89,7 +91,8 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
             steps: int = 20, sampler: str = "ddim", noise: Mapping[str, torch.Tensor] | None = None,
             generator: torch.Generator | None = None, grid_shift: int = 0, partial: bool = False,
             init: Mapping[str, torch.Tensor] | None = None, strength: float = 1.0,
-            final_denoise: float = 0.0, bands: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+            final_denoise: float = 0.0, bands: Mapping[str, torch.Tensor] | None = None,
+            dates: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Sample target latents.
 
     conditions: {m: (B, c, h, w) clean latents}.
@@ -103,6 +106,7 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
         to that level and replaced by the model's clean estimate from it (one more call), which removes noise
         the last step left behind.
     bands: {m: (B, c) bool} channels given, for a condition that holds some of its bands only.
+    dates: {slot: (B, 3)} every slot's date vector, for inputs at several dates (`CogenTransformer.forward`).
     Returns {m: (B, c, h, w)} clean latents of the targets.
     """
     dev = next(model.parameters()).device
@@ -137,7 +141,8 @@ def denoise(model, diffusion: Diffusion, conditions: Mapping[str, torch.Tensor],
     def predict(inp, tm, i):
         times = {m: torch.full((B,), tm, device=dev) for m in targets}
         off = grid_offset(i, grid_shift)
-        return shifted_call(model, {**cond, **inp}, {**{m: zeros for m in cond}, **times}, off, grid_shift, kn, bands)
+        return shifted_call(model, {**cond, **inp}, {**{m: zeros for m in cond}, **times}, off, grid_shift, kn, bands,
+                            dates)
 
     for i, ts in enumerate(timesteps):
         out = predict({m: _model_input(scheds[m], x[m], ts) for m in targets}, diffusion.model_time(ts), i)

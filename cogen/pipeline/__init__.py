@@ -28,6 +28,7 @@ from ..io import RasterMeta, WindowedWriter
 from ..novelty import Calibration, Novelty, scene_novelty
 from ..options import SampleOptions
 from . import post
+from .dates import split_key
 from .request import Call, plan_call
 from .sinks import TargetResult, abort, collect, make_writers, output_grid
 from .sources import (ArraySource, MaskSource, RasterSource, Source, declared_add_offsets, make_sources,
@@ -135,8 +136,10 @@ class CogenPipeline:
         if cal is None:
             return None
         registry = self.registry.with_add_offsets(add_offsets) if add_offsets else self.registry
-        sources = make_sources(registry, {m: v for m, v in conditions.items() if m in cal.tokens}, window,
-                               add_offsets, {m: b for m, b in (bands or {}).items() if m in cal.tokens})
+        at_target = {k: v for k, v in conditions.items() if split_key(k)[1] is None}  # inputs named with a date: not scored
+        named = {m: b for m, b in (bands or {}).items() if split_key(m)[0] in cal.tokens}
+        sources = make_sources(registry, {m: v for m, v in at_target.items() if m in cal.tokens}, window,
+                               add_offsets, {split_key(m)[0]: b for m, b in named.items()})
         if not sources:
             return None
         masks = {m: MaskSource(v, window=window) if isinstance(v, (str, Path)) else v for m, v in (masks or {}).items()}
@@ -159,6 +162,10 @@ class CogenPipeline:
 
     def _tags(self, call: Call) -> dict[str, Any]:
         o = call.options
-        return {"COGEN_VERSION": __version__, "COGEN_CHECKPOINT_SHA256": self.bundle.digest or "",
+        dates = {}
+        if call.dates is not None and call.dates.target_date is not None:
+            dates = {"ACQUISITION_DATE": call.dates.target_date.isoformat(),
+                     "COGEN_INPUT_DATES": ",".join(f"{call.dates.names[s]}={d}" for s, d in call.dates.dates.items())}
+        return {**dates, "COGEN_VERSION": __version__, "COGEN_CHECKPOINT_SHA256": self.bundle.digest or "",
                 "COGEN_INPUTS": ",".join(call.sources) or "none", "COGEN_SAMPLES": o.samples, "COGEN_SEED": o.seed,
                 "COGEN_STEPS": f"{o.steps} {o.sampler}", "COGEN_TILE": f"{call.tile} {call.overlap}"}

@@ -16,14 +16,15 @@ from rasterio.windows import Window
 from ..errors import GridMismatchError, RasterError, UsageError
 from ..io import check_same_grid
 from ..options import SampleOptions
-from ..registry import Registry, default_registry
+from ..registry import Registry, base_modality, default_registry
+from .dates import Dates, resolve_dates
 from .sources import MaskSource, RasterSource, Source, any_valid, make_sources, window_grid_offset
 
 
 @dataclass
 class Call:
     registry: Registry  # the checkpoint's, with the call's additive offsets
-    sources: dict[str, Source]  # the given modalities (a regenerated target among them)
+    sources: dict[str, Source]  # the given modalities by slot (`S2L2A`, `S2L2A@1` at another date; a regenerated target among them)
     targets: list[str]
     regenerate: dict[str, Any]  # {target: MaskSource or (H, W) bool array}: masked pixels are generated
     options: SampleOptions
@@ -34,6 +35,7 @@ class Call:
     anchor: tuple[int, int]  # the scene's top-left pixel on the map's pixel lattice (Grid.anchor)
     grid_offset: tuple[int, int]  # the top-left pixel on the grid of native-resolution blocks (cogen.native)
     add_offsets: dict[str, float] = field(default_factory=dict)
+    dates: Dates | None = None  # every input's slot and date (cogen.pipeline.dates)
     # filled by `cogen.pipeline.post.prepare` before sampling:
     blocks: dict[str, list[tuple[int, int, int, int]]] = field(default_factory=dict)
     libraries: dict[str, Any] = field(default_factory=dict)
@@ -52,13 +54,14 @@ def plan_call(registry: Registry, known: Sequence[str], unit: int, defaults: Sam
     the model was trained on; `unit`: tiles and overlaps are multiples of it; `tokenizers`: the checkpoint's, to
     check that an input with some of its bands has a pixel tokenizer."""
     opts = (options or defaults).replace(**overrides)
-    targets = list(targets)
-    if not targets:
+    if not list(targets):
         raise UsageError("no targets: name at least one modality to generate (--target MOD)")
-    if len(set(targets)) != len(targets):
-        raise UsageError(f"targets repeat a modality: {', '.join(targets)}")
+    dates = resolve_dates(registry, conditions, targets, regenerate)
+    conditions, targets = dates.conditions, dates.targets
+    bands = {s: bands[dates.names[s]] if dates.names[s] in bands else bands[base_modality(s)]
+             for s in conditions if dates.names[s] in bands or base_modality(s) in bands} if bands else None
     for m in [*targets, *conditions, *(add_offsets or {})]:
-        if m not in known:
+        if base_modality(m) not in known:
             default_registry().check([m])  # a name that is no modality at all: the known ones are listed
             raise UsageError(f"this checkpoint was trained for {', '.join(known)}, not {m}; pass a checkpoint "
                              f"trained with {m}")
@@ -80,7 +83,7 @@ def plan_call(registry: Registry, known: Sequence[str], unit: int, defaults: Sam
         if m in regenerate:
             raise UsageError(f"{m} holds {have} only: cloud removal keeps the given pixels, so it needs every band "
                              f"({', '.join(s.modality.bands)}); impute the missing bands first or give a full file")
-        if tokenizers is not None and getattr(tokenizers.get(m), "kind", "patch") != "patch":
+        if tokenizers is not None and getattr(tokenizers.get(base_modality(m)), "kind", "patch") != "patch":
             raise UsageError(f"{m} holds {have} only, and this checkpoint's {m} tokenizer needs every band; give "
                              f"a full file or use a checkpoint with pixel tokenizers")
     if sources:
@@ -115,4 +118,4 @@ def plan_call(registry: Registry, known: Sequence[str], unit: int, defaults: Sam
     if anchor is None:
         anchor = next((s.anchor for s in sources.values() if isinstance(s, RasterSource)), (0, 0))
     return Call(registry, sources, targets, regenerate, opts, H, W, tile, overlap, tuple(anchor),
-                tuple(window_grid_offset(grid_offset, window) or (0, 0)), dict(add_offsets or {}))
+                tuple(window_grid_offset(grid_offset, window) or (0, 0)), dict(add_offsets or {}), dates=dates)

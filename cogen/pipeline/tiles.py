@@ -14,6 +14,7 @@ import torch
 from ..checkpoint import Bundle
 from ..data.dataset import to_model_space
 from ..diffusion.sampling import denoise
+from ..registry import base_modality, slot_order
 from .post import finish_tiles
 from .request import Call
 from .sources import read_mask
@@ -72,7 +73,8 @@ def _sample_group(bundle: Bundle, device: torch.device, call: Call, status: dict
                   positions: list[tuple[int, int]], vals: dict[str, torch.Tensor], oks: dict[str, torch.Tensor],
                   init: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     """One batch: n tiles x S samples through the model (sample s of tile j at j*S + s)."""
-    toks, model, o = bundle.tokenizers, bundle.model, call.options
+    model, o = bundle.model, call.options
+    toks = {m: bundle.tokenizers[base_modality(m)] for m in (*call.sources, *call.targets)}  # by slot
     S, n, tile = o.samples, len(positions), call.tile
     rep = lambda t: t.repeat_interleave(S, dim=0).to(device)  # (n*S, ...)
     conditions, spec = {}, {}
@@ -96,10 +98,12 @@ def _sample_group(bundle: Bundle, device: torch.device, call: Call, status: dict
     noise = {}
     for m, (shape, _, _) in spec.items():
         d = toks[m].downsample
-        noise[m] = torch.stack([global_noise(o.seed, s, order[m], (a0 + r) // d, (a1 + c) // d, *shape[1:])
+        k = order[base_modality(m)] + len(order) * slot_order(m)  # each date of a modality its own field
+        noise[m] = torch.stack([global_noise(o.seed, s, k, (a0 + r) // d, (a1 + c) // d, *shape[1:])
                                 for r, c in positions for s in range(S)])
+    dates = call.dates.vectors(n * S, device) if call.dates is not None and call.dates.target_date else None
     if bundle.config.train.objective == "regression":
-        z = regress(model, device, conditions, spec, bands)
+        z = regress(model, device, conditions, spec, bands, dates)
     else:
         r0, c0 = a0 + positions[0][0], a1 + positions[0][1]
         gen = torch.Generator().manual_seed((o.seed * 7919 + r0 * 104729 + c0) & 0x7FFFFFFFFFFFFFFF)
@@ -107,7 +111,7 @@ def _sample_group(bundle: Bundle, device: torch.device, call: Call, status: dict
         z0 = {m: toks[m].encode(rep(v)) for m, v in init.items() if m in spec}
         z = denoise(model, bundle.diffusion, conditions, spec, o.steps, o.sampler, noise, gen, unit,
                     partial=bundle.config.roles.p_partial > 0, init=z0 or None, strength=o.strength if z0 else 1.0,
-                    final_denoise=o.final_denoise, bands=bands or None)
+                    final_denoise=o.final_denoise, bands=bands or None, dates=dates)
     out = {}
     for m in call.targets:
         mod = call.registry[m]
@@ -128,12 +132,12 @@ def _sample_group(bundle: Bundle, device: torch.device, call: Call, status: dict
 
 
 @torch.no_grad()
-def regress(model, device, conditions, spec, bands=None):
+def regress(model, device, conditions, spec, bands=None, dates=None):
     """The deterministic baseline: targets as zeros at t = 1, one forward pass, known cells kept."""
     x = {m: torch.zeros(shape, device=device) for m, (shape, _, _) in spec.items()}
     B = next(iter(x.values())).shape[0]
     t = {**{m: torch.zeros(B, device=device) for m in conditions}, **{m: torch.ones(B, device=device) for m in x}}
-    out = model({**conditions, **x}, t, bands=bands or None)
+    out = model({**conditions, **x}, t, bands=bands or None, **({"dates": dates} if dates else {}))
     return {m: out[m] if known is None else torch.where(km[:, None], known, out[m])
             for m, (shape, known, km) in spec.items()}
 
