@@ -137,7 +137,8 @@ def save_bundle(path: str | Path, model: CogenTransformer, tokenizers: dict[str,
 def _quiet_from_pretrained(path: Path) -> CogenTransformer:
     """Load the transformer without diffusers' shard-loading progress bar (a bundle loads in well under a
     second); the caller's own progress-bar setting is restored afterwards. Weights added to the model after a
-    bundle was written (only `missing_band_emb`, zero = every band given) keep their initial values; any other
+    bundle was written (ADDED_WEIGHTS: the band and date embeddings, zero for a model trained without them) get
+    their initial values; any other
     weight the bundle lacks is an error."""
     from diffusers.utils import logging as dlog
 
@@ -152,10 +153,13 @@ def _quiet_from_pretrained(path: Path) -> CogenTransformer:
         dlog.set_verbosity(level)
         if was_on:
             dlog.enable_progress_bar()
-    lacking = [k for k in info.get("missing_keys", []) if not k.startswith(ADDED_WEIGHTS)]
+    missing = list(info.get("missing_keys", []))
+    lacking = [k for k in missing if not k.startswith(ADDED_WEIGHTS)]
     if lacking:
         raise CheckpointError(f"{path}: the weights lack {', '.join(lacking[:3])}; the bundle is incomplete, "
                               f"restore or re-export it")
+    if missing:  # diffusers skips the initialisers while loading: weights the file lacks hold arbitrary memory
+        model.init_added_weights()
     return model
 
 

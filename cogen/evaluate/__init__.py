@@ -15,7 +15,9 @@ Sampling follows the checkpoint's options (cogen.options.SampleOptions); --sampl
 sampler, seeds and tiles.
 
 Parts: `scoring` (the split, the scores, the predictors, directions, robustness, the steps sweep), `clouds`
-(cloud removal), `places` (every task on places the model never saw, beside the same on the split) and `report` (results.json documents and the page); `main` runs them.
+(cloud removal), `places` (every task on places the model never saw, beside the same on the split), `temporal`
+(other dates against nearest-date copies, interpolation in time and fillnodata) and `report` (results.json documents
+and the page); `main` runs them.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from ..options import SAMPLERS
 from .clouds import (BLIND, CLOUD_ONE, FILL, cloud_masks, cloud_part, cloud_removal_eval, cloud_removal_figure,
                      cloud_row, cloud_start, cloud_strip_rows, fillnodata_baseline)
 from .places import out_of_place_part
+from .temporal import temporal_part
 from .report import (MERGE_OWN, PARTS, carried_methods, cogen_scored, kept_baseline, load_reuse, merge_results,
                      run_settings, sampling_words, settings_mismatch, without_method, write_report)
 from .scoring import (DETERMINISTIC, FIG_DIR, PRIOR, Evaluator, Split, _phys, class_prior, class_scores,
@@ -69,6 +72,11 @@ def parser() -> argparse.ArgumentParser:
                         "the same tasks on the split's strips (cogen.evaluate.places)")
     p.add_argument("--out-of-place-samples", type=int, default=None,
                    help="samples per scene there (default: --samples); the part is 15 scenes and 11 cloud runs")
+    p.add_argument("--time-series", default=None, metavar="DIR",
+                   help="score cloud removal and a missing month given other dates against nearest-date, linear "
+                        "interpolation in time and fillnodata on the series in DIR (data/more-real; "
+                        "cogen.evaluate.temporal)")
+    p.add_argument("--time-series-samples", type=int, default=None, help="samples per run there (default: --samples)")
     p.add_argument("--sweep", default=None, help="direction for the quality-vs-steps plot (ddim, dpm++)")
     p.add_argument("--sweep-steps", default="5,10,20,50,100")
     p.add_argument("--out", required=True, help="results.json")
@@ -134,6 +142,10 @@ def main(argv: list[str] | None = None) -> None:
         results.update(out_of_place_part(pipe, opts, Path(a.out_of_place), Path(a.data), a.split_file, a.split,
                                          class_prior(a.data, reg, a.split_file, a.train_split, "LULC"), prev, say,
                                          a.out_of_place_samples))
+    if not a.baselines_only and a.time_series:
+        ev.scored = ev.scored or "time_series" not in prev
+        results.update(temporal_part(pipe, opts, Path(a.time_series), a.split_file, a.split, prev, say,
+                                     a.time_series_samples))
     if not a.baselines_only and a.sweep:
         results["sweep"] = prev["sweep"] if "sweep" in prev else {
             **steps_sweep(ev, predictors["cogen"], a.sweep, [int(s) for s in a.sweep_steps.split(",")], fig_dir, say),

@@ -15,7 +15,7 @@ from ..options import SampleOptions
 from .clouds import cloud_strip_rows
 from .scoring import DETERMINISTIC, PRIOR
 
-PARTS = ("meta", "robustness", "cloud_removal", "cloud_removal_figure", "sweep", "out_of_place")  # results.json keys that are not methods
+PARTS = ("meta", "robustness", "cloud_removal", "cloud_removal_figure", "sweep", "out_of_place", "time_series")  # results.json keys that are not methods
 
 
 # ---- a run's settings, and figures reused from an earlier run ----------------------------------------------
@@ -304,6 +304,27 @@ def _out_of_place(op: dict) -> list[str]:
     return L + [""] + notes
 
 
+def _time_series(ts: dict) -> list[str]:
+    """cogen given other dates against the tools users run today, task by task."""
+    L = ["", "## Time series: other dates against today's tools", "",
+         "cogen given other dates of the place, beside cogen without them and the methods users run today, on a place "
+         "and on rows the model never trained on (`cogen.evaluate.temporal` says how). cogen: the mean of "
+         f"{ts.get('samples', '?')} samples. PSNR (dB, higher is better) / SAM (degrees, lower is better).", ""]
+    for task, r in ts.items():
+        if not isinstance(r, dict):
+            continue
+        meths = [k for k, v in r.items() if isinstance(v, dict) and "PSNR" in v]
+        L += [f"**{task}**" + (f" (mask cover {r['cover']:.0%} on average)" if r.get("cover") else ""), "",
+              "| method | PSNR | SAM | runs |", "|---|---|---|---|"]
+        best = max(r[k]["PSNR"] for k in meths) if meths else None
+        for k in meths:
+            b = "**" if r[k]["PSNR"] == best else ""
+            L.append(f"| {k} | {b}{r[k]['PSNR']:.2f}{b} | {r[k]['SAM']:.2f} | {r[k]['runs']} |")
+        L += ["", f"Runs: {', '.join(r.get('runs', []))}" + (f"; bands {', '.join(r['bands'])}" if r.get("bands") else "")
+              + (f"; {r['other_dates']}" if r.get("other_dates") else "") + ".", ""]
+    return L
+
+
 def _sweep(sw: dict) -> list[str]:
     L = ["", f"## Sampling efficiency: {sw['direction']} (1 sample, one model call per step"
          f"{', then a clean-up call' if sw.get('final_denoise') else ''})", "", f"![steps]({sw['figure']})", "",
@@ -329,6 +350,8 @@ def write_report(path: Path, results: dict, command: str, notes: str | None = No
               f"(cogen {cf['how']}, with the page's sampling):", "", f"![cloud removal]({cf['figure']})", ""]
     if "out_of_place" in results:
         L += _out_of_place(results["out_of_place"])
+    if "time_series" in results:
+        L += _time_series(results["time_series"])
     if "sweep" in results:
         L += _sweep(results["sweep"])
     if notes:

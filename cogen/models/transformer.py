@@ -190,6 +190,18 @@ class CogenTransformer(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.date_mlp[-1].weight); nn.init.zeros_(self.date_mlp[-1].bias)
         nn.init.normal_(self.t_mlp[0].weight, std=0.02); nn.init.normal_(self.t_mlp[2].weight, std=0.02)
 
+    @torch.no_grad()
+    def init_added_weights(self) -> None:
+        """The initial values of the weights added after bundles were first written (ADDED_WEIGHTS): a bundle that
+        lacks them is the same model with them (their output is zero)."""
+        for p in self.missing_band_emb.values():
+            p.zero_()
+        g = torch.Generator().manual_seed(0)  # the same values at every load
+        self.date_mlp[0].weight.copy_(nn.init.xavier_uniform_(torch.empty_like(self.date_mlp[0].weight, device="cpu"),
+                                                              generator=g))
+        nn.init.zeros_(self.date_mlp[0].bias)
+        nn.init.zeros_(self.date_mlp[-1].weight); nn.init.zeros_(self.date_mlp[-1].bias)
+
     def patch_size(self, m: str) -> int:
         return int(self.config.modalities[base_modality(m)]["patch_size"])
 

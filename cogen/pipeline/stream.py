@@ -96,14 +96,81 @@ def flush(call: Call, writers: dict[str, dict[str, Any]], acc: dict[str, np.ndar
             ws["std"].write(np.where(has_info[None], mod.spread_from_physical(std), np.nan).astype(np.float32), win)
 
 
-def interpolated_starts(call: Call) -> dict[str, "InterpolatedStart"]:
+def interpolated_starts(call: Call) -> dict[str, Any]:
     """{target: its interpolated start} when every target is regenerated in part and the options start from the
-    interpolation (strength < 1); {} otherwise (pure noise)."""
+    interpolation (strength < 1); {} otherwise (pure noise). The start is interpolated in time from the target's
+    other dates where the call gives some (`TemporalStart`), in space from its kept pixels otherwise."""
     if (call.options.strength >= 1 or not set(call.targets) <= set(call.regenerate)
             or any(call.registry[m].is_categorical for m in call.targets)):
         return {}
-    return {m: InterpolatedStart(call.sources[m], call.regenerate[m], call.height, call.width)
-            for m in call.targets}
+    out: dict[str, Any] = {}
+    for m in call.targets:
+        spatial = InterpolatedStart(call.sources[m], call.regenerate[m], call.height, call.width)
+        others = {s: src for s, src in call.sources.items() if s.startswith(m + "@")}
+        dated = call.dates is not None and call.dates.target_date is not None
+        out[m] = (TemporalStart(call, m, others, spatial) if others and dated else spatial)
+    return out
+
+
+class TemporalStart:
+    """The masked pixels of a target from its other dates: each other date mapped band by band onto the target's
+    radiometry by a linear fit on the pixels clear in both (the change of season and atmosphere between the dates),
+    then, pixel by pixel, interpolated linearly in time between the nearest valid dates before and after the target
+    (the nearest valid one where there is one side only); pixels no other date holds take the spatial
+    interpolation. Model space, like `InterpolatedStart`. The fits read the scene once, in row blocks."""
+
+    def __init__(self, call: Call, m: str, others: dict[str, Source], spatial: "InterpolatedStart",
+                 block: int = INTERP_BLOCK):
+        self.m, self.spatial, self.mask = m, spatial, call.regenerate[m]
+        self.target, self.src = call.dates.target_date, call.sources[m]
+        self.others = sorted(((call.dates.dates[s], src) for s, src in others.items()), key=lambda o: o[0])
+        C = self.src.modality.num_bands
+        # per other date: sums for the least-squares fit target = a * other + b, per band
+        n = np.zeros((len(self.others), C)); sx = np.zeros_like(n); sy = np.zeros_like(n)
+        sxx = np.zeros_like(n); sxy = np.zeros_like(n)
+        for top in range(0, call.height, block):
+            h = min(block, call.height - top)
+            y, vy = self._read(self.src, top, 0, h, call.width, masked=True)
+            for i, (_, src) in enumerate(self.others):
+                x, vx = self._read(src, top, 0, h, call.width)
+                both = vy & vx
+                xs, ys = x[:, both].astype(np.float64), y[:, both].astype(np.float64)
+                n[i] += both.sum(); sx[i] += xs.sum(1); sy[i] += ys.sum(1)
+                sxx[i] += (xs * xs).sum(1); sxy[i] += (xs * ys).sum(1)
+        var = sxx - sx * sx / np.maximum(n, 1)
+        self.a = np.where((n > 16) & (var > 1e-9), (sxy - sx * sy / np.maximum(n, 1)) / np.maximum(var, 1e-9), 1.0)
+        self.b = np.where(n > 16, (sy - self.a * sx) / np.maximum(n, 1), 0.0)
+
+    def _read(self, src: Source, r: int, c: int, h: int, w: int, masked: bool = False):
+        raw, ok = src.read(r, c, h, w)
+        if masked:
+            ok = ok & ~read_mask(self.mask, r, c, h, w)
+        x, v = to_model_space(src.modality, raw, ok, src.given)
+        return x.numpy(), v.numpy() & np.asarray(src.given).all()
+
+    def window(self, r: int, c: int, tile: int) -> np.ndarray:
+        """(C, tile, tile) at (r, c); the spatial start where no other date is valid, zeros beyond the scene."""
+        out = self.spatial.window(r, c, tile)
+        h, w = max(0, min(tile, self.spatial.H - r)), max(0, min(tile, self.spatial.W - c))
+        if not h or not w:
+            return out
+        before_d = np.full((h, w), np.inf); after_d = np.full((h, w), np.inf)
+        before = np.zeros((out.shape[0], h, w)); after = np.zeros_like(before)
+        for i, (d, src) in enumerate(self.others):
+            x, v = self._read(src, r, c, h, w)
+            fit = self.a[i][:, None, None] * x + self.b[i][:, None, None]
+            days = (d - self.target).days
+            side_d, side = (before_d, before) if days <= 0 else (after_d, after)
+            closer = v & (abs(days) < side_d)
+            side[:, closer] = fit[:, closer]
+            side_d[closer] = abs(days)
+        has_b, has_a = np.isfinite(before_d), np.isfinite(after_d)
+        both = has_b & has_a
+        wa = np.where(both, before_d / np.maximum(before_d + after_d, 1e-9), 0.0)
+        est = np.where(both[None], (1 - wa) * before + wa * after, np.where(has_b[None], before, after))
+        have = has_b | has_a
+        out[:, :h, :w] = np.where(have[None], est, out[:, :h, :w]).astype(np.float32)
+        return out
 
 
 class InterpolatedStart:
