@@ -26,7 +26,7 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -331,35 +331,47 @@ def roc_auc(negatives, positives) -> float:
     return float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
 
 
-def shipped_regions(bundle, data: Path, modalities: list[str], rows: tuple[int, int] | None,
+def shipped_regions(bundle, data: Path | Sequence[Path], modalities: list[str], rows: tuple[int, int] | None,
                     split: str) -> dict[str, list]:
-    """{modality: [Source]} of the shipped scenes restricted to a split of configs/split.yaml (`train` or `test`)
-    and, if given, to `rows` of it; each Source is an array of that region."""
+    """{modality: [Source]} of the scenes of `data` (one dataset folder or several) restricted to a split of
+    configs/split.yaml (`train` or `test`) and, if given, to `rows` of it; each Source is an array of that region.
+    Only places the model trained on count: a scene the training split excludes (a place held out whole) is left
+    out of either split."""
     from .data.dataset import load_split
     from .io import read_raster
     from .pipeline.sources import ArraySource
 
-    region, regions = load_split(Path(__file__).resolve().parent.parent / "configs" / "split.yaml", split)
+    split_file = Path(__file__).resolve().parent.parent / "configs" / "split.yaml"
+    region, regions = load_split(split_file, split)
+    t_region, t_regions = load_split(split_file, "train")
+    roots = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
     out: dict[str, list] = {m: [] for m in modalities}
-    for m in modalities:
-        for f in sorted((data / m).glob("*.tif")):
-            raw, _ = read_raster(f)
-            w = regions.get(f.stem, region).window(raw.shape[1], raw.shape[2])
-            a = raw[:, int(w.row_off) : int(w.row_off + w.height), int(w.col_off) : int(w.col_off + w.width)]
-            if rows is not None:
-                a = a[:, rows[0] : rows[1]]
-            out[m].append(ArraySource(bundle.registry[m], a))
+    for root in roots:
+        for m in modalities:
+            for f in sorted((root / m).glob("*.tif")):
+                if t_regions.excluded(f.stem, t_region) or regions.excluded(f.stem, region):
+                    continue
+                raw, _ = read_raster(f)
+                w = regions.get(f.stem, region).window(raw.shape[1], raw.shape[2])
+                a = raw[:, int(w.row_off) : int(w.row_off + w.height), int(w.col_off) : int(w.col_off + w.width)]
+                if rows is not None:
+                    a = a[:, rows[0] : rows[1]]
+                if a.shape[1] and a.shape[2]:
+                    src = ArraySource(bundle.registry[m], a)
+                    src.scene = f.stem  # which scene it is a region of
+                    out[m].append(src)
     return out
 
 
 @cli_exit
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Calibrate a checkpoint's novelty score and write novelty.json and "
-                                "novelty.safetensors into it: the bank of embedded tokens from the shipped scenes' "
-                                "training columns, the statistics and threshold from the top half (rows 0-111) of "
-                                "their held-out test columns.")
+                                "novelty.safetensors into it: the bank of embedded tokens from the training regions "
+                                "of the places it trained on, the statistics and threshold from rows 0-111 of their "
+                                "held-out test regions (configs/split.yaml).")
     p.add_argument("--checkpoint", default=None, help="cogen bundle (default: the shipped demo model)")
-    p.add_argument("--data", default=None, help="the shipped scenes' folder (default: data/terramind-examples)")
+    p.add_argument("--data", action="append", default=None,
+                   help="a dataset folder (repeatable; default: data/terramind-examples and data/more-real)")
     p.add_argument("--modalities", default=None, help="inputs to calibrate, comma-separated (default: every "
                    "continuous modality of the checkpoint that the scenes hold)")
     p.add_argument("--seed", type=int, default=0)
@@ -369,13 +381,15 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(a.seed)
     path = Path(a.checkpoint) if a.checkpoint else DEFAULT_CHECKPOINT
     bundle = load_bundle(path)
-    data = Path(a.data) if a.data else REPO_ROOT / "data" / "terramind-examples"
+    data = [Path(d) for d in a.data] if a.data else [REPO_ROOT / "data" / "terramind-examples",
+                                                      REPO_ROOT / "data" / "more-real"]
     mods = ([m.strip() for m in a.modalities.split(",") if m.strip()] if a.modalities else
-            [m for m in bundle.model.names if (data / m).is_dir()])
-    cal = calibrate(bundle, "cpu", shipped_regions(bundle, data, mods, None, "train"),
-                    shipped_regions(bundle, data, mods, (0, 112), "test"), seed=a.seed,
-                    source={"bank": "training columns of the shipped scenes",
-                            "held_out": "test columns, rows 0-111, of the shipped scenes", "modalities": mods})
+            [m for m in bundle.model.names if any((d / m).is_dir() for d in data)])
+    train, held = shipped_regions(bundle, data, mods, None, "train"), shipped_regions(bundle, data, mods, (0, 112), "test")
+    mods = [m for m in mods if train[m] and held[m]]
+    cal = calibrate(bundle, "cpu", {m: train[m] for m in mods}, {m: held[m] for m in mods}, seed=a.seed,
+                    source={"bank": "the training regions (configs/split.yaml) of " + ", ".join(map(str, data)),
+                            "held_out": "the test regions, rows 0-111, of the places trained on", "modalities": mods})
     print(f"wrote {cal.save(path)}: threshold {cal.threshold:.3f}, pixel scale {cal.pixel_scale:.3f} "
           f"({cal.source['held_out_tiles']} held-out tiles, {', '.join(cal.modalities)})")
 

@@ -279,8 +279,9 @@ def _cloud_removal(cloud: dict) -> list[str]:
 def _out_of_place(op: dict) -> list[str]:
     """Each task on the held-out strips of the training places and on places the model never saw, side by side."""
     L = ["", "## In place and out of place", "",
-         "Each task with the same settings on the held-out test strips of the shipped scenes (in place) and on places "
-         "the model never trained on (out of place, data/more-real; `cogen.evaluate.places` says how). The "
+         "Each task with the same settings on the held-out test strips of the shipped scenes (in place) and on the "
+         "places of data/more-real (out of place): a place the model never trained on, or, where the notes below "
+         "say so, the held-out rows of a place it trained on elsewhere (`cogen.evaluate.places` says how). The "
          "deterministic baseline is not run here (its checkpoint is not shipped). cogen: the mean (imputation, cloud "
          f"removal) or majority (land cover) of {op.get('samples', '?')} samples.", "",
          "| task | figure | method | in place | out of place |", "|---|---|---|---|---|"]
@@ -299,7 +300,8 @@ def _out_of_place(op: dict) -> list[str]:
                if "classes" in ip else "",
                f"mask cover {ip['cover']:.0%} in place, {oo.get('cover', float('nan')):.0%} out of place"
                if "cover" in ip else ""]
-        notes.append(f"- {task}: out of place on {', '.join(oo.get('scenes', oo.get('runs', [])))}"
+        notes.append(f"- {task}: out of place on " + (f"{oo['where']}: " if oo.get("where") else "")
+                     + f"{', '.join(oo.get('scenes', oo.get('runs', [])))}"
                      + "".join(f"; {h}" for h in how if h) + ".")
     return L + [""] + notes
 

@@ -3,7 +3,7 @@
 Two tasks, on data/more-real (its README):
 - **Cloud removal with real cloud masks of 30-50% cover**, Slovenia (held out whole: no pixel of the place is
   trained on): each of its three clear Sentinel-2 L1C dates with each real s2cloudless mask of that cover from the
-  place's 68-date series, DEM given. Methods: cogen given the other two clear dates; cogen at the target date alone;
+  place's 68-date series (one, 47%) and its three mirror images, DEM given. Methods: cogen given the other two clear dates; cogen at the target date alone;
   the nearest clear date, copied; per-pixel linear interpolation in time between the clear dates before and after
   (the nearest one where there is only one side); `fillnodata`.
 - **A wholly missing month**, Belgium's held-out rows (configs/split.yaml, test): each month whose neighbouring
@@ -56,15 +56,28 @@ def nearest_in_time(target: dt.date, others: list[tuple[dt.date, np.ndarray]]) -
     return min(others, key=lambda o: (abs((o[0] - target).days), o[0]))[1]
 
 
+FLIPS = {"": (False, False), "flipped left-right": (False, True), "flipped upside down": (True, False),
+         "turned half round": (True, True)}
+
+
 def slovenia_masks(more: Path, cover: tuple[float, float] = COVER) -> list[tuple[str, np.ndarray]]:
-    """Every real cloud mask of Slovenia's series with a cover in `cover` (inclusive): [(its date, (H, W) bool)]."""
+    """Every real cloud mask of Slovenia's series with a cover in `cover` (inclusive), as it is and in its three
+    mirror images (the same cloud shape over other fields; the series holds one mask of 30-50% cover):
+    [(its date and mirroring, (H, W) bool)]."""
     import rasterio
 
     path = more / "series" / "CLOUD" / "slovenia.tif"
     raw, _ = read_raster(path)
     with rasterio.open(path) as src:
         names = list(src.descriptions)
-    return [(names[i], raw[i] == 1) for i in range(raw.shape[0]) if cover[0] <= float((raw[i] == 1).mean()) <= cover[1]]
+    out = []
+    for i in range(raw.shape[0]):
+        m = raw[i] == 1
+        if cover[0] <= float(m.mean()) <= cover[1]:
+            for how, (ud, lr) in FLIPS.items():
+                v = m[::-1] if ud else m
+                out.append((names[i][:10] + (f" {how}" if how else ""), np.ascontiguousarray(v[:, ::-1] if lr else v)))
+    return out
 
 
 def _call(pipe, opts, conds: dict, target: str, regenerate=None, bands=None) -> np.ndarray:
@@ -91,7 +104,7 @@ def temporal_cloud_removal(pipe, opts, more: Path, say: Say) -> dict:
         after = min((o for o in others if o[0] > day), key=lambda o: o[0], default=None)
         truth = _phys(reg, "S2L1C", scenes[d])
         for mdate, mask in masks:
-            say(f"time series: cloud removal of slovenia_{d}, mask of {mdate[:10]} ({mask.mean():.0%})")
+            say(f"time series: cloud removal of slovenia_{d}, mask of {mdate} ({mask.mean():.0%})")
             base = {"S2L1C": scenes[d], "DEM": dem}
             dated = {**base, **{f"S2L1C@{o}": scenes[o] for o in SLOVENIA_CLEAR if o != d}}
             preds = {WITH_DATES: _call(pipe, opts, dated, f"S2L1C@{d}", {"S2L1C": mask}),
@@ -100,7 +113,7 @@ def temporal_cloud_removal(pipe, opts, more: Path, say: Say) -> dict:
                      FILL: fillnodata_baseline(truth, mask)}
             for k, p in preds.items():
                 rows[k].append(_spectral(p, truth, mask, allb))
-            runs.append(f"slovenia_{d} / mask {mdate[:10]}")
+            runs.append(f"slovenia_{d} / mask {mdate}")
     return {**{k: _mean_of(v) for k, v in rows.items()}, "runs": runs,
             "cover": float(np.mean([m.mean() for _, m in masks])) if masks else None,
             "other_dates": "the other two clear dates (2015-07-11, 2015-08-30, 2015-09-09)"}

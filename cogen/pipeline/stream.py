@@ -166,7 +166,7 @@ class TemporalStart:
             side_d[closer] = abs(days)
         has_b, has_a = np.isfinite(before_d), np.isfinite(after_d)
         both = has_b & has_a
-        wa = np.where(both, before_d / np.maximum(before_d + after_d, 1e-9), 0.0)
+        wa = np.divide(before_d, before_d + after_d, out=np.zeros((h, w)), where=both)  # the after date's weight
         est = np.where(both[None], (1 - wa) * before + wa * after, np.where(has_b[None], before, after))
         have = has_b | has_a
         out[:, :h, :w] = np.where(have[None], est, out[:, :h, :w]).astype(np.float32)
