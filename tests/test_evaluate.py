@@ -323,3 +323,46 @@ def test_out_of_place_part_scores_every_task_on_both_sides(tmp_path, tmp_path_fa
         assert cr[where]["fillnodata"]["PSNR"] > cr[where]["training mean"]["PSNR"]  # an interpolation beats a constant
     page = "\n".join(_out_of_place(op))
     assert "## In place and out of place" in page and "| S2L1C->LULC | mIoU | class prior |" in page
+
+
+def test_time_series_part_scores_every_method_and_the_baselines_are_exact(tmp_path):
+    """cogen.evaluate.temporal with a tiny model: both tasks with every method, the page section, and the baselines
+    computed as they say (interpolation in time between two images at its weights; the nearest date copied)."""
+    import datetime as dt
+
+    import torch
+
+    from cogen.config import load_config
+    from cogen.evaluate.report import _time_series
+    from cogen.evaluate.temporal import (ALONE, FILL, LINEAR, NEAREST, WITH_DATES, linear_in_time, nearest_in_time,
+                                         slovenia_masks, temporal_part)
+    from cogen.pipeline import CogenPipeline
+    from conftest import ROOT, _save_perturbed
+    from train import build_everything
+
+    a, b = np.zeros((2, 3, 3)), np.ones((2, 3, 3))
+    d = dt.date(2021, 6, 1)
+    mid = linear_in_time(d + dt.timedelta(days=10), (d, a), (d + dt.timedelta(days=40), b))
+    assert np.allclose(mid, 0.25)  # 10 of 40 days from a to b
+    assert np.array_equal(linear_in_time(d, None, (d, b)), b)
+    assert nearest_in_time(d, [(d - dt.timedelta(days=5), a), (d + dt.timedelta(days=5), b)]) is a  # a tie: earlier
+    more = ROOT / "data" / "more-real"
+    masks = slovenia_masks(more)
+    assert masks and all(0.3 <= m.mean() <= 0.5 for _, m in masks) and len(masks) % 4 == 0
+    cfg = load_config(ROOT / "configs" / "tiny.yaml", ["data.modalities=[S2L2A,S2L1C,S1GRD,DEM]"])
+    torch.manual_seed(0)
+    reg, toks, model = build_everything(cfg)
+    pipe = CogenPipeline.from_checkpoint(_save_perturbed(tmp_path / "tiny", model, toks, reg, cfg))
+    opts = pipe.options.replace(steps=1, samples=1)
+    said = []
+    ts = temporal_part(pipe, opts, more, ROOT / "configs" / "split.yaml", "test", {}, said.append, samples=2)["time_series"]
+    assert ts["samples"] == 2
+    cr = ts["cloud removal S2L1C, real masks 30-50%"]
+    assert {WITH_DATES, ALONE, NEAREST, LINEAR, FILL} <= set(cr) and len(cr["runs"]) == 3 * len(masks)
+    assert cr[LINEAR]["PSNR"] > cr[FILL]["PSNR"] - 10 and all(cr[k]["runs"] == len(cr["runs"]) for k in (LINEAR, FILL))
+    mm = ts["missing month S2L2A"]
+    assert mm["region"]["rows"] == [68, 100] and len(mm["bands"]) == 9 and mm["runs"]
+    assert all(len(k) for k in mm["runs"]) and LINEAR in mm
+    assert any("missing month" in s for s in said)
+    page = "\n".join(_time_series(ts))
+    assert "## Time series" in page and f"| {LINEAR} |" in page and "missing month S2L2A" in page

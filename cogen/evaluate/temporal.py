@@ -80,8 +80,8 @@ def slovenia_masks(more: Path, cover: tuple[float, float] = COVER) -> list[tuple
     return out
 
 
-def _call(pipe, opts, conds: dict, target: str, regenerate=None, bands=None) -> np.ndarray:
-    r = pipe(conds, [target], options=opts, regenerate=regenerate, bands=bands, progress=False)[target.split("@")[0]]
+def _call(pipe, opts, conds: dict, target: str, regenerate=None) -> np.ndarray:
+    r = pipe(conds, [target], options=opts, regenerate=regenerate, progress=False)[target.split("@")[0]]
     return r.mean if r.mean is not None else r.sample
 
 
@@ -136,10 +136,6 @@ def missing_month(pipe, opts, more: Path, split_file: str, split: str, say: Say)
     r0, c0, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
     names = [b for b, g in zip(s2.bands, given) if g]
 
-    def cut(m: str, mth: str) -> np.ndarray:
-        raw, _ = read_raster(more / m / f"belgium_{mth}.tif")
-        return raw[..., r0 : r0 + h, c0 : c0 + w] if raw.ndim == 3 else raw[r0 : r0 + h, c0 : c0 + w]
-
     def step(mth: str, k: int) -> str:
         y, m = int(mth[:4]), int(mth[5:7]) + k
         y, m = y + (m - 1) // 12, (m - 1) % 12 + 1
@@ -155,14 +151,12 @@ def missing_month(pipe, opts, more: Path, split_file: str, split: str, say: Say)
         say(f"time series: the missing month belgium_{mth} from {prev} and {nxt}")
         valid = ok[mth] & ok[prev] & ok[nxt]
         truth = _phys(reg, "S2L2A", data[mth])
-        s1 = cut("S1GRD", mth)
-        dem = cut("DEM", mth)[0]
         target = f"S2L2A@{mth}-01"
-        alone = {"S1GRD": s1, "DEM": dem}
-        dated = {**alone, f"S2L2A@{prev}-01": data[prev], f"S2L2A@{nxt}-01": data[nxt]}
-        bands = {f"S2L2A@{prev}-01": names, f"S2L2A@{nxt}-01": names}
+        alone = {m: RasterSource(reg[m], more / m / f"belgium_{mth}.tif", window=win) for m in ("S1GRD", "DEM")}
+        dated = {**alone, **{f"S2L2A@{o}-01": RasterSource(s2, more / "S2L2A" / f"belgium_{o}.tif", window=win)
+                             for o in (prev, nxt)}}  # 9 bands, named by the files' band descriptions
         a, b = _phys(reg, "S2L2A", data[prev]), _phys(reg, "S2L2A", data[nxt])
-        preds = {"cogen with the neighbouring months": _call(pipe, opts, dated, target, bands=bands),
+        preds = {"cogen with the neighbouring months": _call(pipe, opts, dated, target),
                  "cogen from radar and DEM alone": _call(pipe, opts, alone, target),
                  LINEAR: linear_in_time(_day(mth + "-01"), (_day(prev + "-01"), a), (_day(nxt + "-01"), b)),
                  "the month before (copied)": a}
