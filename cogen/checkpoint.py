@@ -159,7 +159,7 @@ def _quiet_from_pretrained(path: Path) -> CogenTransformer:
         raise CheckpointError(f"{path}: the weights lack {', '.join(lacking[:3])}; the bundle is incomplete, "
                               f"restore or re-export it")
     if missing:  # diffusers skips the initialisers while loading: weights the file lacks hold arbitrary memory
-        model.init_added_weights()
+        model.init_added_weights(missing)
     return model
 
 

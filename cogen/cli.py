@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", default=None, help="binary mask (non-zero = cloud) or a scene-classification layer "
                                                 "(required with --input; with --manifest: its mask column)")
     p.add_argument("--mask-values", default=None, help="class values that are cloud/shadow, e.g. 8,9,10,3 for SCL")
+    p.add_argument("--date", default=None, metavar="YYYY-MM-DD",
+                   help="the date of the scene to fill, when its file has no date tag and other dates are given")
     add_window_flags(p)
     common(p)
     p = sub.add_parser("segment", help="land-cover map (majority of samples) with a confidence map")

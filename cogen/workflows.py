@@ -262,8 +262,9 @@ def cloud_removal(args: argparse.Namespace) -> dict:
               f"--mask-values, e.g. 8,9,10,3", file=sys.stderr)
     if cover == 0:
         print(f"warning: {args.mask} masks no pixel; the output is the input", file=sys.stderr)
-    files = _run_job(args, pipe, inputs, [target], lambda files: {f"{target} filled": (target, files[target]["sample"])},
-                     t0, regenerate={target: mask})
+    when = getattr(args, "date", None)
+    files = _run_job(args, pipe, inputs, [f"{target}@{when}" if when else target],
+                     lambda files: {f"{target} filled": (target, files[target]["sample"])}, t0, regenerate={target: mask})
     print(f"wrote {target} with the masked pixels ({cover:.1%} of the {'window' if getattr(args, 'scene_window', None) else 'scene'}) and any no-data pixels of the input "
           f"(nodata, all bands 0, out of range) generated to {args.out} "
           f"(quicklook: {Path(args.out) / 'quicklook.png'})")

@@ -91,11 +91,18 @@ def test_dates_come_from_names_or_from_tags(tmp_path, registry):
     d = resolve_dates(registry, {"S2L2A@2021-05-04": s2_jul, "S1RTC": s1_jun}, ["LULC@2021-06-08"])
     assert d.dates == {"S2L2A@1": MAY, "S1RTC": JUN} and d.target_date == JUN
 
-    # dates from the tags only: the target date is that of the target's own undated input (cloud removal) ...
-    d = resolve_dates(registry, {"S1RTC": s1_may, "S2L2A": s2_jun, "DEM": dem}, ["S2L2A"])
+    # in a call with dates in names, an undated input's tags give its date; the target's own undated input (cloud
+    # removal's scene) gives the target date
+    d = resolve_dates(registry, {"S1RTC": s1_may, "S2L2A": s2_jun, "S2L2A@2021-07-13": plain, "DEM": dem}, ["S2L2A"])
     assert d.target_date == JUN
-    assert d.conditions == {"S2L2A": s2_jun, "S1RTC@1": s1_may, "DEM": dem}
-    assert d.dates == {"S2L2A": JUN, "S1RTC@1": MAY, "DEM": JUN}
+    assert d.conditions == {"S2L2A": s2_jun, "S2L2A@1": plain, "S1RTC@1": s1_may, "DEM": dem}
+    assert d.dates == {"S2L2A": JUN, "S2L2A@1": JUL, "S1RTC@1": MAY, "DEM": JUN}
+    # without a date in any name the call is at one date (sensors days apart are one scene): every input at the
+    # target date, whose day is the target's own input's tag date ...
+    d = resolve_dates(registry, {"S1RTC": s1_may, "S2L2A": s2_jun, "DEM": dem}, ["S2L2A"])
+    assert d.target_date == JUN and not d.several
+    assert d.conditions == {"S2L2A": s2_jun, "S1RTC": s1_may, "DEM": dem}
+    assert d.dates == {"S2L2A": JUN, "S1RTC": JUN, "DEM": JUN}
     # ... or the one date every dated input shares (TIFFTAG_DATETIME's "YYYY:MM:DD HH:MM:SS" parses)
     d = resolve_dates(registry, {"S2L2A": s2_jul, "DEM": dem}, ["LULC"])
     assert d.target_date == JUL and d.dates == {"S2L2A": JUL, "DEM": JUL} and not d.several
@@ -150,6 +157,11 @@ def test_an_undated_input_beside_a_dated_one_of_its_modality_is_told_to_date_it(
     assert "@YYYY-MM-DD" in err, err
     one_line_error(lambda: resolve_dates(registry, {"S2L2A": plain, "S2L2A@2021-05-04": other}, ["LULC"]),
                    "@YYYY-MM-DD")
+    # cloud-removal --date gives the untagged scene its date
+    assert run("cloud-removal", "--input", f"S2L2A={plain}", "--mask", mask, "--input", f"S2L2A@2021-05-04={other}",
+               "--date", "2021-06-08", *common(tiny_bundle, out)) == 0
+    dates = json.loads((out / "run.json").read_text())["dates"]
+    assert dates["target"] == "2021-06-08" and dates["inputs"]["S2L2A@2021-05-04"]["days_from_target"] == -35
 
 
 # ---- sampling ----------------------------------------------------------------------------------------------
@@ -246,7 +258,7 @@ def test_a_bundle_without_the_date_weights_loads_with_them_at_zero(tmp_path, tin
     with torch.no_grad():
         assert torch.equal(b.date_mlp(feats), torch.zeros(5, b.config.hidden_size))
         assert new.date_mlp(feats).abs().max() > 0
-    # every weight the bundle holds is the bundle's own
+    # every weight the bundle holds is the bundle's own (its band embedding, which is not zero, included)
     mine = dict(new.named_parameters())
     for k, p in b.named_parameters():
         if not k.startswith("date_mlp."):

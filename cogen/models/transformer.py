@@ -19,7 +19,7 @@ attention, so they have no influence.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -191,16 +191,19 @@ class CogenTransformer(ModelMixin, ConfigMixin):
         nn.init.normal_(self.t_mlp[0].weight, std=0.02); nn.init.normal_(self.t_mlp[2].weight, std=0.02)
 
     @torch.no_grad()
-    def init_added_weights(self) -> None:
-        """The initial values of the weights added after bundles were first written (ADDED_WEIGHTS): a bundle that
-        lacks them is the same model with them (their output is zero)."""
-        for p in self.missing_band_emb.values():
-            p.zero_()
-        g = torch.Generator().manual_seed(0)  # the same values at every load
-        self.date_mlp[0].weight.copy_(nn.init.xavier_uniform_(torch.empty_like(self.date_mlp[0].weight, device="cpu"),
-                                                              generator=g))
-        nn.init.zeros_(self.date_mlp[0].bias)
-        nn.init.zeros_(self.date_mlp[-1].weight); nn.init.zeros_(self.date_mlp[-1].bias)
+    def init_added_weights(self, missing: Sequence[str]) -> None:
+        """The initial values of the weights added after bundles were first written (ADDED_WEIGHTS) that a bundle
+        lacks (`missing`: state-dict keys): a bundle without them is the same model with them (their output is
+        zero). Those it holds are left as they are."""
+        if any(k.startswith("missing_band_emb.") for k in missing):
+            for p in self.missing_band_emb.values():
+                p.zero_()
+        if any(k.startswith("date_mlp.") for k in missing):
+            g = torch.Generator().manual_seed(0)  # the same values at every load
+            w = self.date_mlp[0].weight
+            w.copy_(nn.init.xavier_uniform_(torch.empty(w.shape), generator=g))
+            nn.init.zeros_(self.date_mlp[0].bias)
+            nn.init.zeros_(self.date_mlp[-1].weight); nn.init.zeros_(self.date_mlp[-1].bias)
 
     def patch_size(self, m: str) -> int:
         return int(self.config.modalities[base_modality(m)]["patch_size"])

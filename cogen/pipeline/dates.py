@@ -1,10 +1,12 @@
 """Dates of a call: which slot of the model each input takes, and its date relative to the target date.
 
 An input is named `MOD` or `MOD@YYYY-MM-DD` (`--input S2L2A@2021-05-04=may.tif`); targets likewise
-(`--target S2L2A@2021-06-08`). An input's date is the one in its name, else the one its GeoTIFF's tags state
-(ACQUISITION_DATE, SCENE_DATE, TIFFTAG_DATETIME), else the target date. The target date is the one in a target's
-name, else the tag date of the input of the target's own modality given without a date (cloud removal's
-cloudy scene), else the date every dated input shares. Inputs at the target date take their modality's own
+(`--target S2L2A@2021-06-08`). A call without a date in any name is at one date: every input is at the target
+date, whose day is the tag date of the target's own input (cloud removal's scene), else the one the inputs'
+tags state when they agree (sensors a few days apart are one scene, as before dates existed). Otherwise an input's date is the one in its name, else the one its GeoTIFF's tags state
+(ACQUISITION_DATE, SCENE_DATE, TIFFTAG_DATETIME); an input with neither is refused. The target date is the one in
+a target's name, else the tag date of the input of the target's own modality given without a date (cloud
+removal's cloudy scene), else the date every dated input shares. Inputs at the target date take their modality's own
 slot; the others take slots `MOD@1`, `MOD@2`, ... in date order (so the order in which they are given changes
 nothing). Timeless modalities (DEM) are at every date: one slot, whatever their date.
 """
@@ -96,16 +98,31 @@ def resolve_dates(registry: Registry, conditions: Mapping[str, Any], targets: Se
             registry.check([m])
         parsed.append((k, m, d, None if d is not None else tag_date(v), v))
     target_date = next(iter(t_dates), None)
-    if target_date is None:  # cloud removal: the date of the scene it fills
-        own = [tg for k, m, d, tg, _ in parsed if d is None and m in tgt and tg is not None]
+    measured = [(k, m, d, tg) for k, m, d, tg, _ in parsed if not registry[m].timeless]
+    if target_date is None and not any(d is not None for _, _, d, _ in measured):
+        # one date: no date in any name, so every input is at the target date; tags give its day when they agree
+        own = [tg for _, m, _, tg in measured if m in tgt and tg is not None]  # cloud removal's scene
+        seen = {tg for _, _, _, tg in measured if tg is not None}
+        out = Dates({}, tgt, own[0] if own else seen.pop() if len(seen) == 1 else None)
+        for k, m, _, _, v in parsed:
+            if m in out.conditions:  # a timeless modality named with a date and without
+                raise UsageError(f"{m} is given twice; it is the same at every date: give it once")
+            out.conditions[m], out.dates[m], out.names[m] = v, out.target_date, k
+        _check_masks(out, regenerate)
+        return out
+    if target_date is None:  # cloud removal: the date of the scene it fills, from its tags
+        own = [tg for _, m, d, tg in measured if d is None and m in tgt and tg is not None]
         target_date = own[0] if own else None
     if target_date is None:
-        seen = {d or tg for _, m, d, tg, _ in parsed if (d or tg) is not None and not registry[m].timeless}
-        if len(seen) == 1:
-            target_date = seen.pop()
-        elif len(seen) > 1 and any(d is not None for _, _, d, _, _ in parsed):
+        undated = [k for k, _, d, tg in measured if d is None and tg is None]
+        if undated:
+            raise UsageError(f"{undated[0]} has no date and other inputs do: name the target date (--target "
+                             f"{tgt[0]}@YYYY-MM-DD; cloud-removal: --date YYYY-MM-DD) or tag the file ACQUISITION_DATE")
+        seen = {d or tg for _, _, d, tg in measured}
+        if len(seen) > 1:
             raise UsageError(f"inputs at several dates ({', '.join(sorted(map(str, seen)))}) and no target date: "
                              f"name it, e.g. --target {tgt[0]}@YYYY-MM-DD")
+        target_date = seen.pop()
     by_mod: dict[str, list[tuple[str, dt.date | None, Any]]] = {}
     for k, m, d, tg, v in parsed:
         when = d if d is not None else tg if tg is not None else target_date
@@ -132,7 +149,11 @@ def resolve_dates(registry: Registry, conditions: Mapping[str, Any], targets: Se
         for j, (k, when, v) in enumerate([*at_target, *others], start=0 if at_target else 1):
             s = slot_key(m, j)
             out.conditions[s], out.dates[s], out.names[s] = v, when, k
+    _check_masks(out, regenerate)
+    return out
+
+
+def _check_masks(out: Dates, regenerate: Mapping[str, Any] | None) -> None:
     for m in regenerate or {}:
         if m not in out.conditions:
             raise UsageError(f"a mask for {m}: give the scene it masks as --input {m}=PATH, at the target date")
-    return out
