@@ -331,8 +331,8 @@ def _check_ranges(cfg: Config) -> Config:
             raise ConfigError(f"{key}={v!r}: must be {rule} (e.g. {key}={example})")
     d = cfg.data
     if d.source == "folder" and not isinstance(d.root, str) and not all(Path(r).is_dir() for r in d.root):
-        raise ConfigError(f"data.root={d.root!r}: a list of files is for Parquet shards (set data.source=majortom); "
-                          f"a list of dataset folders must hold folders only")
+        raise ConfigError(f"data.root={d.root!r}: a list of files is for Parquet shards; set data.source=majortom, "
+                          f"or give dataset folders only")
     if d.source == "majortom" and d.max_dates:
         raise ConfigError(f"data.max_dates={d.max_dates}: shards hold one date a grid cell; use data.source=folder "
                           f"for time series, or data.max_dates=0")

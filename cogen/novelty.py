@@ -336,9 +336,9 @@ def shipped_regions(bundle, data: Path | Sequence[Path], modalities: list[str], 
     """{modality: [Source]} of the scenes of `data` (one dataset folder or several) restricted to a split of
     configs/split.yaml (`train` or `test`) and, if given, to `rows` of it; each Source is an array of that region.
     Only places the model trained on count: a scene the training split excludes (a place held out whole) is left
-    out of either split."""
+    out of either split, and so is a file that holds some of its modality's bands only."""
     from .data.dataset import load_split
-    from .io import read_raster
+    from .io import open_raster, read_raster
     from .pipeline.sources import ArraySource
 
     split_file = Path(__file__).resolve().parent.parent / "configs" / "split.yaml"
@@ -351,15 +351,18 @@ def shipped_regions(bundle, data: Path | Sequence[Path], modalities: list[str], 
             for f in sorted((root / m).glob("*.tif")):
                 if t_regions.excluded(f.stem, t_region) or regions.excluded(f.stem, region):
                     continue
+                with open_raster(f) as src:
+                    if src.count != bundle.registry[m].num_bands:
+                        continue  # some of its modality's bands only: the statistics are of whole inputs
                 raw, _ = read_raster(f)
                 w = regions.get(f.stem, region).window(raw.shape[1], raw.shape[2])
                 a = raw[:, int(w.row_off) : int(w.row_off + w.height), int(w.col_off) : int(w.col_off + w.width)]
                 if rows is not None:
                     a = a[:, rows[0] : rows[1]]
                 if a.shape[1] and a.shape[2]:
-                    src = ArraySource(bundle.registry[m], a)
-                    src.scene = f.stem  # which scene it is a region of
-                    out[m].append(src)
+                    arr = ArraySource(bundle.registry[m], a)
+                    arr.scene = f.stem  # which scene it is a region of
+                    out[m].append(arr)
     return out
 
 

@@ -21,4 +21,5 @@ $PY -m cogen.evaluate --checkpoint checkpoints/demo --data data/terramind-exampl
   --direction "S1RTC->S2L2A" --direction "S1RTC,DEM->S2L2A" --direction "S2L2A->LULC" --direction "S1RTC->LULC" \
   --direction "S2L2A,S1RTC,DEM->LULC" --samples 8 \
   --baseline mean "${BASE[@]}" --robustness "LULC:S2L2A,S1RTC,DEM" --cloud-removal --out-of-place data/more-real --out-of-place-samples 4 \
+  --time-series data/more-real --time-series-samples 4 \
   --out docs/results.json --report docs/RESULTS.md --notes docs/results_notes.md --overwrite "$@"
