@@ -3,7 +3,8 @@
 Two tasks, on data/more-real (its README):
 - **Cloud removal with real cloud masks of 30-50% cover**, Slovenia (held out whole: no pixel of the place is
   trained on): each of its three clear Sentinel-2 L1C dates with each real s2cloudless mask of that cover from the
-  place's 68-date series (one, 47%) and its three mirror images, DEM given. Methods: cogen given the other two clear dates; cogen at the target date alone;
+  place's 68-date series (one, 47%) and its three mirror images, DEM given. Methods: cogen given the other two clear
+  dates, and the start it refines without the model; cogen at the target date alone;
   the nearest clear date, copied; per-pixel linear interpolation in time between the clear dates before and after
   (the nearest one where there is only one side); `fillnodata`.
 - **A wholly missing month**, Belgium's held-out rows (configs/split.yaml, test): each month whose neighbouring
@@ -33,6 +34,7 @@ COVER = (0.30, 0.50)
 Say = Callable[[str], None]
 WITH_DATES, ALONE = "cogen with the other dates", "cogen, target date alone"
 NEAREST, LINEAR, FILL = "nearest clear date (copied)", "linear interpolation in time", "fillnodata"
+START = "cogen's start alone: the other dates fitted to the clear pixels, interpolated in time (no model)"
 
 
 def _day(s: str) -> dt.date:
@@ -85,6 +87,22 @@ def _call(pipe, opts, conds: dict, target: str, regenerate=None) -> np.ndarray:
     return r.mean if r.mean is not None else r.sample
 
 
+def start_alone(pipe, opts, conds: dict, target: str, mask: np.ndarray) -> np.ndarray:
+    """cogen's start for cloud removal given other dates (cogen.pipeline.stream.TemporalStart: the other dates
+    fitted to the clear pixels, interpolated in time), without the model: physical (C, H, W)."""
+    import torch
+
+    from ..pipeline.request import plan_call
+    from ..pipeline.stream import interpolated_starts
+
+    m = target.split("@")[0]
+    call = plan_call(pipe.registry, pipe.model.names, pipe.unit, pipe.options, conds, [target], opts, {}, {m: mask},
+                     None, None, None, None, None, None, pipe.bundle.tokenizers)
+    st = interpolated_starts(call)[m]
+    x = st.window(0, 0, max(call.height, call.width))[:, : call.height, : call.width]
+    return pipe.registry[m].denormalize(torch.from_numpy(x)).numpy()
+
+
 def temporal_cloud_removal(pipe, opts, more: Path, say: Say) -> dict:
     reg = pipe.registry
     l1c = reg["S2L1C"]
@@ -94,7 +112,7 @@ def temporal_cloud_removal(pipe, opts, more: Path, say: Say) -> dict:
         scenes[d] = src.read(0, 0, src.height, src.width)[0]
     dem = read_raster(more / "DEM" / f"slovenia_{SLOVENIA_CLEAR[0]}.tif")[0]
     masks = slovenia_masks(more)
-    rows: dict[str, list] = {k: [] for k in (WITH_DATES, ALONE, NEAREST, LINEAR, FILL)}
+    rows: dict[str, list] = {k: [] for k in (WITH_DATES, START, ALONE, NEAREST, LINEAR, FILL)}
     runs = []
     allb = np.ones(l1c.num_bands, bool)
     for d in SLOVENIA_CLEAR:
@@ -108,6 +126,7 @@ def temporal_cloud_removal(pipe, opts, more: Path, say: Say) -> dict:
             base = {"S2L1C": scenes[d], "DEM": dem}
             dated = {**base, **{f"S2L1C@{o}": scenes[o] for o in SLOVENIA_CLEAR if o != d}}
             preds = {WITH_DATES: _call(pipe, opts, dated, f"S2L1C@{d}", {"S2L1C": mask}),
+                     START: start_alone(pipe, opts, dated, f"S2L1C@{d}", mask),
                      ALONE: _call(pipe, opts, base, "S2L1C", {"S2L1C": mask}),
                      NEAREST: nearest_in_time(day, others), LINEAR: linear_in_time(day, before, after),
                      FILL: fillnodata_baseline(truth, mask)}
