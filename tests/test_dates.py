@@ -241,11 +241,11 @@ def test_a_bundle_without_the_date_weights_loads_with_them_at_zero(tmp_path, tin
     from cogen.models.transformer import DATE_FEATURES
 
     feats = torch.randn(5, DATE_FEATURES, generator=torch.Generator().manual_seed(0))
-    # the shipped demo model predates dates (and band subsets)
+    # the shipped demo model trained with dates: finite, and its date embedding is not zero
     demo = load_bundle(ROOT / "checkpoints" / "demo")
     assert all(torch.isfinite(p).all() for p in demo.model.parameters())
     with torch.no_grad():
-        assert torch.equal(demo.model.date_mlp(feats), torch.zeros(5, demo.model.config.hidden_size))
+        assert demo.model.date_mlp(feats).abs().max() > 0
 
     # a bundle that has the band embedding but not the date embedding
     old = tmp_path / "old"

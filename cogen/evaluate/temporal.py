@@ -126,14 +126,15 @@ def temporal_cloud_removal(pipe, opts, more: Path, say: Say) -> dict:
             base = {"S2L1C": scenes[d], "DEM": dem}
             dated = {**base, **{f"S2L1C@{o}": scenes[o] for o in SLOVENIA_CLEAR if o != d}}
             preds = {WITH_DATES: _call(pipe, opts, dated, f"S2L1C@{d}", {"S2L1C": mask}),
-                     START: start_alone(pipe, opts, dated, f"S2L1C@{d}", mask),
+                     # cogen starts from it when the options start from an estimate (strength < 1)
+                     **({START: start_alone(pipe, opts, dated, f"S2L1C@{d}", mask)} if opts.strength < 1 else {}),
                      ALONE: _call(pipe, opts, base, "S2L1C", {"S2L1C": mask}),
                      NEAREST: nearest_in_time(day, others), LINEAR: linear_in_time(day, before, after),
                      FILL: fillnodata_baseline(truth, mask)}
             for k, p in preds.items():
                 rows[k].append(_spectral(p, truth, mask, allb))
             runs.append(f"slovenia_{d} / mask {mdate}")
-    return {**{k: _mean_of(v) for k, v in rows.items()}, "runs": runs,
+    return {**{k: _mean_of(v) for k, v in rows.items() if v}, "runs": runs,
             "cover": float(np.mean([m.mean() for _, m in masks])) if masks else None,
             "other_dates": "the other two clear dates (2015-07-11, 2015-08-30, 2015-09-09)"}
 
