@@ -338,7 +338,7 @@ def shipped_regions(bundle, data: Path | Sequence[Path], modalities: list[str], 
     Only places the model trained on count: a scene the training split excludes (a place held out whole) is left
     out of either split, and so is a file that holds some of its modality's bands only."""
     from .data.dataset import load_split
-    from .io import open_raster, read_raster
+    from .io import read_raster
     from .pipeline.sources import ArraySource
 
     split_file = Path(__file__).resolve().parent.parent / "configs" / "split.yaml"
@@ -351,10 +351,9 @@ def shipped_regions(bundle, data: Path | Sequence[Path], modalities: list[str], 
             for f in sorted((root / m).glob("*.tif")):
                 if t_regions.excluded(f.stem, t_region) or regions.excluded(f.stem, region):
                     continue
-                with open_raster(f) as src:
-                    if src.count != bundle.registry[m].num_bands:
-                        continue  # some of its modality's bands only: the statistics are of whole inputs
                 raw, _ = read_raster(f)
+                if raw.shape[0] != bundle.registry[m].num_bands:
+                    continue  # some of its modality's bands only: the statistics are of whole inputs
                 w = regions.get(f.stem, region).window(raw.shape[1], raw.shape[2])
                 a = raw[:, int(w.row_off) : int(w.row_off + w.height), int(w.col_off) : int(w.col_off + w.width)]
                 if rows is not None:

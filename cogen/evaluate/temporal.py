@@ -145,15 +145,13 @@ def missing_month(pipe, opts, more: Path, split_file: str, split: str, say: Say)
     default, regions = load_split(split_file, split)
     months = sorted(f.stem.split("_", 1)[1] for f in (more / "S2L2A").glob("belgium_*.tif"))
     data, ok, given = {}, {}, None
-    win = None
+    first = RasterSource(s2, more / "S2L2A" / f"belgium_{months[0]}.tif")  # the months share one grid and region
+    win = regions.get(f"belgium_{months[0]}", default).window(first.height, first.width)
+    r0, c0, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
     for mth in months:
         src = RasterSource(s2, more / "S2L2A" / f"belgium_{mth}.tif")
-        win = regions.get(f"belgium_{mth}", default).window(src.height, src.width)
-        r0, c0, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
-        raw, v = src.read(r0, c0, h, w)
-        data[mth], ok[mth], given = raw, v, src.given
-    assert win is not None
-    r0, c0, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
+        data[mth], ok[mth] = src.read(r0, c0, h, w)
+        given = src.given
     names = [b for b, g in zip(s2.bands, given) if g]
 
     def step(mth: str, k: int) -> str:
