@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from cogen.checkpoint import verify, write_bundle_files, write_manifest
 from cogen.config import Config, checkpoint_dir, load_stages
 from cogen.data import SceneDataset, collate_scenes, load_split
+from cogen.data.dataset import split_quadrants
 from cogen.data.shards import ShardStream
 from cogen.diffusion.loss import (balanced_class_weights, dark_weight_map, diffusion_loss, encode_batch,
                                   latent_bands, reference_brightness, regression_loss)
@@ -56,6 +57,13 @@ def get_lr(step: int, cfg: Config) -> float:
 def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
     """Roles, times and noise of a step depend on (seed, step, micro-batch, rank) only: resume is exact."""
     return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 97 + micro) * 131 + rank)
+
+
+def quadrants_step(seed: int, step: int, micro: int, rank: int, p: float) -> bool:
+    """Whether this micro-batch is cut into quadrants (data.p_quadrants): a draw of its own, fixed by the step, so
+    that resuming repeats it and the roles' random stream is untouched."""
+    g = torch.Generator().manual_seed((seed * 1_000_003 + step * 131 + micro * 7 + rank + 0x5EED) % 2**63)
+    return bool(torch.rand(1, generator=g).item() < p)
 
 
 def build_everything(cfg: Config):
@@ -89,6 +97,8 @@ def datasets(cfg: Config, registry: Registry, total_samples: int, rank: int = 0,
     val = None
     if d.val_split:
         vr, vrs = load_split(d.split_file, d.val_split)
+        if d.p_quadrants > 0:  # validation on the quadrants' size: comparable with runs on those crops, and it
+            common["crop"] = d.crop // 2  # fits test regions narrower than the large crop
         val = kind(**common, region=vr, regions=vrs, mode="grid",
                    **({"max_dates": d.max_dates} if kind is SceneDataset else {}))
     return train, val
@@ -310,6 +320,8 @@ def train(cfg: Config, resume: bool = True, data: tuple | None = None) -> dict:
         losses, seen = [], []
         for micro in range(o.grad_accum):
             batch = next(batches)
+            if cfg.data.p_quadrants > 0 and quadrants_step(t_cfg.seed, step, micro, rank, cfg.data.p_quadrants):
+                batch = split_quadrants(batch)  # this step trains at half the crop size, four times the batch
             seen += [[s, *w] for s, w in zip(batch["scene"], batch["window"])]
             gen = step_generator(t_cfg.seed, step, micro, rank)
             with acc.accumulate(model):

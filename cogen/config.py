@@ -30,6 +30,9 @@ class DataConfig:
     val_split: str | None = "test"
     modalities: list[str] = field(default_factory=lambda: ["S2L2A", "S2L1C", "S1RTC", "DEM", "NDVI", "LULC"])
     crop: int = 32
+    # each batch is, with this probability, cut into the four quadrants of its crops (crop/2 px, 4x the batch):
+    # one run trains at two tile sizes, e.g. 64 px crops batch 4 and 32 px crops batch 16, the same pixels a step
+    p_quadrants: float = 0.0
     max_dates: int = 0  # time series: each crop also holds up to this many other dates of its place (cogen.data)
     augment: bool = True
     registry: str = "configs/modalities.yaml"
@@ -243,12 +246,17 @@ def _read(path: str | Path | None) -> dict[str, Any]:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """The config of a file and `overrides`; for a file with stages, that of its last stage (the model it makes)."""
-    return resolve_stages(_read(path), overrides)[-1][1]
+    cfg = resolve_stages(_read(path), overrides)[-1][1]
+    check_data_roots(cfg.data)
+    return cfg
 
 
 def load_stages(path: str | Path | None, overrides: list[str] | None = None) -> list[tuple[str | None, Config]]:
     """The runs a config file describes, in order (`resolve_stages`)."""
-    return resolve_stages(_read(path), overrides)
+    stages = resolve_stages(_read(path), overrides)
+    for _, cfg in stages:
+        check_data_roots(cfg.data)
+    return stages
 
 
 def resolve_stages(d: dict[str, Any], overrides: list[str] | None = None) -> list[tuple[str | None, Config]]:
@@ -302,6 +310,7 @@ RANGES: list[tuple[str, Any, str, str]] = [
     ("data.num_workers", lambda v: v >= 0, "0 (load in the training process) or above", "4"),
     ("data.shuffle_buffer", lambda v: v >= 0, "0 (no shuffling) or above", "256"),
     ("data.crop", lambda v: v >= 1, "a number of pixels >= 1", "32"),
+    ("data.p_quadrants", lambda v: 0 <= v <= 1, "a probability from 0 to 1", "0.5"),
     ("model.patch_size", lambda v: v >= 1, "a number of pixels >= 1", "4"),
     ("optim.lr", lambda v: v > 0, "above 0", "3e-4"),
     ("optim.weight_decay", lambda v: v >= 0, "0 or above", "0.01"),
@@ -330,9 +339,6 @@ def _check_ranges(cfg: Config) -> Config:
         if not ok(v):
             raise ConfigError(f"{key}={v!r}: must be {rule} (e.g. {key}={example})")
     d = cfg.data
-    if d.source == "folder" and not isinstance(d.root, str) and not all(Path(r).is_dir() for r in d.root):
-        raise ConfigError(f"data.root={d.root!r}: a list of files is for Parquet shards; set data.source=majortom, "
-                          f"or give dataset folders only")
     if d.source == "majortom" and d.max_dates:
         raise ConfigError(f"data.max_dates={d.max_dates}: shards hold one date a grid cell; use data.source=folder "
                           f"for time series, or data.max_dates=0")
@@ -340,11 +346,22 @@ def _check_ranges(cfg: Config) -> Config:
         raise ConfigError(f"data.manifest={d.manifest}: a manifest lists GeoTIFFs (data.source=folder); shards are read "
                           f"from data.root")
     patches = {cfg.model.patch_size, *cfg.model.patch_sizes.values()}
+    if d.p_quadrants > 0 and any(d.crop % (2 * p) for p in patches):
+        raise ConfigError(f"data.p_quadrants={d.p_quadrants}: data.crop={d.crop} must be a multiple of twice the patch "
+                          f"size {max(patches)} to cut quadrants (e.g. data.crop={4 * max(patches) * 4})")
     bad = [p for p in sorted(patches) if p < 1 or cfg.data.crop % p]
     if bad:
         raise ConfigError(f"data.crop={cfg.data.crop}: must be a multiple of the patch size {bad[0]} "
                           f"(e.g. data.crop={max(bad[0], cfg.data.crop // bad[0] * bad[0])})")
     return cfg
+
+
+def check_data_roots(d: DataConfig) -> None:
+    """A folder dataset's roots must be folders (checked when a run reads its data, not when a bundle that
+    trained on them is loaded elsewhere)."""
+    if d.source == "folder" and not isinstance(d.root, str) and not all(Path(r).is_dir() for r in d.root):
+        raise ConfigError(f"data.root={d.root!r}: a list of files is for Parquet shards; set data.source=majortom, "
+                          f"or give dataset folders only")
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:

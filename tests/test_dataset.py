@@ -191,3 +191,26 @@ def test_a_files_own_nodata_and_internal_mask_are_invalid_for_training_and_stati
     st = compute_stats(discover(tmp_path, registry), registry, block=8)
     np.testing.assert_allclose(st["DEM"].mean, dem[:, 4:].reshape(1, -1).mean(1), rtol=1e-6)
     np.testing.assert_allclose(st["S1RTC"].mean, s1[:, valid].mean(1), rtol=1e-6)
+
+
+def test_split_quadrants_cuts_each_crop_into_its_four_quarters(tmp_path):
+    from cogen.data.dataset import split_quadrants
+
+    _pattern_scene(tmp_path, "s0")
+    write_pattern(tmp_path / "S2L2A" / "s1.tif", 12, 40, 50)  # s1 lacks DEM
+    ds = SceneDataset(tmp_path, crop=16, mode="grid")
+    items = [ds[i] for i in range(len(ds))]
+    b = collate_scenes(items)
+    q = split_quadrants(b)
+    B = len(items)
+    assert q["values"]["S2L2A"].shape == (4 * B, 12, 8, 8)
+    x = b["values"]["S2L2A"]
+    for j in (0, B - 1):  # quadrant k of crop j is at 4j + k, in reading order
+        assert torch.equal(q["values"]["S2L2A"][4 * j + 1], x[j, :, :8, 8:])
+        assert torch.equal(q["values"]["S2L2A"][4 * j + 2], x[j, :, 8:, :8])
+        assert torch.equal(q["valid"]["DEM"][4 * j + 3], b["valid"]["DEM"][j, 8:, 8:])
+        assert q["scene"][4 * j + 3] == b["scene"][j]
+        r, c, h, w = b["window"][j]
+        assert tuple(q["window"][4 * j + 3]) == (r + 8, c + 8, 8, 8)
+    assert torch.equal(q["present"]["DEM"], b["present"]["DEM"].repeat_interleave(4))
+    assert torch.equal(q["bands"]["S2L2A"], b["bands"]["S2L2A"].repeat_interleave(4, dim=0))

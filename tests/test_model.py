@@ -474,3 +474,17 @@ def test_class_weighted_loss_weights_each_cell_by_its_true_class():
     valid = torch.tensor([[[True, True], [True, False]]])
     torch.testing.assert_close(masked_mse(pred, tgt, valid), torch.tensor([1.0]))
     torch.testing.assert_close(masked_mse(pred, tgt, valid, wmap), torch.tensor([(1 + 1 + 3) / 3]))
+
+
+def test_p_single_keeps_one_condition_and_leaves_the_default_stream_alone():
+    present = {m: torch.ones(4000, dtype=torch.bool) for m in "ABCDE"}
+    base = sample_roles(present, RoleConfig(), torch.Generator().manual_seed(0))
+    off = sample_roles(present, RoleConfig(p_single=0.0), torch.Generator().manual_seed(0))
+    assert all(torch.equal(base[m], off[m]) for m in present)  # off: the same draws as before the option
+    n_cond = lambda r: (torch.stack(list(r.values()), 1) == CONDITION).sum(1)
+    on = sample_roles(present, RoleConfig(p_single=0.5), torch.Generator().manual_seed(0))
+    single_off, single_on = (n_cond(base) == 1).float().mean(), (n_cond(on) == 1).float().mean()
+    assert single_on > single_off + 0.2  # about half of the samples with several conditions now keep one
+    assert (n_cond(on) <= n_cond(base)).all()  # only conditions are dropped, never added
+    R = torch.stack(list(on.values()), 1)
+    assert ((R == TARGET).sum(1) >= 1).all()

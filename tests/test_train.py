@@ -273,3 +273,16 @@ def test_wandb_run_id_is_the_same_in_every_process(tmp_path):
                           env={**ENV, "PYTHONHASHSEED": seed}).stdout.strip() for seed in ("1", "2")}
     assert ids == {wandb_run_id(tmp_path / "run")}
     assert wandb_run_id(tmp_path / "run").startswith("run-") and wandb_run_id(tmp_path / "other") != ids.pop()
+
+
+def test_the_shipped_bundle_loads_from_any_working_directory(tmp_path, monkeypatch):
+    """The demo model trained on several dataset folders (relative paths in its config): loading it for sampling
+    elsewhere must not ask for them, while a training config still checks that its folders exist."""
+    from cogen.checkpoint import load_bundle
+    from cogen.config import load_stages
+    from cogen.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    assert isinstance(load_bundle(ROOT / "checkpoints" / "demo").config.data.root, list)
+    with pytest.raises(ConfigError, match="a list of files is for Parquet shards"):
+        load_stages(ROOT / "configs" / "demo.yaml")

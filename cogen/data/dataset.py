@@ -435,3 +435,31 @@ def collate_scenes(items: list[dict[str, Any]], modalities: Sequence[str] | None
     if dated:
         out["dates"] = dates
     return out
+
+
+def split_quadrants(batch: dict[str, Any]) -> dict[str, Any]:
+    """A batch of B crops of H x W px -> a batch of 4B crops of H/2 x W/2 px, each crop's four quadrants in turn
+    (top-left, top-right, bottom-left, bottom-right); presence, bands and dates follow their crop."""
+    def cut(x: torch.Tensor) -> torch.Tensor:  # (B, ..., H, W) -> (4B, ..., H/2, W/2)
+        H, W = x.shape[-2:]
+        h, w = H // 2, W // 2
+        parts = [x[..., :h, :w], x[..., :h, w:2 * w], x[..., h:2 * h, :w], x[..., h:2 * h, w:2 * w]]
+        return torch.stack(parts, dim=1).flatten(0, 1)
+
+    rep = lambda t: t.repeat_interleave(4, dim=0)
+    out = dict(batch)
+    out["values"] = {m: cut(v) for m, v in batch["values"].items()}
+    out["valid"] = {m: cut(v) for m, v in batch["valid"].items()}
+    out["present"] = {m: rep(v) for m, v in batch["present"].items()}
+    out["bands"] = {m: rep(v) for m, v in batch["bands"].items()}
+    if "dates" in batch:
+        out["dates"] = {m: rep(v) for m, v in batch["dates"].items()}
+    out["scene"] = [s for s in batch["scene"] for _ in range(4)]
+    out["window"] = [quadrant_window(w, q) for w in batch["window"] for q in range(4)]
+    return out
+
+
+def quadrant_window(window: Sequence[int], q: int) -> tuple[int, ...]:
+    """(row, col, h, w) of a crop -> that of its quadrant q (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right)."""
+    r, c, h, w = (int(v) for v in window)
+    return (r + (q // 2) * (h // 2), c + (q % 2) * (w // 2), h // 2, w // 2)

@@ -6,6 +6,11 @@ modality draws condition / target / absent with the configured weights, at least
 probability `p_uncond` the conditions of a sample are dropped (made absent) so the model also learns the
 unconditional prediction that classifier-free guidance contrasts with.
 
+With probability `p_single` a conditional sample keeps one of its conditions only (a random one; the others
+become absent): users often hold a single sensor (radar alone, one image), and as modalities and dates are
+added the independent draw above gives such samples ever less often (0.45 x 0.55^(M-1) for one given
+modality of M).
+
 With probability `p_band_subset` a condition of several bands is given with some of its bands only (each band
 kept with a probability drawn in [`band_keep_min`, 1], at least one kept), as a 9-band L2A product or L1C
 without B10 are: the model learns that a missing band is absent, not 0. Bands a file lacks are missing
@@ -38,6 +43,7 @@ class RoleConfig:
     partial_max: float = 0.8
     p_band_subset: float = 0.0  # a condition of several bands is given with some of its bands only
     band_keep_min: float = 0.25  # each band of such a condition is kept with a probability in [this, 1]
+    p_single: float = 0.0  # a conditional sample keeps one random condition only, the others absent
 
 
 def sample_roles(present: Mapping[str, torch.Tensor], cfg: RoleConfig,
@@ -59,6 +65,12 @@ def sample_roles(present: Mapping[str, torch.Tensor], cfg: RoleConfig,
         roles[no_target, pick[no_target]] = TARGET
     uncond = torch.rand(B, generator=generator) < cfg.p_uncond
     roles[uncond[:, None] & (roles == CONDITION)] = ABSENT
+    if cfg.p_single > 0:  # drawn only when on, so that runs without it keep their random stream
+        cond = roles == CONDITION
+        single = (torch.rand(B, generator=generator) < cfg.p_single) & (cond.sum(dim=1) > 1)
+        keep = (torch.rand(B, M, generator=generator) + cond.float() * 2).argmax(dim=1)  # a random condition
+        drop = single[:, None] & cond & (torch.arange(M)[None, :] != keep[:, None])
+        roles[drop] = ABSENT
     return {m: roles[:, i] for i, m in enumerate(names)}
 
 
