@@ -195,6 +195,7 @@ def _run_job(args, pipe: CogenPipeline, inputs: dict[str, str], targets: list[st
         nov = _novelty(pipe, inputs, od.path, kw, regenerate)
         res = pipe(inputs, targets, outputs=_outputs(od.path, dates.targets), regenerate=regenerate, novelty=nov, **kw)
         files = {m: r.files for m, r in res.items()}
+        fits = {m: _map_fit(pipe, inputs, m, f, nov, kw) for m, f in files.items() if "confidence" in f}
         out_panels = panels(files)
         if nov is not None:
             out_panels["novelty"] = (None, od.path / "novelty.tif")
@@ -202,8 +203,40 @@ def _run_job(args, pipe: CogenPipeline, inputs: dict[str, str], targets: list[st
                    {f"input {m}": (m, read_preview(p, window=window, modality=pipe.registry[m], bands=kw["bands"].get(m)))
                     for m, p in inputs.items()}, out_panels)
         _run_json(od.path, args, pipe, t0, {"outputs": _rel(files, od.path), "dates": dates.to_json(),
-                                            "novelty": None if nov is None else nov.to_json()})
+                                            "novelty": None if nov is None else nov.to_json(),
+                                            **({"map_fit": fits} if fits else {})})
     return files
+
+
+def _map_fit(pipe: CogenPipeline, inputs: dict[str, str], target: str, files: dict[str, str], nov, kw) -> dict | None:
+    """A class map's confidence made the chance that its class is right (cogen.mapfit), times the inputs'
+    familiarity as before: the confidence GeoTIFF is rewritten (a temporary file, then renamed). A one-line
+    warning when the map fits its inputs worse than 95% of the held-out tiles did. None without a calibration."""
+    import rasterio
+
+    from .io import atomic_path
+
+    path = Path(files["confidence"])
+    with rasterio.open(path) as src:
+        stored, prof, tags, desc = src.read(1), src.profile, src.tags(), src.descriptions
+    fam = np.ones_like(stored) if nov is None else nov.familiarity(0, stored.shape[0])
+    fit = pipe.map_fit(inputs, target, files["classes"], stored / fam, window=kw["window"],
+                       add_offsets=kw["add_offsets"], bands=kw["bands"])
+    if fit is None:
+        return None
+    conf = (fit["confidence"] * fam).astype(np.float32)
+    with atomic_path(path) as tmp:
+        with rasterio.open(tmp, "w", **prof) as dst:
+            dst.write(conf[None])
+            dst.update_tags(**tags, COGEN_CONFIDENCE="the chance that the class is right: the samples' agreement and "
+                            "the map's fit to the inputs (cogen.mapfit), times the inputs' familiarity")
+            dst.descriptions = desc
+    score = fit["scene_score"]
+    poor = bool(np.isfinite(score) and score > 1.0)
+    if poor:
+        print(f"warning: the {target} map fits its inputs worse than 95% of the maps of held-out places did (map fit "
+              f"{score:.2f} > 1); read it as unreliable; {path.name} shows where", file=sys.stderr)
+    return {"scene_score": round(score, 4) if np.isfinite(score) else None, "threshold": 1.0, "poor_fit": poor}
 
 
 def _novelty(pipe: CogenPipeline, inputs: dict[str, str], out: Path, kw: dict[str, Any], masks=None):

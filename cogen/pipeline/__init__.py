@@ -17,6 +17,7 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import rasterio
 import torch
 from rasterio.windows import Window
@@ -159,6 +160,37 @@ class CogenPipeline:
         if writer is not None:
             writer.commit()
         return nov
+
+    def map_fit(self, conditions: Mapping[str, Any], target: str, classes: Any, agreement: Any = None, *,
+                window: Window | None = None, add_offsets: Mapping[str, float] | None = None,
+                bands: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any] | None:
+        """How well a class map of `target` (an (H, W) array of class ids or its GeoTIFF) fits the inputs it was
+        generated from (cogen.mapfit): {"u": (H, W) float32 per 32 px tile (1 = the worst 5% of held-out tiles),
+        "scene_score": the mean over tiles, "confidence": the chance that each pixel's class is right, from `agreement`
+        (the samples' agreement, (H, W) or its GeoTIFF) and u}; None for a checkpoint without a map-fit
+        calibration or without an input it knows. Conditions, window, add_offsets and bands as the call that
+        made the map."""
+        from ..io import read_raster
+        from ..mapfit import scene_fit
+
+        cal = self.calibration
+        fit = None if cal is None else cal.map_fit
+        if fit is None:
+            return None
+        registry = self.registry.with_add_offsets(add_offsets) if add_offsets else self.registry
+        at_target = {k: v for k, v in conditions.items() if split_key(k)[1] is None and k in fit.spread}
+        named = {m: b for m, b in (bands or {}).items() if m in at_target}
+        sources = make_sources(registry, at_target, window, add_offsets, named)
+        if not sources:
+            return None
+        read = lambda a: read_raster(a)[0][0] if isinstance(a, (str, Path)) else np.asarray(a)
+        cl = read(classes)
+        u, score = scene_fit(self.bundle, self.device, sources, target, cl, fit, registry[target].nodata)
+        out = {"u": u, "scene_score": score}
+        if agreement is not None:
+            a = read(agreement).astype(np.float64)
+            out["confidence"] = np.where(np.isfinite(a), fit.confidence(np.nan_to_num(a, nan=1.0), u), np.nan)
+        return out
 
     def _tags(self, call: Call) -> dict[str, Any]:
         o = call.options
