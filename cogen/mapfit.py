@@ -41,10 +41,17 @@ class MapFit:
     the logistic weights (w0, w1, w2) of the confidence."""
 
     spread: dict[str, tuple[float, float]]
-    weights: tuple[float, float, float]
+    weights: tuple[float, float, float]  # pooled over the calibration's input sets
     level: float = LEVEL
     tile: int = TILE
     source: dict | None = None
+    by_inputs: dict[str, tuple[float, float, float]] | None = None  # {"DEM+S1RTC+S2L2A": weights} of each input set
+
+    def weights_for(self, inputs=None) -> tuple[float, float, float]:
+        """The weights of a call given `inputs` (modality names): its input set's own where it was calibrated
+        (the same agreement means more with more inputs), the pooled ones otherwise."""
+        key = inputs_key(inputs) if inputs is not None else None
+        return (self.by_inputs or {}).get(key, self.weights)
 
     def u(self, cs: Mapping[str, np.ndarray]) -> np.ndarray:
         """{modality: c of each tile (n,)} -> u (n,): the largest standardised c over the inputs (NaN-aware)."""
@@ -55,20 +62,30 @@ class MapFit:
         st = np.stack(us)
         return np.where(np.isnan(st).all(axis=0), np.nan, np.nanmax(np.where(np.isnan(st), -np.inf, st), axis=0))
 
-    def confidence(self, agreement: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """The chance that a pixel's class is right from its samples' agreement and its tile's u (u NaN: 0)."""
-        w0, w1, w2 = self.weights
+    def confidence(self, agreement: np.ndarray, u: np.ndarray, inputs=None) -> np.ndarray:
+        """The chance that a pixel's class is right from its samples' agreement and its tile's u (u NaN: 0), for a
+        map generated from `inputs` (`weights_for`)."""
+        w0, w1, w2 = self.weights_for(inputs)
         z = w0 + w1 * logit(agreement) + w2 * np.nan_to_num(u, nan=0.0)
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
     def to_dict(self) -> dict:
         return {"spread": {m: list(v) for m, v in self.spread.items()}, "weights": list(self.weights),
+                "by_inputs": {k: list(v) for k, v in (self.by_inputs or {}).items()},
                 "level": self.level, "tile": self.tile, "source": self.source or {}}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "MapFit":
         return cls({m: (float(v[0]), float(v[1])) for m, v in d["spread"].items()},
-                   tuple(float(w) for w in d["weights"]), float(d["level"]), int(d["tile"]), dict(d.get("source", {})))
+                   tuple(float(w) for w in d["weights"]), float(d["level"]), int(d["tile"]), dict(d.get("source", {})),
+                   {k: tuple(float(w) for w in v) for k, v in d.get("by_inputs", {}).items()} or None)
+
+
+def inputs_key(inputs) -> str:
+    """The name of an input set: its modalities sorted, joined by '+' ("DEM+S1RTC+S2L2A")."""
+    from .registry import base_modality
+
+    return "+".join(sorted({base_modality(m) for m in inputs}))
 
 
 def logit(a: np.ndarray) -> np.ndarray:
@@ -159,8 +176,19 @@ def scene_fit(bundle, device, sources: Mapping[str, Any], target: str, classes: 
 
 def fit_logistic(a: np.ndarray, u: np.ndarray, right: np.ndarray, iters: int = 50, ridge: float = 1e-3) -> tuple[float, float, float]:
     """Maximum-likelihood weights (w0, w1, w2) of p(right) = sigmoid(w0 + w1 logit(a) + w2 u), by Newton steps
-    with a small ridge (pixels: agreement a, tile u, whether the class is right)."""
+    with a small ridge (pixels: agreement a, tile u, whether the class is right). A map that fits its inputs
+    worse is never more likely right: where the fit gives u a positive weight, u is left out (w2 = 0) and the
+    other two are fitted again."""
+    w = _newton(a, u, right, iters, ridge, use_u=True)
+    if w[2] > 0:
+        w = _newton(a, u, right, iters, ridge, use_u=False)
+    return float(w[0]), float(w[1]), float(w[2])
+
+
+def _newton(a, u, right, iters: int, ridge: float, use_u: bool) -> np.ndarray:
     X = np.stack([np.ones_like(a, np.float64), logit(a), np.nan_to_num(np.asarray(u, np.float64))], axis=1)
+    if not use_u:
+        X[:, 2] = 0.0
     y = np.asarray(right, np.float64)
     w = np.zeros(3)
     for _ in range(iters):
@@ -171,7 +199,7 @@ def fit_logistic(a: np.ndarray, u: np.ndarray, right: np.ndarray, iters: int = 5
         w = w - step
         if np.abs(step).max() < 1e-8:
             break
-    return float(w[0]), float(w[1]), float(w[2])
+    return w
 
 
 def ece(conf: np.ndarray, right: np.ndarray, bins: int = 10) -> float:
@@ -254,5 +282,8 @@ def calibrate_map_fit(runs: list[dict], target_ids, quantile: float = 0.95, sour
         spread[m] = (float(np.median(vals)), float(np.quantile(vals, quantile)))
     fit = MapFit(spread, (0.0, 1.0, 0.0), source=source)
     a, u, right = pixels(runs, fit, target_ids)
+    by_inputs = {}
+    for subset in sorted({r["subset"] for r in runs}):
+        by_inputs[inputs_key(subset)] = fit_logistic(*pixels([r for r in runs if r["subset"] == subset], fit, target_ids))
     return MapFit(spread, fit_logistic(a, u, right), source={**(source or {}), "pixels": int(len(a)),
-                                                              "runs": len(runs)})
+                                                              "runs": len(runs)}, by_inputs=by_inputs)

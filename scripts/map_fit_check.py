@@ -37,7 +37,7 @@ MORE = ROOT / "data" / "more-real"
 
 def summary(runs, fit, ids) -> dict:
     a, u, right = pixels(runs, fit, ids, step=1)
-    p = fit.confidence(a, u)
+    p = np.concatenate([fit.confidence(*pixels([r], fit, ids, step=1)[:2], r["subset"]) for r in runs])
     return {"pixels": int(len(a)), "accuracy": float(right.mean()),
             "agreement": {"mean": float(a.mean()), "ece": ece(a, right)},
             "calibrated": {"mean": float(p.mean()), "ece": ece(p, right)}}

@@ -21,6 +21,7 @@ def test_logistic_fit_recovers_known_weights_and_calibrates():
     right = rng.uniform(size=a.shape) < p
     got = fit_logistic(a, u, right)
     assert np.allclose(got, w, atol=0.08)
+    assert fit_logistic(a, -u, right)[2] == 0.0  # a worse fit never raises the confidence: u left out
     fit = MapFit({"S2L2A": (0.0, 1.0)}, got)
     assert ece(fit.confidence(a, u), right) < 0.02 < ece(a, right)  # the agreement alone is not the chance of being right
 
@@ -34,6 +35,11 @@ def test_ece_and_u():
     assert MapFit.from_dict(json.loads(json.dumps(fit.to_dict()))) == replace(fit, source={})
     c = fit.confidence(np.array([0.9, 0.9]), np.array([0.0, 2.0]))
     assert c[1] < c[0]  # a worse fit, a lower confidence at the same agreement
+    sets = replace(fit, by_inputs={"A+B": (2.0, 1.0, -1.0)})
+    assert MapFit.from_dict(json.loads(json.dumps(sets.to_dict()))) == replace(sets, source={})
+    assert sets.weights_for(["B", "A@1", "A"]) == (2.0, 1.0, -1.0)  # an input set calibrated on: its own weights
+    assert sets.weights_for(["A"]) == sets.weights_for(None) == (0.0, 1.0, -1.0)  # others: the pooled ones
+    assert sets.confidence(np.array([0.9]), np.array([0.0]), ["A", "B"])[0] > c[0]
 
 
 def test_scene_fit_is_per_tile_on_the_map_grid_and_nan_where_no_class(tiny_bundle):

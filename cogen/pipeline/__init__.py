@@ -189,7 +189,8 @@ class CogenPipeline:
         out = {"u": u, "scene_score": score}
         if agreement is not None:
             a = read(agreement).astype(np.float64)
-            out["confidence"] = np.where(np.isfinite(a), fit.confidence(np.nan_to_num(a, nan=1.0), u), np.nan)
+            given = [split_key(k)[0] for k in conditions if split_key(k)[1] is None]
+            out["confidence"] = np.where(np.isfinite(a), fit.confidence(np.nan_to_num(a, nan=1.0), u, given), np.nan)
         return out
 
     def _tags(self, call: Call) -> dict[str, Any]:
