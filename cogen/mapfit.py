@@ -174,7 +174,8 @@ def scene_fit(bundle, device, sources: Mapping[str, Any], target: str, classes: 
     return out, float(np.mean(tiles)) if tiles else float("nan")
 
 
-def fit_logistic(a: np.ndarray, u: np.ndarray, right: np.ndarray, iters: int = 50, ridge: float = 1e-3) -> tuple[float, float, float]:
+def fit_logistic(a: np.ndarray, u: np.ndarray, right: np.ndarray, iters: int = 50,
+                 ridge: float = 1e-3) -> tuple[float, float, float]:
     """Maximum-likelihood weights (w0, w1, w2) of p(right) = sigmoid(w0 + w1 logit(a) + w2 u), by Newton steps
     with a small ridge (pixels: agreement a, tile u, whether the class is right). A map that fits its inputs
     worse is never more likely right: where the fit gives u a positive weight, u is left out (w2 = 0) and the
@@ -284,6 +285,7 @@ def calibrate_map_fit(runs: list[dict], target_ids, quantile: float = 0.95, sour
     a, u, right = pixels(runs, fit, target_ids)
     by_inputs = {}
     for subset in sorted({r["subset"] for r in runs}):
-        by_inputs[inputs_key(subset)] = fit_logistic(*pixels([r for r in runs if r["subset"] == subset], fit, target_ids))
+        own = [r for r in runs if r["subset"] == subset]
+        by_inputs[inputs_key(subset)] = fit_logistic(*pixels(own, fit, target_ids))
     return MapFit(spread, fit_logistic(a, u, right), source={**(source or {}), "pixels": int(len(a)),
                                                               "runs": len(runs)}, by_inputs=by_inputs)

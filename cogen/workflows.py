@@ -229,7 +229,8 @@ def _map_fit(pipe: CogenPipeline, inputs: dict[str, str], target: str, files: di
         with rasterio.open(tmp, "w", **prof) as dst:
             dst.write(conf[None])
             dst.update_tags(**tags, COGEN_CONFIDENCE="the chance that the class is right: the samples' agreement and "
-                            "the map's fit to the inputs (cogen.mapfit), times the inputs' familiarity")
+                            "the map's fit to the inputs (cogen.mapfit), times the inputs' familiarity",
+                            COGEN_MAP_FIT_WEIGHTS=",".join(f"{w:.6g}" for w in fit["weights"]))
             dst.descriptions = desc
     score = fit["scene_score"]
     poor = bool(np.isfinite(score) and score > 1.0)

@@ -91,5 +91,5 @@ def test_segment_rewrites_its_confidence_with_the_map_fit(tmp_path, tiny_bundle)
             rasterio.open(tmp_path / "fit" / "LULC_confidence.tif") as f:
         assert (f.crs, f.transform, f.shape, f.dtypes[0]) == (p.crs, p.transform, p.shape, "float32")
         a, c = p.read(1), f.read(1)
-        assert "COGEN_CONFIDENCE" in f.tags()
+        assert "COGEN_CONFIDENCE" in f.tags() and f.tags()["COGEN_MAP_FIT_WEIGHTS"] == "0,1,-0.5"
     assert not np.allclose(a, c) and ((c >= 0) & (c <= 1)).all()
