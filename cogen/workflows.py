@@ -213,25 +213,34 @@ def _map_fit(pipe: CogenPipeline, inputs: dict[str, str], target: str, files: di
     familiarity as before: the confidence GeoTIFF is rewritten (a temporary file, then renamed). A one-line
     warning when the map fits its inputs worse than 95% of the held-out tiles did. None without a calibration."""
     import rasterio
+    from rasterio.windows import Window
 
     from .io import atomic_path
 
     path = Path(files["confidence"])
-    with rasterio.open(path) as src:
-        stored, prof, tags, desc = src.read(1), src.profile, src.tags(), src.descriptions
-    fam = np.ones_like(stored) if nov is None else nov.familiarity(0, stored.shape[0])
-    fit = pipe.map_fit(inputs, target, files["classes"], stored / fam, window=kw["window"],
-                       add_offsets=kw["add_offsets"], bands=kw["bands"])
+    fit = pipe.map_fit(inputs, target, files["classes"], window=kw["window"], add_offsets=kw["add_offsets"],
+                       bands=kw["bands"])
     if fit is None:
         return None
-    conf = (fit["confidence"] * fam).astype(np.float32)
-    with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **prof) as dst:
-            dst.write(conf[None])
-            dst.update_tags(**tags, COGEN_CONFIDENCE="the chance that the class is right: the samples' agreement and "
-                            "the map's fit to the inputs (cogen.mapfit), times the inputs' familiarity",
-                            COGEN_MAP_FIT_WEIGHTS=",".join(f"{w:.6g}" for w in fit["weights"]))
-            dst.descriptions = desc
+    given = [m for m in inputs if "@" not in m]
+    weights = pipe.calibration.map_fit.weights_for(given)
+    with rasterio.open(path) as src:
+        prof = src.profile
+    with atomic_path(path) as tmp:  # both files closed before the rename
+        with rasterio.open(path) as src, rasterio.open(tmp, "w", **prof) as dst:
+            H, W = src.height, src.width
+            for top in range(0, H, 512):  # by bands of rows: the scene's confidence is never whole in memory
+                n = min(512, H - top)
+                win = Window(0, top, W, n)
+                stored = src.read(1, window=win)
+                fam = np.ones_like(stored) if nov is None else nov.familiarity(top, n)
+                a = stored / fam  # the samples' agreement
+                conf = pipe.calibration.map_fit.confidence(np.nan_to_num(a, nan=1.0), fit["u"][top : top + n], given)
+                dst.write(np.where(np.isfinite(a), conf * fam, np.nan)[None].astype(np.float32), window=win)
+            dst.update_tags(**src.tags(), COGEN_CONFIDENCE="the chance that the class is right: the samples' "
+                            "agreement and the map's fit to the inputs (cogen.mapfit), times the inputs' familiarity",
+                            COGEN_MAP_FIT_WEIGHTS=",".join(f"{w:.6g}" for w in weights))
+            dst.descriptions = src.descriptions
     score = fit["scene_score"]
     poor = bool(np.isfinite(score) and score > 1.0)
     if poor:

@@ -93,3 +93,13 @@ def test_segment_rewrites_its_confidence_with_the_map_fit(tmp_path, tiny_bundle)
         a, c = p.read(1), f.read(1)
         assert "COGEN_CONFIDENCE" in f.tags() and f.tags()["COGEN_MAP_FIT_WEIGHTS"] == "0,1,-0.5"
     assert not np.allclose(a, c) and ((c >= 0) & (c <= 1)).all()
+    # the value: the chance from the agreement and the tile's fit, times the familiarity (as without the fit)
+    from cogen.novelty import familiarity
+    from cogen.pipeline import CogenPipeline
+
+    pipe = CogenPipeline.from_checkpoint(path)
+    with rasterio.open(tmp_path / "fit" / "novelty.tif") as nv:
+        fam = familiarity(nv.read(1), pipe.calibration.pixel_scale)
+    fit = pipe.map_fit({"S2L2A": str(s2)}, "LULC", tmp_path / "fit" / "LULC.tif")
+    want = pipe.calibration.map_fit.confidence(a / fam, fit["u"], ["S2L2A"]) * fam
+    assert np.allclose(c, want, atol=1e-5)
