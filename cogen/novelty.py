@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-map-fit", action="store_true", help="leave out the class maps' confidence calibration "
                    "(cogen.mapfit: the model's maps of the labelled held-out regions from 4 input subsets, "
-                   "about 10 minutes on two cores)")
+                   "about 8 minutes on two cores)")
     a = p.parse_args(argv)
     from .checkpoint import DEFAULT_CHECKPOINT, REPO_ROOT, load_bundle
 
