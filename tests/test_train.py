@@ -289,3 +289,19 @@ def test_the_shipped_bundle_loads_from_any_working_directory(tmp_path, monkeypat
     assert isinstance(load_bundle(ROOT / "checkpoints" / "demo").config.data.root, list)
     with pytest.raises(ConfigError, match="a list of files is for Parquet shards"):
         load_stages(ROOT / "configs" / "demo.yaml")
+
+
+def test_quadrant_batches_train_at_half_the_crop(tmp_path):
+    """data.p_quadrants=1: every batch of 16 px crops is cut into 8 px quadrants (four times the batch, the audit
+    names each quadrant's window); validation runs on the quadrants' size; values it cannot use are refused."""
+    run_train(tmp_path / "q", "train.steps=2", "train.ckpt_every=2", "train.audit=true", "data.p_quadrants=1.0",
+              "train.eval_every=2", "optim.batch_size=2")
+    steps = [json.loads(x) for x in (tmp_path / "q" / "audit" / "rank-0.jsonl").read_text().splitlines()]
+    windows = [s[1:] for s in steps[0]["samples"]]
+    assert len(windows) == 8 and all(w[2:] == [8, 8] for w in windows)
+    assert {(w[0] - windows[0][0], w[1] - windows[0][1]) for w in windows[:4]} == {(0, 0), (0, 8), (8, 0), (8, 8)}
+    assert any("val_loss" in json.loads(x) for x in (tmp_path / "q" / "metrics.jsonl").read_text().splitlines())
+    for over, match in [("data.p_quadrants=1.5", "data.p_quadrants=1.5: must be a probability"),
+                        ("data.crop=12", "data.crop=12 must be a multiple of twice the patch size")]:
+        bad = run_train(tmp_path / "b", "train.steps=1", "data.p_quadrants=0.5", over, check=False)
+        assert bad.returncode != 0 and match in bad.stderr
