@@ -220,15 +220,15 @@ SUBSETS = (("S2L2A",), ("S2L1C",), ("S1RTC",), ("S2L2A", "S1RTC", "DEM"))  # inp
 
 
 def labelled_runs(pipe, data, rows: tuple[int, int], subsets=SUBSETS, samples: int = 4, target: str = "LULC",
-                  seed: int = 0) -> list[dict]:
-    """The model's maps of the labelled held-out regions (configs/split.yaml's test regions of the places trained
-    on, `rows` of them) from each input subset: per run the classes, the agreement, the truth and c of every
-    tile and input."""
+                  seed: int = 0, split_file=None) -> list[dict]:
+    """The model's maps of the labelled held-out regions (the test regions of `split_file`, default
+    configs/split.yaml, of the places trained on, `rows` of them) from each input subset: per run the classes,
+    the agreement, the truth and c of every tile and input."""
     from .novelty import shipped_regions
 
     b = pipe.bundle
     mods = sorted({m for s in subsets for m in s})
-    regions = shipped_regions(b, data, [*mods, target], rows, "test")
+    regions = shipped_regions(b, data, [*mods, target], rows, "test", split_file)
     by_scene = {m: {s.scene: s for s in regions[m]} for m in regions}
     runs = []
     for subset in subsets:

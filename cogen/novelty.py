@@ -336,16 +336,16 @@ def roc_auc(negatives, positives) -> float:
 
 
 def shipped_regions(bundle, data: Path | Sequence[Path], modalities: list[str], rows: tuple[int, int] | None,
-                    split: str) -> dict[str, list]:
+                    split: str, split_file: str | Path | None = None) -> dict[str, list]:
     """{modality: [Source]} of the scenes of `data` (one dataset folder or several) restricted to a split of
-    configs/split.yaml (`train` or `test`) and, if given, to `rows` of it; each Source is an array of that region.
-    Only places the model trained on count: a scene the training split excludes (a place held out whole) is left
-    out of either split, and so is a file that holds some of its modality's bands only."""
+    `split_file` (default configs/split.yaml; `train` or `test`) and, if given, to `rows` of it; each Source is an
+    array of that region. Only places the model trained on count: a scene the training split excludes (a place
+    held out whole) is left out of either split, and so is a file that holds some of its modality's bands only."""
     from .data.dataset import load_split
     from .io import read_raster
     from .pipeline.sources import ArraySource
 
-    split_file = Path(__file__).resolve().parent.parent / "configs" / "split.yaml"
+    split_file = Path(split_file) if split_file else Path(__file__).resolve().parent.parent / "configs" / "split.yaml"
     region, regions = load_split(split_file, split)
     t_region, t_regions = load_split(split_file, "train")
     roots = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
@@ -380,6 +380,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="a dataset folder (repeatable; default: data/terramind-examples and data/more-real)")
     p.add_argument("--modalities", default=None, help="inputs to calibrate, comma-separated (default: every "
                    "continuous modality of the checkpoint that the scenes hold)")
+    p.add_argument("--split-file", default=None, help="the split of the data (train and test regions, as "
+                   "configs/split.yaml, the default); the calibration uses rows 0-111 of the test regions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-map-fit", action="store_true", help="leave out the class maps' confidence calibration "
                    "(cogen.mapfit: the model's maps of the labelled held-out regions from 4 input subsets, "
@@ -394,7 +396,9 @@ def main(argv: list[str] | None = None) -> None:
                                                       REPO_ROOT / "data" / "more-real"]
     mods = ([m.strip() for m in a.modalities.split(",") if m.strip()] if a.modalities else
             [m for m in bundle.model.names if any((d / m).is_dir() for d in data)])
-    train, held = shipped_regions(bundle, data, mods, None, "train"), shipped_regions(bundle, data, mods, (0, 112), "test")
+    sf = a.split_file
+    train, held = (shipped_regions(bundle, data, mods, None, "train", sf),
+                   shipped_regions(bundle, data, mods, (0, 112), "test", sf))
     mods = [m for m in mods if train[m] and held[m]]
     cal = calibrate(bundle, "cpu", {m: train[m] for m in mods}, {m: held[m] for m in mods}, seed=a.seed,
                     source={"bank": "the training regions (configs/split.yaml) of " + ", ".join(map(str, data)),
@@ -406,7 +410,8 @@ def main(argv: list[str] | None = None) -> None:
         from .mapfit import calibrate_map_fit, labelled_runs
         from .pipeline import CogenPipeline
 
-        runs = labelled_runs(CogenPipeline(bundle, torch.device("cpu")), data, (0, 112), target=target, seed=a.seed)
+        runs = labelled_runs(CogenPipeline(bundle, torch.device("cpu")), data, (0, 112), target=target, seed=a.seed,
+                             split_file=sf)
         if runs:
             cal = replace(cal, map_fit=calibrate_map_fit(runs, bundle.registry[target].class_ids, source={
                 "held_out": "the labelled test regions, rows 0-111, of the places trained on; 4 samples a map"}))

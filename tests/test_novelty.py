@@ -135,3 +135,14 @@ def test_a_held_out_strip_of_a_training_place_is_familiar(shipped):
     strips = shipped_regions(bundle, SHIPPED, ["S2L2A"], (112, 224), "test")["S2L2A"]
     scores = [scene_novelty(bundle, "cpu", {"S2L2A": s}, cal).scene_score for s in strips]
     assert np.median(scores) < cal.threshold
+
+
+def test_regions_follow_the_split_file_given(shipped, tmp_path):
+    """Calibrating on one's own data takes one's own split (python -m cogen.novelty --split-file)."""
+    bundle, _ = shipped
+    own = tmp_path / "split.yaml"
+    own.write_text("splits:\n  train:\n    default: {cols: [0, 100]}\n  test:\n    default: {cols: [120, 152]}\n")
+    default = shipped_regions(bundle, SHIPPED, ["DEM"], None, "test")["DEM"]
+    mine = shipped_regions(bundle, SHIPPED, ["DEM"], None, "test", own)["DEM"]
+    assert len(mine) == len(default) == 5
+    assert {s.width for s in default} == {64} and {s.width for s in mine} == {32}
