@@ -98,29 +98,20 @@ def tile_fit(bundle, device, m: str, x: torch.Tensor, ok: torch.Tensor, given: n
              y: torch.Tensor, level: float = LEVEL, seed: int = 0, batch: int = 64) -> np.ndarray:
     """Model-space tiles (n, C, T, T) of input m, their valid mask (n, T, T), and the model-space class map tiles
     y (n, T, T) of `target` -> c of each tile (n,), NaN where the tile has no valid token."""
+    from .novelty import given_mask, x0_error
+
     model, diff = bundle.model, bundle.diffusion
     tok, tok_y = bundle.tokenizers[m], bundle.tokenizers[target]
     z, zy = tok.encode(x.to(device)), tok_y.encode(y.to(device))
     n, C = z.shape[:2]
-    g = torch.ones(C, dtype=torch.bool, device=device)
-    if given is not None and len(given) == C:
-        g = torch.from_numpy(np.asarray(given, bool)).to(device)
-    chan = g.float()
+    g = given_mask(given, C, device)
     eps = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed * 1009 + 7)).to(device)
     t = torch.full((n,), float(level), device=device)
     zt = diff.add_noise(z, eps, t)
     valid = tok.latent_valid(ok.to(device).bool()).float()  # (n, h, w)
     errs = {}
-    for name, with_map in (("alone", False), ("given", True)):
-        est = []
-        for i in range(0, n, batch):
-            sl = slice(i, i + batch)
-            inp, tt = {m: zt[sl]}, {m: t[sl]}
-            if with_map:
-                inp[target], tt[target] = zy[sl], torch.zeros_like(t[sl])
-            kw = {} if bool(g.all()) else {"bands": {m: g[None].expand(zt[sl].shape[0], -1)}}
-            est.append(diff.predict_x0(zt[sl], model(inp, tt, **kw)[m], t[sl]))
-        e = ((torch.cat(est) - z) ** 2 * chan[None, :, None, None]).sum(dim=1) / chan.sum()  # (n, h, w)
+    for name, extra in (("alone", None), ("given", {target: zy})):
+        e = x0_error(model, diff, m, z, zt, t, g, batch, extra)  # (n, h, w)
         errs[name] = (e * valid).sum(dim=(1, 2)) / valid.sum(dim=(1, 2)).clamp(min=1)
     c = torch.log(errs["given"] + EPS) - torch.log(errs["alone"] + EPS)
     return np.where(valid.sum(dim=(1, 2)).cpu().numpy() > 0, c.cpu().numpy(), np.nan)

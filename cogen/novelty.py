@@ -146,6 +146,32 @@ def embed_tokens(model, m: str, z: torch.Tensor, given: torch.Tensor | None = No
     return model.embed[m](rearrange(z, "b c (h p) (w q) -> b (h w) (c p q)", p=p, q=p))
 
 
+def given_mask(given: np.ndarray | None, C: int, device) -> torch.Tensor:
+    """(C,) bool: the bands of an input that are given (all when `given` is None or not of C bands)."""
+    if given is not None and len(given) == C:
+        return torch.from_numpy(np.asarray(given, bool)).to(device)
+    return torch.ones(C, dtype=torch.bool, device=device)
+
+
+@torch.no_grad()
+def x0_error(model, diff, m: str, z: torch.Tensor, zt: torch.Tensor, t: torch.Tensor, g: torch.Tensor, batch: int,
+             extra: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """The squared error of the model's clean estimate of input m from its noised latent zt (n, c, h, w) at times
+    t (n,), averaged over the given bands g: (n, h, w). `extra`: other modalities' clean latents given beside
+    it (at time 0). Batches of `batch` tiles."""
+    bands = None if bool(g.all()) else g[None].expand(z.shape[0], -1)
+    est = []
+    for i in range(0, z.shape[0], batch):
+        sl = slice(i, i + batch)
+        inp, tt = {m: zt[sl]}, {m: t[sl]}
+        for k, v in (extra or {}).items():
+            inp[k], tt[k] = v[sl], torch.zeros_like(t[sl])
+        o = model(inp, tt, bands=None if bands is None else {m: bands[sl]})[m]
+        est.append(diff.predict_x0(zt[sl], o, t[sl]))
+    chan = g.float()
+    return ((torch.cat(est) - z) ** 2 * chan[None, :, None, None]).sum(dim=1) / chan.sum()
+
+
 @torch.no_grad()
 def token_features(bundle, device, m: str, x: torch.Tensor, ok: torch.Tensor, given: np.ndarray | None,
                    levels, seed: int, bank: torch.Tensor | None, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,23 +181,13 @@ def token_features(bundle, device, m: str, x: torch.Tensor, ok: torch.Tensor, gi
     p = model.patch_size(m)
     z = tok.encode(x.to(device))
     n, C, h, w = z.shape
-    g = torch.ones(C, dtype=torch.bool, device=device)
-    if given is not None and len(given) == C:
-        g = torch.from_numpy(np.asarray(given, bool)).to(device)
-    bands = None if bool(g.all()) else g[None].expand(n, -1)
-    chan = g.float()
+    g = given_mask(given, C, device)
     feats = []
     for li, t in enumerate(levels):
         gen = torch.Generator().manual_seed(seed * 1009 + li)
         eps = torch.randn(z.shape, generator=gen).to(device)
         tt = torch.full((n,), float(t), device=device)
-        zt = diff.add_noise(z, eps, tt)
-        est = []
-        for i in range(0, n, batch):
-            sl = slice(i, i + batch)
-            o = model({m: zt[sl]}, {m: tt[sl]}, bands=None if bands is None else {m: bands[sl]})[m]
-            est.append(diff.predict_x0(zt[sl], o, tt[sl]))
-        e = ((torch.cat(est) - z) ** 2 * chan[None, :, None, None]).sum(dim=1) / chan.sum()  # (n, h, w)
+        e = x0_error(model, diff, m, z, diff.add_noise(z, eps, tt), tt, g, batch)  # (n, h, w)
         feats.append(torch.log(F.avg_pool2d(e[:, None], p)[:, 0] + EPS))  # (n, gh, gw)
     if bank is not None:
         emb = embed_tokens(model, m, z, g)  # (n, N, D)
