@@ -222,8 +222,6 @@ def _map_fit(pipe: CogenPipeline, inputs: dict[str, str], target: str, files: di
                        bands=kw["bands"])
     if fit is None:
         return None
-    given = [m for m in inputs if "@" not in m]
-    weights = pipe.calibration.map_fit.weights_for(given)
     with rasterio.open(path) as src:
         prof = src.profile
     with atomic_path(path) as tmp:  # both files closed before the rename
@@ -235,11 +233,12 @@ def _map_fit(pipe: CogenPipeline, inputs: dict[str, str], target: str, files: di
                 stored = src.read(1, window=win)
                 fam = np.ones_like(stored) if nov is None else nov.familiarity(top, n)
                 a = stored / fam  # the samples' agreement
-                conf = pipe.calibration.map_fit.confidence(np.nan_to_num(a, nan=1.0), fit["u"][top : top + n], given)
+                conf = pipe.calibration.map_fit.confidence(np.nan_to_num(a, nan=1.0), fit["u"][top : top + n],
+                                                           fit["inputs"])
                 dst.write(np.where(np.isfinite(a), conf * fam, np.nan)[None].astype(np.float32), window=win)
             dst.update_tags(**src.tags(), COGEN_CONFIDENCE="the chance that the class is right: the samples' "
                             "agreement and the map's fit to the inputs (cogen.mapfit), times the inputs' familiarity",
-                            COGEN_MAP_FIT_WEIGHTS=",".join(f"{w:.6g}" for w in weights))
+                            COGEN_MAP_FIT_WEIGHTS=",".join(f"{w:.6g}" for w in fit["weights"]))
             dst.descriptions = src.descriptions
     score = fit["scene_score"]
     poor = bool(np.isfinite(score) and score > 1.0)

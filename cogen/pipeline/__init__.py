@@ -166,10 +166,10 @@ class CogenPipeline:
                 bands: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any] | None:
         """How well a class map of `target` (an (H, W) array of class ids or its GeoTIFF) fits the inputs it was
         generated from (cogen.mapfit): {"u": (H, W) float32 per 32 px tile (1 = the worst 5% of held-out tiles),
-        "scene_score": the mean over tiles, and with `agreement` (the samples' agreement, (H, W) or its GeoTIFF)
-        "confidence": the chance that each pixel's class is right, and "weights": the logistic weights used}; None
-        for a checkpoint without a map-fit calibration or without an input it knows. Conditions, window,
-        add_offsets and bands as the call that made the map."""
+        "scene_score": the mean over tiles, "inputs": the input set whose confidence weights apply, "weights":
+        those weights, and with `agreement` (the samples' agreement, (H, W) or its GeoTIFF) "confidence": the chance
+        that each pixel's class is right}; None for a checkpoint without a map-fit calibration or without an input
+        it knows. Conditions, window, add_offsets and bands as the call that made the map."""
         from ..io import read_raster
         from ..mapfit import scene_fit
 
@@ -186,12 +186,11 @@ class CogenPipeline:
         read = lambda a: read_raster(a)[0][0] if isinstance(a, (str, Path)) else np.asarray(a)
         cl = read(classes)
         u, score = scene_fit(self.bundle, self.device, sources, target, cl, fit, registry[target].nodata)
-        out = {"u": u, "scene_score": score}
+        given = [split_key(k)[0] for k in conditions if split_key(k)[1] is None]
+        out = {"u": u, "scene_score": score, "inputs": given, "weights": fit.weights_for(given)}
         if agreement is not None:
             a = read(agreement).astype(np.float64)
-            given = [split_key(k)[0] for k in conditions if split_key(k)[1] is None]
             out["confidence"] = np.where(np.isfinite(a), fit.confidence(np.nan_to_num(a, nan=1.0), u, given), np.nan)
-            out["weights"] = fit.weights_for(given)
         return out
 
     def _tags(self, call: Call) -> dict[str, Any]:
