@@ -5,6 +5,7 @@ A file may also list `stages:`, runs that follow one another (configs/demo.yaml)
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -347,8 +348,10 @@ def _check_ranges(cfg: Config) -> Config:
                           f"from data.root")
     patches = {cfg.model.patch_size, *cfg.model.patch_sizes.values()}
     if d.p_quadrants > 0 and any(d.crop % (2 * p) for p in patches):
+        unit = math.lcm(*patches)  # every modality's patch size
+        step = 2 * unit
         raise ConfigError(f"data.p_quadrants={d.p_quadrants}: data.crop={d.crop} must be a multiple of twice the patch "
-                          f"size {max(patches)} to cut quadrants (e.g. data.crop={4 * max(patches) * 4})")
+                          f"size {unit} to cut quadrants (e.g. data.crop={max(step, d.crop // step * step)})")
     bad = [p for p in sorted(patches) if p < 1 or cfg.data.crop % p]
     if bad:
         raise ConfigError(f"data.crop={cfg.data.crop}: must be a multiple of the patch size {bad[0]} "

@@ -207,6 +207,7 @@ def ece(conf: np.ndarray, right: np.ndarray, bins: int = 10) -> float:
     return float(tot / max(len(conf), 1))
 
 
+HELD_OUT = "the labelled test regions, rows 0-111, of the places trained on; 4 samples a map"  # what calibrates
 SUBSETS = (("S2L2A",), ("S2L1C",), ("S1RTC",), ("S2L2A", "S1RTC", "DEM"))  # inputs the calibration segments from
 
 

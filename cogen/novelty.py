@@ -417,20 +417,20 @@ def main(argv: list[str] | None = None) -> None:
                    shipped_regions(bundle, data, mods, (0, 112), "test", sf))
     mods = [m for m in mods if train[m] and held[m]]
     cal = calibrate(bundle, "cpu", {m: train[m] for m in mods}, {m: held[m] for m in mods}, seed=a.seed,
-                    source={"bank": "the training regions (configs/split.yaml) of " + ", ".join(map(str, data)),
+                    source={"bank": f"the training regions ({sf or 'configs/split.yaml'}) of " + ", ".join(map(str, data)),
                             "held_out": "the test regions, rows 0-111, of the places trained on", "modalities": mods})
     target = next((m for m in bundle.model.names if bundle.registry[m].is_categorical), None)
     if not a.no_map_fit and target is not None:
         from dataclasses import replace
 
-        from .mapfit import calibrate_map_fit, labelled_runs
+        from .mapfit import HELD_OUT, calibrate_map_fit, labelled_runs
         from .pipeline import CogenPipeline
 
         runs = labelled_runs(CogenPipeline(bundle, torch.device("cpu")), data, (0, 112), target=target, seed=a.seed,
                              split_file=sf)
         if runs:
-            cal = replace(cal, map_fit=calibrate_map_fit(runs, bundle.registry[target].class_ids, source={
-                "held_out": "the labelled test regions, rows 0-111, of the places trained on; 4 samples a map"}))
+            cal = replace(cal, map_fit=calibrate_map_fit(runs, bundle.registry[target].class_ids,
+                                                         source={"held_out": HELD_OUT}))
             print(f"map fit: weights {', '.join(f'{w:.3f}' for w in cal.map_fit.weights)} "
                   f"({cal.map_fit.source['pixels']} pixels of {len(runs)} maps)")
     print(f"wrote {cal.save(path)}: threshold {cal.threshold:.3f}, pixel scale {cal.pixel_scale:.3f} "

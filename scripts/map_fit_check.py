@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from cogen.evaluate.places import EOLEARN_TO_LULC, SLOVENIA_CLEAR  # noqa: E402
 from cogen.io import read_raster, write_json  # noqa: E402
-from cogen.mapfit import calibrate_map_fit, ece, labelled_runs, pixels, tile_cs  # noqa: E402
+from cogen.mapfit import HELD_OUT, calibrate_map_fit, ece, labelled_runs, pixels, tile_cs  # noqa: E402
 from cogen.novelty import Calibration  # noqa: E402
 from cogen.pipeline import CogenPipeline  # noqa: E402
 from cogen.pipeline.sources import RasterSource  # noqa: E402
@@ -53,8 +53,7 @@ def main() -> None:
     b, ids = pipe.bundle, pipe.registry["LULC"].class_ids
     data = [ROOT / "data" / "terramind-examples"]
     cal_runs = labelled_runs(pipe, data, (0, 112), samples=a.samples)
-    fit = calibrate_map_fit(cal_runs, ids, source={
-        "held_out": "the labelled test regions, rows 0-111, of the places trained on; 4 samples a map"})
+    fit = calibrate_map_fit(cal_runs, ids, source={"held_out": HELD_OUT})
     print(f"calibrated on {len(cal_runs)} maps: weights {fit.weights}, spread {fit.spread} ({time.time() - t0:.0f} s)")
     check = labelled_runs(pipe, data, (112, 224), samples=a.samples)
     doc = {"weights": list(fit.weights), "spread": {m: list(v) for m, v in fit.spread.items()}, "samples": a.samples,
